@@ -1,0 +1,90 @@
+"""Access service app factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from services.access.bootstrap import bootstrap_identity
+from services.access.keys import KeyStore
+from services.access.routers import identity, oauth
+from services.access.settings import AccessSettings
+from shared.app import create_service_app
+from shared.auth import StaticKeySource, TokenVerifier
+from shared.db import Database
+
+logger = logging.getLogger("sluice.access")
+
+DESCRIPTION = """
+Identity and tokens for the Sluice marketplace.
+
+* **Organisations and API clients** (operators onboard them).
+* **OAuth 2.0 client credentials** at `POST /oauth/token`; tokens are RS256 JWTs with `kid`,
+  verifiable offline with the keys at `/.well-known/jwks.json`.
+* **Signing-key rotation** without downtime.
+
+Errors are RFC 9457 `application/problem+json`, except on `/oauth/*`, which follows RFC 6749.
+"""
+
+
+@contextlib.asynccontextmanager
+async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
+    settings: AccessSettings = app.state.settings
+    db: Database = app.state.db
+    passphrase = settings.signing_key_passphrase
+    if passphrase is None:
+        logger.warning(
+            "signing keys are stored unencrypted; set SLUICE_ACCESS_SIGNING_KEY_PASSPHRASE in production"
+        )
+    keys = KeyStore(
+        db.sessionmaker,
+        bits=settings.signing_key_bits,
+        passphrase=passphrase.get_secret_value().encode() if passphrase else None,
+        max_token_lifetime=timedelta(seconds=max(settings.token_lifetime_seconds, 900)),
+    )
+    await keys.load()
+    await bootstrap_identity(db.sessionmaker, settings)
+    app.state.keys = keys
+    # The access service verifies its own tokens from its key store: no HTTP to itself.
+    app.state.verifier = TokenVerifier(
+        StaticKeySource(keys.verification_keys),
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+    )
+
+    async def refresh_keys() -> None:
+        while True:
+            await asyncio.sleep(settings.key_refresh_seconds)
+            try:
+                await keys.refresh()
+            except Exception:
+                logger.exception("could not refresh signing keys; retrying")
+
+    task = asyncio.create_task(refresh_keys(), name="refresh-signing-keys")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def create_app(settings: AccessSettings | None = None) -> FastAPI:
+    settings = settings or AccessSettings()
+    return create_service_app(
+        settings,
+        title="Sluice access",
+        description=DESCRIPTION,
+        routers=[oauth.router, identity.router],
+        lifespan_steps=[keys_and_bootstrap],
+        openapi_tags=[
+            {"name": "oauth", "description": "OAuth 2.0 token endpoint and discovery"},
+            {"name": "identity", "description": "Organisations, API clients and signing keys"},
+            {"name": "operations", "description": "Health, readiness and metrics"},
+        ],
+    )

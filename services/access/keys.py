@@ -1,0 +1,193 @@
+"""Signing keys: generation, rotation and the published JWKS.
+
+Keys live in the database so every replica signs with the same key. Each
+replica loads them once into built jose key objects (never per token) and
+re-reads them every ``key_refresh_seconds`` to pick up rotations made by
+another replica.
+
+Rotation: the new key becomes ``active`` and signs from now on; the previous
+active key becomes ``retiring`` and stays in the JWKS until every token it
+signed has expired (``retire_after``), so rotation needs no downtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jose import jwk
+from jose.backends.base import Key
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.access.models import SigningKey
+from shared.auth import ALGORITHM
+from shared.db import utcnow
+
+logger = logging.getLogger("sluice.access.keys")
+
+#: Tokens may be verified with this much clock skew; a retiring key outlives
+#: its last token by at least this margin.
+VERIFY_LEEWAY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class LoadedKey:
+    kid: str
+    status: str
+    signing: Key
+    verifying: Key
+    public_jwk: dict[str, Any]
+    retire_after: datetime | None
+
+
+def _new_kid() -> str:
+    return utcnow().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+
+
+def generate_signing_key(bits: int, passphrase: bytes | None) -> SigningKey:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    ).decode()
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    kid = _new_kid()
+    public = jwk.construct(public_pem, ALGORITHM).to_dict()
+    public_jwk = {"kty": "RSA", "use": "sig", "alg": ALGORITHM, "kid": kid,
+                  "n": public["n"], "e": public["e"]}
+    return SigningKey(kid=kid, private_pem=pem, public_jwk=public_jwk, status="active",
+                      created_at=utcnow())
+
+
+def _load(row: SigningKey, passphrase: bytes | None) -> LoadedKey:
+    private = serialization.load_pem_private_key(row.private_pem.encode(), password=passphrase)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return LoadedKey(
+        kid=row.kid,
+        status=row.status,
+        signing=jwk.construct(pem, ALGORITHM),
+        verifying=jwk.construct(row.public_jwk, ALGORITHM),
+        public_jwk=dict(row.public_jwk),
+        retire_after=row.retire_after,
+    )
+
+
+class KeyStore:
+    """The replica's view of the signing keys."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        bits: int = 2048,
+        passphrase: bytes | None = None,
+        max_token_lifetime: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.bits = bits
+        self.passphrase = passphrase
+        self.max_token_lifetime = max_token_lifetime
+        self._keys: dict[str, LoadedKey] = {}
+        self._active: LoadedKey | None = None
+
+    # --- reading -----------------------------------------------------------
+    @property
+    def active(self) -> LoadedKey:
+        if self._active is None:
+            raise RuntimeError("signing keys not loaded; KeyStore.load() runs at start-up")
+        return self._active
+
+    def verification_keys(self) -> dict[str, Key]:
+        now = utcnow()
+        return {
+            k.kid: k.verifying
+            for k in self._keys.values()
+            if k.status == "active" or (k.retire_after is not None and k.retire_after > now)
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        now = utcnow()
+        return {
+            "keys": [
+                k.public_jwk
+                for k in self._keys.values()
+                if k.status == "active" or (k.retire_after is not None and k.retire_after > now)
+            ]
+        }
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {"kid": k.kid, "status": k.status, "retire_after": k.retire_after}
+            for k in sorted(self._keys.values(), key=lambda k: k.kid)
+        ]
+
+    # --- loading and rotating ------------------------------------------------
+    async def load(self) -> None:
+        """Read the keys; create the first one on an empty database."""
+        async with self.sessionmaker() as session, session.begin():
+            rows = await self._current_rows(session)
+            if not any(r.status == "active" for r in rows):
+                row = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)
+                session.add(row)
+                await session.flush()
+                rows.append(row)
+                logger.info("created the first signing key %s", row.kid)
+        await self._apply(rows)
+
+    async def _current_rows(self, session: AsyncSession) -> list[SigningKey]:
+        result = await session.scalars(
+            select(SigningKey).where(SigningKey.status.in_(("active", "retiring")))
+        )
+        return list(result)
+
+    async def _apply(self, rows: list[SigningKey]) -> None:
+        loaded: dict[str, LoadedKey] = {}
+        for row in rows:
+            existing = self._keys.get(row.kid)
+            if existing is not None and existing.status == row.status:
+                loaded[row.kid] = existing  # built once; reuse
+            else:
+                loaded[row.kid] = await asyncio.to_thread(_load, row, self.passphrase)
+        actives = sorted((k for k in loaded.values() if k.status == "active"), key=lambda k: k.kid)
+        self._keys = loaded
+        if actives:
+            self._active = actives[-1]
+
+    async def refresh(self) -> None:
+        async with self.sessionmaker() as session:
+            rows = await self._current_rows(session)
+        await self._apply(rows)
+
+    async def rotate(self) -> SigningKey:
+        """Store a new active key (own transaction: it must be committed before
+        this replica signs with it), retire the previous one, and reload."""
+        new = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)
+        now = utcnow()
+        retire_after = now + self.max_token_lifetime + VERIFY_LEEWAY
+        async with self.sessionmaker() as session, session.begin():
+            for row in await self._current_rows(session):
+                if row.status == "active":
+                    row.status, row.retire_after = "retiring", retire_after
+                elif row.retire_after is not None and row.retire_after <= now:
+                    row.status = "retired"
+            session.add(new)
+        await self.refresh()
+        logger.info("rotated signing key: %s now signs", new.kid)
+        return new

@@ -1,0 +1,162 @@
+"""Operator endpoints for organisations, API clients and signing keys; ``/v1/me``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from services.access import identity
+from services.access.keys import KeyStore
+from services.access.schemas import (
+    Client,
+    ClientCreate,
+    ClientWithSecret,
+    Organisation,
+    OrganisationCreate,
+    SigningKeyInfo,
+    StatusChange,
+)
+from shared.auth import Operator
+from shared.db import DbSession
+from shared.pagination import CursorParam, LimitParam, Page
+from shared.problems import problem_docs
+
+router = APIRouter(prefix="/v1", tags=["identity"])
+
+_AUTH = problem_docs(401, 403)
+
+
+def _with_secret(issued: identity.IssuedSecret) -> ClientWithSecret:
+    return ClientWithSecret(
+        **Client.model_validate(issued.client).model_dump(), client_secret=issued.secret
+    )
+
+
+# --- organisations (operator) ---------------------------------------------------
+
+@router.post("/organisations", status_code=status.HTTP_201_CREATED, response_model=Organisation,
+             summary="Onboard an organisation (operator)", responses=problem_docs(401, 403, 409, 422))
+async def create_organisation(body: OrganisationCreate, session: DbSession, _: Operator) -> Organisation:
+    org = await identity.create_organisation(session, body.name, body.roles)
+    return Organisation.model_validate(org)
+
+
+@router.get("/organisations", response_model=Page[Organisation],
+            summary="List organisations (operator)", responses=_AUTH)
+async def list_organisations(
+    session: DbSession,
+    _: Operator,
+    limit: LimitParam = 50,
+    cursor: CursorParam = None,
+    status_: Annotated[str | None, Query(alias="status", pattern="^(active|suspended)$")] = None,
+    role: Annotated[str | None, Query(pattern="^(provider|buyer|regulator|operator)$")] = None,
+) -> Page[Organisation]:
+    rows, nxt = await identity.list_organisations(
+        session, limit=limit, cursor=cursor, status=status_, role=role
+    )
+    return Page(items=[Organisation.model_validate(o) for o in rows], next_cursor=nxt)
+
+
+@router.get("/organisations/{org_id}", response_model=Organisation,
+            summary="Get an organisation (operator)", responses=problem_docs(401, 403, 404))
+async def get_organisation(org_id: str, session: DbSession, _: Operator) -> Organisation:
+    return Organisation.model_validate(await identity.get_organisation(session, org_id))
+
+
+@router.post("/organisations/{org_id}/suspend", response_model=Organisation,
+             summary="Suspend an organisation: its clients get no new tokens (operator)",
+             responses=problem_docs(401, 403, 404, 409, 422))
+async def suspend_organisation(
+    org_id: str, body: StatusChange, session: DbSession, _: Operator
+) -> Organisation:
+    org = await identity.set_organisation_status(session, org_id, "suspended", body.reason)
+    return Organisation.model_validate(org)
+
+
+@router.post("/organisations/{org_id}/reinstate", response_model=Organisation,
+             summary="Reinstate a suspended organisation (operator)",
+             responses=problem_docs(401, 403, 404, 409, 422))
+async def reinstate_organisation(
+    org_id: str, body: StatusChange, session: DbSession, _: Operator
+) -> Organisation:
+    org = await identity.set_organisation_status(session, org_id, "active", body.reason)
+    return Organisation.model_validate(org)
+
+
+# --- API clients (operator) -------------------------------------------------------
+
+@router.post("/organisations/{org_id}/clients", status_code=status.HTTP_201_CREATED,
+             response_model=ClientWithSecret,
+             summary="Create an API client; the secret is shown once (operator)",
+             responses=problem_docs(401, 403, 404, 409, 422))
+async def create_client(
+    org_id: str, body: ClientCreate, session: DbSession, _: Operator
+) -> ClientWithSecret:
+    issued = await identity.create_client(session, org_id, body.name, body.roles)
+    return _with_secret(issued)
+
+
+@router.get("/clients", response_model=Page[Client], summary="List API clients (operator)",
+            responses=_AUTH)
+async def list_clients(
+    session: DbSession,
+    _: Operator,
+    limit: LimitParam = 50,
+    cursor: CursorParam = None,
+    organisation_id: str | None = None,
+) -> Page[Client]:
+    rows, nxt = await identity.list_clients(
+        session, limit=limit, cursor=cursor, organisation_id=organisation_id
+    )
+    return Page(items=[Client.model_validate(c) for c in rows], next_cursor=nxt)
+
+
+@router.get("/clients/{client_id}", response_model=Client, summary="Get an API client (operator)",
+            responses=problem_docs(401, 403, 404))
+async def get_client(client_id: str, session: DbSession, _: Operator) -> Client:
+    return Client.model_validate(await identity.get_client(session, client_id))
+
+
+@router.post("/clients/{client_id}/suspend", response_model=Client,
+             summary="Suspend an API client: no new tokens (operator)",
+             responses=problem_docs(401, 403, 404, 409, 422))
+async def suspend_client(client_id: str, body: StatusChange, session: DbSession, _: Operator) -> Client:
+    return Client.model_validate(
+        await identity.set_client_status(session, client_id, "suspended", body.reason)
+    )
+
+
+@router.post("/clients/{client_id}/reinstate", response_model=Client,
+             summary="Reinstate a suspended API client (operator)",
+             responses=problem_docs(401, 403, 404, 409, 422))
+async def reinstate_client(client_id: str, body: StatusChange, session: DbSession, _: Operator) -> Client:
+    return Client.model_validate(
+        await identity.set_client_status(session, client_id, "active", body.reason)
+    )
+
+
+@router.post("/clients/{client_id}/rotate-secret", response_model=ClientWithSecret,
+             summary="Replace a client's secret; the old one stops working at once (operator)",
+             responses=problem_docs(401, 403, 404))
+async def rotate_secret(client_id: str, session: DbSession, _: Operator) -> ClientWithSecret:
+    return _with_secret(await identity.rotate_client_secret(session, client_id))
+
+
+# --- signing keys (operator) --------------------------------------------------------
+
+@router.get("/signing-keys", response_model=list[SigningKeyInfo],
+            summary="Signing keys in use (operator)", responses=_AUTH)
+async def list_signing_keys(request: Request, _: Operator) -> list[SigningKeyInfo]:
+    keys: KeyStore = request.app.state.keys
+    return [SigningKeyInfo(**k) for k in keys.describe()]
+
+
+@router.post("/signing-keys/rotate", response_model=SigningKeyInfo, status_code=201,
+             summary="Rotate the token signing key (operator)",
+             description="The new key signs from now on; the old key keeps verifying until every "
+             "token it signed has expired.", responses=_AUTH)
+async def rotate_signing_key(request: Request, _: Operator) -> SigningKeyInfo:
+    keys: KeyStore = request.app.state.keys
+    new = await keys.rotate()
+    return SigningKeyInfo(kid=new.kid, status=new.status, retire_after=new.retire_after)

@@ -1,0 +1,156 @@
+"""OAuth 2.0 endpoints: client credentials token, JWKS and server metadata."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Annotated, Any
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse
+
+from services.access.identity import ClientAuthError, authenticate_client
+from services.access.keys import KeyStore
+from services.access.schemas import OAuthError, TokenResponse
+from services.access.settings import AccessSettings
+from services.access.tokens import issue_platform_token
+from shared.db import DbSession
+
+logger = logging.getLogger("sluice.access.oauth")
+router = APIRouter(tags=["oauth"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    """RFC 6749 §5.2 error response."""
+    headers = dict(_NO_STORE)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="sluice"'
+    return JSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ("", "")
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return ("", "")
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+@router.post(
+    "/oauth/token",
+    summary="Get a platform token (OAuth 2.0 client credentials)",
+    description=(
+        "Authenticate with `client_secret_basic` (HTTP Basic) or `client_secret_post` "
+        "(`client_id` and `client_secret` form fields) and send `grant_type=client_credentials`. "
+        "Optional `scope`: a space-separated subset of the client's roles.\n\n"
+        "```\ncurl -u $CLIENT_ID:$CLIENT_SECRET -d grant_type=client_credentials "
+        "http://127.0.0.1:8003/oauth/token\n```\n\nErrors follow RFC 6749 §5.2 (`error`, "
+        "`error_description`)."
+    ),
+    response_model=TokenResponse,
+    responses={
+        400: {"model": OAuthError, "description": "invalid_request, unsupported_grant_type, invalid_scope"},
+        401: {"model": OAuthError, "description": "invalid_client"},
+    },
+)
+async def issue_token(
+    request: Request,
+    session: DbSession,
+    grant_type: Annotated[str | None, Form(examples=["client_credentials"])] = None,
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    scope: Annotated[str | None, Form(examples=["provider"])] = None,
+) -> Any:
+    settings: AccessSettings = request.app.state.settings
+    basic = _basic_credentials(request.headers.get("authorization"))
+    if basic is not None and (client_id is not None and client_secret is not None):
+        return oauth_error(400, "invalid_request", "Use one client authentication method, not two.")
+    if not grant_type:
+        return oauth_error(
+            400, "invalid_request",
+            "grant_type is missing; send an application/x-www-form-urlencoded body with "
+            "grant_type=client_credentials.",
+        )
+    if grant_type != "client_credentials":
+        return oauth_error(
+            400, "unsupported_grant_type",
+            f"grant_type {grant_type!r} is not supported; use client_credentials.",
+        )
+    if basic is not None:
+        cid, secret = basic
+    elif client_id and client_secret:
+        cid, secret = client_id, client_secret
+    else:
+        return oauth_error(
+            401, "invalid_client",
+            "Client authentication is missing: use HTTP Basic or client_id and client_secret "
+            "form fields.",
+        )
+    try:
+        who = await authenticate_client(session, cid, secret)
+    except ClientAuthError as exc:
+        logger.info("client authentication failed", extra={"fields": {"client_id": cid[:64],
+                                                                        "reason": str(exc)}})
+        request.state.failed_login = (cid[:64], str(exc))
+        return oauth_error(
+            401, "invalid_client",
+            "Client authentication failed (unknown client, wrong secret, or the client or its "
+            "organisation is suspended).",
+        )
+    requested = scope.split() if scope else None
+    if requested:
+        unknown = sorted(set(requested) - set(who.client.roles))
+        if unknown:
+            return oauth_error(
+                400, "invalid_scope",
+                f"Scope {unknown} is not granted to this client; it may ask for "
+                f"{sorted(who.client.roles)}.",
+            )
+    keys: KeyStore = request.app.state.keys
+    issued = issue_platform_token(
+        keys, who, issuer=settings.token_issuer, audience=settings.token_audience,
+        lifetime=settings.token_lifetime_seconds, requested=requested,
+    )
+    request.state.issued_token = issued
+    return JSONResponse(
+        {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in,
+         "scope": " ".join(issued.roles)},
+        headers=_NO_STORE,
+    )
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify platform and data tokens")
+async def jwks(request: Request) -> JSONResponse:
+    keys: KeyStore = request.app.state.keys
+    return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
+
+
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    summary="OAuth 2.0 authorization server metadata (RFC 8414)",
+)
+async def server_metadata(request: Request) -> dict[str, Any]:
+    settings: AccessSettings = request.app.state.settings
+    base = settings.public_url.rstrip("/")
+    return {
+        "issuer": settings.token_issuer,
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": [],
+        "scopes_supported": ["provider", "buyer", "regulator", "operator", "service"],
+        "service_documentation": f"{base}/docs",
+    }

@@ -1,0 +1,1 @@
+"""Audit service: the tamper-evident, append-only audit log."""

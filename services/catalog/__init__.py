@@ -1,0 +1,1 @@
+"""Catalog service: graded, rights-declared data products, plans and policies."""

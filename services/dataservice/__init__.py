@@ -1,0 +1,1 @@
+"""Dataservice: the provider-side, query-only data service."""

@@ -1,0 +1,1 @@
+"""Orders service: quotes, orders, Stripe payments, ledger."""

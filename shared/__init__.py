@@ -1,0 +1,1 @@
+"""Sluice's own common library: what two or more services really share."""

@@ -1,0 +1,152 @@
+"""The pieces every service app is built from (``create_service_app``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from shared.auth import CurrentPrincipal, JWKSKeySource, TokenVerifier
+from shared.db import Database
+from shared.errors import ServiceUnavailable
+from shared.http import create_http_client
+from shared.logging import configure_logging
+from shared.middleware import Metrics, MetricsMiddleware, RequestIdMiddleware
+from shared.problems import install_problem_handlers, problem_docs
+from shared.settings import ServiceSettings
+
+#: An extra lifespan step: receives the app, may set state, yields while serving.
+LifespanStep = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+def default_verifier(app: FastAPI) -> TokenVerifier:
+    settings: ServiceSettings = app.state.settings
+    keys = JWKSKeySource(
+        settings.jwks_url,
+        app.state.http,
+        cache_seconds=settings.jwks_cache_seconds,
+        min_refetch_seconds=settings.jwks_min_refetch_seconds,
+    )
+    return TokenVerifier(keys, issuer=settings.token_issuer, audience=settings.token_audience)
+
+
+def health_router(service: str) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: the service can reach its database",
+        responses=problem_docs(503),
+    )
+    async def readyz(request: Request) -> dict[str, str]:
+        db: Database = request.app.state.db
+        try:
+            await db.ping()
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"The {service} database is not reachable ({type(exc).__name__}); "
+                "check the database URL setting and that the database is running.",
+                problem="not-ready",
+                title="Not ready",
+            ) from exc
+        return {"status": "ready", "service": service}
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        m: Metrics = request.app.state.metrics
+        return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class Me(BaseModel):
+    """The verified identity behind the caller's token."""
+
+    subject: str = Field(examples=["cli_2b9e41c07d5a88f3e6a1"])
+    client_id: str
+    organisation_id: str | None = Field(examples=["org_4f1c2a9d0b7e6c5a3f21"])
+    roles: list[str] = Field(examples=[["buyer"]])
+    token_id: str | None
+    expires_at: datetime
+
+
+def me_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["identity"])
+
+    @router.get(
+        "/me",
+        summary="Who the token belongs to (any valid token)",
+        response_model=Me,
+        responses=problem_docs(401),
+    )
+    async def whoami(principal: CurrentPrincipal) -> Me:
+        return Me(
+            subject=principal.subject,
+            client_id=principal.client_id,
+            organisation_id=principal.org_id,
+            roles=sorted(principal.roles),
+            token_id=principal.token_id,
+            expires_at=datetime.fromtimestamp(int(principal.claims["exp"]), UTC),
+        )
+
+    return router
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    lifespan_steps: Sequence[LifespanStep] = (),
+    make_verifier: Callable[[FastAPI], TokenVerifier] = default_verifier,
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    service = settings.service_name
+    configure_logging(service, settings.log_level, settings.log_json)
+    metrics = Metrics(service)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(settings.database_url, echo=settings.db_echo)
+        app.state.http = create_http_client()
+        app.state.verifier = None
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for step in lifespan_steps:
+                    await stack.enter_async_context(step(app))
+                if app.state.verifier is None:
+                    app.state.verifier = make_verifier(app)
+                yield
+        finally:
+            await app.state.http.aclose()
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+        default_response_class=JSONResponse,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_problem_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health_router(service))
+    app.include_router(me_router())
+    for router in routers:
+        app.include_router(router)
+    return app

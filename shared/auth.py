@@ -1,0 +1,257 @@
+"""Token verification (offline, from a cached JWKS) and role dependencies.
+
+Every service verifies platform tokens itself: RS256 only, ``kid`` required,
+explicit issuer and audience, expiry required. Unknown ``kid`` values trigger a
+JWKS refetch, throttled so a flood of forged tokens cannot hammer the access
+service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
+
+import httpx
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jose import jwk, jwt
+from jose.backends.base import Key
+from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
+
+from shared.errors import Forbidden, Unauthorized
+
+logger = logging.getLogger("sluice.auth")
+
+ALGORITHM = "RS256"
+ROLES = ("provider", "buyer", "regulator", "operator", "service")
+
+
+class InvalidToken(Unauthorized):
+    problem = "invalid-token"
+    title = "Invalid token"
+
+    def __init__(self, detail: str) -> None:
+        desc = detail.replace('"', "'")
+        super().__init__(
+            detail,
+            headers={
+                "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{desc}"'
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as the verified token says."""
+
+    subject: str
+    client_id: str
+    org_id: str | None
+    roles: frozenset[str]
+    token_id: str | None
+    claims: dict[str, Any] = field(repr=False)
+
+    def has_any(self, roles: Iterable[str]) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+class KeySource(Protocol):
+    async def get(self, kid: str) -> Key | None: ...
+
+
+def build_public_key(jwk_dict: dict[str, Any]) -> Key:
+    """Build a verification key once (never per token)."""
+    return jwk.construct(jwk_dict, ALGORITHM)
+
+
+class JWKSKeySource:
+    """Keys from a JWKS URL, cached; an unknown ``kid`` refetches at most once
+    per ``min_refetch_seconds``."""
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        cache_seconds: float = 300.0,
+        min_refetch_seconds: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.client = client
+        self.cache_seconds = cache_seconds
+        self.min_refetch_seconds = min_refetch_seconds
+        self._keys: dict[str, Key] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self, kid: str) -> Key | None:
+        now = time.monotonic()
+        key = self._keys.get(kid)
+        if key is not None and now - self._fetched_at < self.cache_seconds:
+            return key
+        if now - self._fetched_at >= self.min_refetch_seconds:
+            await self._refresh()
+        return self._keys.get(kid) or key
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._fetched_at < self.min_refetch_seconds:
+                return  # another task refreshed while we waited for the lock
+            try:
+                resp = await self.client.get(self.url)
+                resp.raise_for_status()
+                keys: dict[str, Key] = {}
+                for entry in resp.json().get("keys", []):
+                    if entry.get("kty") != "RSA" or "kid" not in entry:
+                        continue
+                    if entry.get("alg", ALGORITHM) != ALGORITHM:
+                        continue
+                    keys[entry["kid"]] = build_public_key(entry)
+                self._keys = keys
+            except (httpx.HTTPError, ValueError, JWTError) as exc:
+                # Keep the old keys: the access service being down must not
+                # lock everybody out of tokens that are still valid.
+                logger.warning("could not fetch JWKS from %s: %s; retrying later", self.url, exc)
+            finally:
+                self._fetched_at = time.monotonic()
+
+
+class StaticKeySource:
+    """Keys given up front (the access service itself, and tests)."""
+
+    def __init__(self, keys: dict[str, Key] | Callable[[], dict[str, Key]]) -> None:
+        self._keys = keys
+
+    async def get(self, kid: str) -> Key | None:
+        keys = self._keys() if callable(self._keys) else self._keys
+        return keys.get(kid)
+
+
+class TokenVerifier:
+    """Verifies a bearer token against one issuer and one audience."""
+
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        required_typ: str | None = None,
+        leeway: int = 30,
+        extra_check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.required_typ = required_typ
+        self.leeway = leeway
+        self.extra_check = extra_check
+
+    async def verify_claims(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError as exc:
+            raise InvalidToken("The token is not a well-formed JWT.") from exc
+        alg = header.get("alg")
+        if alg != ALGORITHM:
+            raise InvalidToken(f"Token algorithm {alg!r} is not accepted; only {ALGORITHM} is.")
+        if self.required_typ is not None:
+            typ = str(header.get("typ", "")).lower()
+            if typ not in (self.required_typ.lower(), f"application/{self.required_typ.lower()}"):
+                raise InvalidToken(f"Token type must be {self.required_typ!r}.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("The token header has no key id (kid).")
+        key = await self.keys.get(kid)
+        if key is None:
+            raise InvalidToken("The token was signed with an unknown key.")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={
+                    "require_exp": True,
+                    "require_iat": True,
+                    "require_sub": True,
+                    "require_aud": True,
+                    "require_iss": True,
+                    "leeway": self.leeway,
+                },
+            )
+        except ExpiredSignatureError as exc:
+            raise InvalidToken("The token has expired; get a new one from /oauth/token.") from exc
+        except JWTClaimsError as exc:
+            raise InvalidToken(f"The token's claims are not accepted here: {exc}.") from exc
+        except JWTError as exc:
+            raise InvalidToken("The token signature does not verify.") from exc
+        if self.extra_check is not None:
+            await self.extra_check(claims)
+        return claims
+
+    async def verify(self, token: str) -> Principal:
+        claims = await self.verify_claims(token)
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list):
+            raise InvalidToken("The token's roles claim is malformed.")
+        return Principal(
+            subject=str(claims["sub"]),
+            client_id=str(claims.get("client_id", claims["sub"])),
+            org_id=claims.get("org"),
+            roles=frozenset(str(r) for r in roles),
+            token_id=claims.get("jti"),
+            claims=claims,
+        )
+
+
+_bearer = HTTPBearer(auto_error=False, description="Platform token from POST /oauth/token")
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized(
+            "This endpoint needs a bearer token. Get one with the client credentials "
+            "grant at the access service's POST /oauth/token.",
+            headers={"WWW-Authenticate": 'Bearer realm="sluice"'},
+        )
+    verifier: TokenVerifier = request.app.state.verifier
+    principal = await verifier.verify(credentials.credentials)
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits callers holding at least one of ``roles``."""
+    wanted = frozenset(roles)
+
+    async def _check(principal: CurrentPrincipal) -> Principal:
+        if not principal.roles & wanted:
+            held = ", ".join(sorted(principal.roles)) or "none"
+            need = " or ".join(sorted(wanted))
+            raise Forbidden(
+                f"This endpoint is for the {need} role; your token has: {held}.",
+                required_roles=sorted(wanted),
+            )
+        return principal
+
+    _check.__name__ = f"require_{'_or_'.join(sorted(wanted))}"
+    return _check
+
+
+Operator = Annotated[Principal, Depends(require_roles("operator"))]
+Service = Annotated[Principal, Depends(require_roles("service"))]
+Provider = Annotated[Principal, Depends(require_roles("provider"))]
+Buyer = Annotated[Principal, Depends(require_roles("buyer"))]
+Regulator = Annotated[Principal, Depends(require_roles("regulator", "operator"))]
