@@ -8,6 +8,8 @@ URL from the service's settings).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command, context
@@ -28,12 +30,26 @@ def alembic_config(migrations_dir: Path, database_url: str) -> Config:
     return cfg
 
 
+def _outside_event_loop(fn: Callable[[], None]) -> None:
+    """Alembic's env runs its own event loop; from inside a running loop
+    (tests, a lifespan) run it on a worker thread instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fn()
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(fn).result()
+
+
 def upgrade(migrations_dir: Path, database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(migrations_dir, database_url), revision)
+    cfg = alembic_config(migrations_dir, database_url)
+    _outside_event_loop(lambda: command.upgrade(cfg, revision))
 
 
 def downgrade(migrations_dir: Path, database_url: str, revision: str = "base") -> None:
-    command.downgrade(alembic_config(migrations_dir, database_url), revision)
+    cfg = alembic_config(migrations_dir, database_url)
+    _outside_event_loop(lambda: command.downgrade(cfg, revision))
 
 
 def _do_run(connection: Connection, metadata: MetaData) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORTS: dict[str, int] = {
@@ -71,6 +71,17 @@ class ServiceSettings(BaseSettings):
         description="Least time between two JWKS fetches triggered by an unknown `kid`.",
     )
 
+    service_client_id: str = Field(
+        default="",
+        description="This service's own API client (role `service`) for calls to other "
+        "services, e.g. delivering audit events (default: svc-<service>).",
+    )
+    service_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Its secret. Without it the outbox keeps messages until one is configured.",
+    )
+    outbox_poll_seconds: float = Field(default=0.5, description="Idle wait of the outbox relay.")
+
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="Log one JSON object per line.")
     db_echo: bool = Field(default=False, description="Log every SQL statement.")
@@ -86,5 +97,7 @@ class ServiceSettings(BaseSettings):
         self.access_url = self.access_url.rstrip("/")
         if not self.token_issuer:
             self.token_issuer = self.access_url
+        if not self.service_client_id:
+            self.service_client_id = f"svc-{name}"
         if not self.jwks_url:
             self.jwks_url = f"{self.access_url}/.well-known/jwks.json"

@@ -1,0 +1,76 @@
+"""Delivery of a service's audit events from its outbox to the audit service."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+from fastapi import FastAPI
+
+from shared.db import Database
+from shared.outbox import OutboxMessage, OutboxRelay, running
+from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.settings import ServiceSettings
+
+logger = logging.getLogger("sluice.outbox")
+
+
+def audit_deliverer(http: httpx.AsyncClient, audit_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
+    url = f"{audit_url.rstrip('/')}/v1/events"
+
+    async def deliver(messages: Sequence[OutboxMessage]) -> None:
+        resp = await http.post(
+            url,
+            json={"events": [m.payload for m in messages]},
+            headers={"Authorization": f"Bearer {await token()}"},
+        )
+        if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
+            token.invalidate()
+        if resp.status_code >= 300:
+            raise RuntimeError(f"audit service answered {resp.status_code}: {resp.text[:300]}")
+
+    return deliver
+
+
+def token_source_for(app: FastAPI) -> TokenSource | None:
+    """This service's own token source, or None when no secret is configured."""
+    settings: ServiceSettings = app.state.settings
+    custom: TokenSource | None = getattr(app.state, "service_token_source", None)
+    if custom is not None:
+        return custom
+    if settings.service_client_secret is None:
+        return None
+    return ServiceTokenProvider(
+        app.state.http,
+        f"{settings.access_url}/oauth/token",
+        settings.service_client_id,
+        settings.service_client_secret.get_secret_value(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def audit_relay(app: FastAPI) -> AsyncIterator[None]:
+    """Lifespan step: relay this service's audit events while it runs."""
+    settings: ServiceSettings = app.state.settings
+    db: Database = app.state.db
+    token = token_source_for(app)
+    if token is None:
+        logger.warning(
+            "no service client secret (SLUICE_%s_SERVICE_CLIENT_SECRET): audit events stay in "
+            "the outbox until one is configured",
+            settings.service_name.upper(),
+        )
+        app.state.audit_relay = None
+        yield
+        return
+    relay = OutboxRelay(
+        db.sessionmaker,
+        "audit",
+        audit_deliverer(app.state.http, settings.audit_url, token),
+        poll_interval=settings.outbox_poll_seconds,
+    )
+    app.state.audit_relay = relay
+    async with running([relay]):
+        yield

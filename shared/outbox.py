@@ -1,0 +1,216 @@
+"""Transactional outbox: write messages with the change, deliver them later.
+
+Producers call :func:`enqueue` (or :func:`record_event` for audit events)
+with the request's session, so the message commits or rolls back with the
+change itself. An :class:`OutboxRelay`, started in the app lifespan, claims
+pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several replicas can
+relay at once without sending a row twice at the same time), hands them to a
+deliverer, and marks them delivered; failures back off exponentially. A
+receiver that is down delays messages; it never loses them. Receivers
+deduplicate on ``message_id``, so a crash between delivery and marking is
+harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import MetaData, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.auth import Principal
+from shared.db import utcnow
+from shared.events import Actor, AuditEvent, Outcome, new_event
+from shared.logging import request_id_var
+from shared.outbox_model import outbox_table
+
+logger = logging.getLogger("sluice.outbox")
+
+# DML only needs the table's name and columns; every service's outbox has the same shape.
+outbox = outbox_table(MetaData())
+
+AUDIT_EVENT = "audit_event"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    kind: str
+    message_id: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+async def enqueue(
+    session: AsyncSession, *, kind: str, destination: str, message_id: str, payload: dict[str, Any]
+) -> None:
+    """Add a message in the caller's transaction."""
+    now = utcnow()
+    await session.execute(
+        insert(outbox).values(
+            kind=kind,
+            destination=destination,
+            message_id=message_id,
+            payload=payload,
+            created_at=now,
+            available_at=now,
+            attempts=0,
+        )
+    )
+
+
+def actor_of(principal: Principal | None, role: str | None = None) -> Actor:
+    if principal is None:
+        return Actor()
+    acting_role = role or (sorted(principal.roles)[0] if principal.roles else None)
+    return Actor(sub=principal.subject, org=principal.org_id, role=acting_role)
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    service: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    actor: Actor | Principal | None = None,
+    outcome: Outcome = "success",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Write an audit event to the outbox in the caller's transaction."""
+    event = new_event(
+        service=service,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        actor=actor if isinstance(actor, Actor) else actor_of(actor),
+        outcome=outcome,
+        request_id=request_id_var.get(),
+        details=details,
+    )
+    await enqueue(
+        session,
+        kind=AUDIT_EVENT,
+        destination="audit",
+        message_id=str(event.event_id),
+        payload=event.model_dump(mode="json"),
+    )
+    return event
+
+
+Deliverer = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
+
+
+class OutboxRelay:
+    """Delivers one destination's pending messages in batches, in id order."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        destination: str,
+        deliver: Deliverer,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 0.5,
+        base_backoff: float = 0.5,
+        max_backoff: float = 60.0,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.destination = destination
+        self.deliver = deliver
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Deliver soon (called after a commit that enqueued something)."""
+        self._wake.set()
+
+    def backoff(self, attempts: int) -> float:
+        delay = min(self.max_backoff, self.base_backoff * (2 ** max(0, attempts - 1)))
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+
+    async def run_once(self) -> int:
+        """Claim and deliver one batch; return how many were delivered."""
+        async with self.sessionmaker() as session, session.begin():
+            stmt = (
+                select(outbox)
+                .where(
+                    outbox.c.destination == self.destination,
+                    outbox.c.delivered_at.is_(None),
+                    outbox.c.available_at <= utcnow(),
+                )
+                .order_by(outbox.c.id)
+                .limit(self.batch_size)
+            )
+            if session.bind.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = (await session.execute(stmt)).mappings().all()
+            if not rows:
+                return 0
+            messages = [
+                OutboxMessage(r["id"], r["kind"], r["message_id"], r["payload"], r["attempts"])
+                for r in rows
+            ]
+            ids = [m.id for m in messages]
+            try:
+                await self.deliver(messages)
+            except Exception as exc:
+                attempts = max(m.attempts for m in messages) + 1
+                delay = self.backoff(attempts)
+                logger.warning(
+                    "could not deliver %d %s message(s) to %s (attempt %d): %s; retrying in %.1fs",
+                    len(messages), messages[0].kind, self.destination, attempts, exc, delay,
+                )
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids))
+                    .values(
+                        attempts=outbox.c.attempts + 1,
+                        last_error=str(exc)[:2000],
+                        available_at=utcnow() + timedelta(seconds=delay),
+                    )
+                )
+                return 0
+            await session.execute(
+                update(outbox).where(outbox.c.id.in_(ids)).values(delivered_at=utcnow())
+            )
+            return len(messages)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                delivered = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox relay to %s failed; retrying", self.destination)
+                delivered = 0
+            if delivered >= self.batch_size:
+                continue  # more may be waiting
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+
+@contextlib.asynccontextmanager
+async def running(relays: Sequence[OutboxRelay]) -> AsyncIterator[None]:
+    """Run relays as background tasks for the lifetime of the block."""
+    tasks = [asyncio.create_task(r.run_forever(), name=f"outbox-{r.destination}") for r in relays]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
