@@ -38,6 +38,8 @@ from shared.settings import PLATFORM_AUDIENCE
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("access", "catalog", "orders", "audit", "dataservice")
 POSTGRES_URL = os.environ.get("SLUICE_TEST_POSTGRES_URL", "")
+#: Prefix of the PostgreSQL databases tests create (change it to run two suites at once).
+PG_DB_PREFIX = os.environ.get("SLUICE_TEST_DB_PREFIX", "sluice_test")
 
 
 def migrations_dir(service: str) -> Path:
@@ -119,7 +121,7 @@ class DatabaseTemplates:
 
     def pg_database(self, service: str) -> str:
         if service not in self._pg:
-            url = recreate_pg_database(f"sluice_test_{service}")
+            url = recreate_pg_database(f"{PG_DB_PREFIX}_{service}")
             upgrade(migrations_dir(service), url)
             self._pg[service] = url
         return self._pg[service]

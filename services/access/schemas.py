@@ -65,7 +65,7 @@ class ClientWithSecret(Client):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - not a secret
     expires_in: int = Field(examples=[900])
     scope: str = Field(examples=["provider"])
 
