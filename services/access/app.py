@@ -14,7 +14,9 @@ from services.access.bootstrap import bootstrap_identity
 from services.access.keys import KeyStore
 from services.access.routers import identity, oauth
 from services.access.settings import AccessSettings
+from services.access.tokens import LocalServiceToken
 from shared.app import create_service_app
+from shared.audit_relay import audit_relay
 from shared.auth import StaticKeySource, TokenVerifier
 from shared.db import Database
 
@@ -65,6 +67,12 @@ async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
             except Exception:
                 logger.exception("could not refresh signing keys; retrying")
 
+    # Calls to other services (audit relay, catalog) use a locally signed token.
+    app.state.service_token_source = LocalServiceToken(
+        keys, client_id=settings.service_client_id, issuer=settings.token_issuer,
+        audience=settings.token_audience,
+    )
+
     task = asyncio.create_task(refresh_keys(), name="refresh-signing-keys")
     try:
         yield
@@ -81,7 +89,7 @@ def create_app(settings: AccessSettings | None = None) -> FastAPI:
         title="Sluice access",
         description=DESCRIPTION,
         routers=[oauth.router, identity.router],
-        lifespan_steps=[keys_and_bootstrap],
+        lifespan_steps=[keys_and_bootstrap, audit_relay],
         openapi_tags=[
             {"name": "oauth", "description": "OAuth 2.0 token endpoint and discovery"},
             {"name": "identity", "description": "Organisations, API clients and signing keys"},

@@ -11,8 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.access import identity
+from services.access.audit_events import audit
 from services.access.models import ApiClient, Organisation
 from services.access.settings import AccessSettings
+from shared.events import Actor
 
 logger = logging.getLogger("sluice.access.bootstrap")
 
@@ -46,6 +48,9 @@ async def _bootstrap(session: AsyncSession, settings: AccessSettings) -> None:
             session, org.id, "bootstrap operator", ["operator"],
             client_id=client_id, secret=given.get_secret_value() if given else None,
         )
+        await audit(session, "client.created", subject_type="client",
+                    subject_id=issued.client.client_id, actor=Actor(sub="bootstrap"),
+                    organisation_id=org.id, roles=issued.client.roles, bootstrap=True)
         if given is None:
             # Printed once, on the first start only: it is never stored in clear.
             print(
@@ -69,4 +74,7 @@ async def _bootstrap(session: AsyncSession, settings: AccessSettings) -> None:
                 session, org.id, f"internal service {client_id}", ["service"],
                 client_id=client_id, secret=secret.get_secret_value(),
             )
+            await audit(session, "client.created", subject_type="client", subject_id=client_id,
+                        actor=Actor(sub="bootstrap"), organisation_id=org.id, roles=["service"],
+                        bootstrap=True)
             logger.info("created internal service client %s", client_id)

@@ -55,3 +55,33 @@ def issue_platform_token(
         "scope": " ".join(roles),
     }
     return IssuedToken(sign(keys, claims), lifetime, roles, jti)
+
+
+class LocalServiceToken:
+    """A platform token for the access service's own client (``svc-access``,
+    role ``service``), signed locally: the access service holds the keys, so it
+    never calls its own /oauth/token. Use it for calls to other services
+    (audit relay, catalog internal API)."""
+
+    def __init__(self, keys: KeyStore, *, client_id: str, issuer: str, audience: str,
+                 lifetime: int = 300) -> None:
+        self.keys = keys
+        self.client_id = client_id
+        self.issuer = issuer
+        self.audience = audience
+        self.lifetime = lifetime
+        self._token: str | None = None
+        self._renew_at = 0
+
+    async def __call__(self) -> str:
+        now = int(utcnow().timestamp())
+        if self._token is None or now >= self._renew_at:
+            claims = {
+                "iss": self.issuer, "sub": self.client_id, "aud": self.audience,
+                "iat": now, "nbf": now, "exp": now + self.lifetime,
+                "jti": secrets.token_urlsafe(16), "client_id": self.client_id,
+                "org": None, "roles": ["service"], "scope": "service",
+            }
+            self._token = sign(self.keys, claims)
+            self._renew_at = now + self.lifetime // 2
+        return self._token

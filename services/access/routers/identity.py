@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from services.access import identity
+from services.access.audit_events import audit
 from services.access.keys import KeyStore
 from services.access.schemas import (
     Client,
@@ -17,14 +18,21 @@ from services.access.schemas import (
     SigningKeyInfo,
     StatusChange,
 )
-from shared.auth import Operator
-from shared.db import DbSession
+from shared.auth import Operator, Principal
+from shared.db import Database, DbSession
 from shared.pagination import CursorParam, LimitParam, Page
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 
 _AUTH = problem_docs(401, 403)
+
+
+async def _client_event(
+    session: DbSession, action: str, client_id: str, operator: Principal, reason: str | None
+) -> None:
+    await audit(session, action, subject_type="client", subject_id=client_id, actor=operator,
+                reason=reason)
 
 
 def _with_secret(issued: identity.IssuedSecret) -> ClientWithSecret:
@@ -37,8 +45,12 @@ def _with_secret(issued: identity.IssuedSecret) -> ClientWithSecret:
 
 @router.post("/organisations", status_code=status.HTTP_201_CREATED, response_model=Organisation,
              summary="Onboard an organisation (operator)", responses=problem_docs(401, 403, 409, 422))
-async def create_organisation(body: OrganisationCreate, session: DbSession, _: Operator) -> Organisation:
+async def create_organisation(
+    body: OrganisationCreate, session: DbSession, operator: Operator
+) -> Organisation:
     org = await identity.create_organisation(session, body.name, body.roles)
+    await audit(session, "organisation.created", subject_type="organisation", subject_id=org.id,
+                actor=operator, name=org.name, roles=org.roles)
     return Organisation.model_validate(org)
 
 
@@ -68,9 +80,11 @@ async def get_organisation(org_id: str, session: DbSession, _: Operator) -> Orga
              summary="Suspend an organisation: its clients get no new tokens (operator)",
              responses=problem_docs(401, 403, 404, 409, 422))
 async def suspend_organisation(
-    org_id: str, body: StatusChange, session: DbSession, _: Operator
+    org_id: str, body: StatusChange, session: DbSession, operator: Operator
 ) -> Organisation:
     org = await identity.set_organisation_status(session, org_id, "suspended", body.reason)
+    await audit(session, "organisation.suspended", subject_type="organisation", subject_id=org.id,
+                actor=operator, reason=body.reason)
     return Organisation.model_validate(org)
 
 
@@ -78,9 +92,11 @@ async def suspend_organisation(
              summary="Reinstate a suspended organisation (operator)",
              responses=problem_docs(401, 403, 404, 409, 422))
 async def reinstate_organisation(
-    org_id: str, body: StatusChange, session: DbSession, _: Operator
+    org_id: str, body: StatusChange, session: DbSession, operator: Operator
 ) -> Organisation:
     org = await identity.set_organisation_status(session, org_id, "active", body.reason)
+    await audit(session, "organisation.reinstated", subject_type="organisation", subject_id=org.id,
+                actor=operator, reason=body.reason)
     return Organisation.model_validate(org)
 
 
@@ -91,9 +107,11 @@ async def reinstate_organisation(
              summary="Create an API client; the secret is shown once (operator)",
              responses=problem_docs(401, 403, 404, 409, 422))
 async def create_client(
-    org_id: str, body: ClientCreate, session: DbSession, _: Operator
+    org_id: str, body: ClientCreate, session: DbSession, operator: Operator
 ) -> ClientWithSecret:
     issued = await identity.create_client(session, org_id, body.name, body.roles)
+    await audit(session, "client.created", subject_type="client", subject_id=issued.client.client_id,
+                actor=operator, organisation_id=org_id, roles=issued.client.roles)
     return _with_secret(issued)
 
 
@@ -121,26 +139,32 @@ async def get_client(client_id: str, session: DbSession, _: Operator) -> Client:
 @router.post("/clients/{client_id}/suspend", response_model=Client,
              summary="Suspend an API client: no new tokens (operator)",
              responses=problem_docs(401, 403, 404, 409, 422))
-async def suspend_client(client_id: str, body: StatusChange, session: DbSession, _: Operator) -> Client:
-    return Client.model_validate(
-        await identity.set_client_status(session, client_id, "suspended", body.reason)
-    )
+async def suspend_client(
+    client_id: str, body: StatusChange, session: DbSession, operator: Operator
+) -> Client:
+    client = await identity.set_client_status(session, client_id, "suspended", body.reason)
+    await _client_event(session, "client.suspended", client.client_id, operator, body.reason)
+    return Client.model_validate(client)
 
 
 @router.post("/clients/{client_id}/reinstate", response_model=Client,
              summary="Reinstate a suspended API client (operator)",
              responses=problem_docs(401, 403, 404, 409, 422))
-async def reinstate_client(client_id: str, body: StatusChange, session: DbSession, _: Operator) -> Client:
-    return Client.model_validate(
-        await identity.set_client_status(session, client_id, "active", body.reason)
-    )
+async def reinstate_client(
+    client_id: str, body: StatusChange, session: DbSession, operator: Operator
+) -> Client:
+    client = await identity.set_client_status(session, client_id, "active", body.reason)
+    await _client_event(session, "client.reinstated", client.client_id, operator, body.reason)
+    return Client.model_validate(client)
 
 
 @router.post("/clients/{client_id}/rotate-secret", response_model=ClientWithSecret,
              summary="Replace a client's secret; the old one stops working at once (operator)",
              responses=problem_docs(401, 403, 404))
-async def rotate_secret(client_id: str, session: DbSession, _: Operator) -> ClientWithSecret:
-    return _with_secret(await identity.rotate_client_secret(session, client_id))
+async def rotate_secret(client_id: str, session: DbSession, operator: Operator) -> ClientWithSecret:
+    issued = await identity.rotate_client_secret(session, client_id)
+    await _client_event(session, "client.secret_rotated", client_id, operator, None)
+    return _with_secret(issued)
 
 
 # --- signing keys (operator) --------------------------------------------------------
@@ -156,7 +180,11 @@ async def list_signing_keys(request: Request, _: Operator) -> list[SigningKeyInf
              summary="Rotate the token signing key (operator)",
              description="The new key signs from now on; the old key keeps verifying until every "
              "token it signed has expired.", responses=_AUTH)
-async def rotate_signing_key(request: Request, _: Operator) -> SigningKeyInfo:
+async def rotate_signing_key(request: Request, operator: Operator) -> SigningKeyInfo:
     keys: KeyStore = request.app.state.keys
     new = await keys.rotate()
+    db: Database = request.app.state.db
+    async with db.sessionmaker() as session, session.begin():
+        await audit(session, "signing_key.rotated", subject_type="signing_key", subject_id=new.kid,
+                    actor=operator)
     return SigningKeyInfo(kid=new.kid, status=new.status, retire_after=new.retire_after)

@@ -11,12 +11,14 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 
+from services.access.audit_events import audit
 from services.access.identity import ClientAuthError, authenticate_client
 from services.access.keys import KeyStore
 from services.access.schemas import OAuthError, TokenResponse
 from services.access.settings import AccessSettings
 from services.access.tokens import issue_platform_token
 from shared.db import DbSession
+from shared.events import Actor
 
 logger = logging.getLogger("sluice.access.oauth")
 router = APIRouter(tags=["oauth"])
@@ -103,7 +105,9 @@ async def issue_token(
     except ClientAuthError as exc:
         logger.info("client authentication failed", extra={"fields": {"client_id": cid[:64],
                                                                         "reason": str(exc)}})
-        request.state.failed_login = (cid[:64], str(exc))
+        await audit(session, "token.refused", subject_type="client", subject_id=cid[:64] or "-",
+                    actor=Actor(sub=cid[:64] or None), outcome="failure", reason=str(exc),
+                    grant_type=grant_type)
         return oauth_error(
             401, "invalid_client",
             "Client authentication failed (unknown client, wrong secret, or the client or its "
@@ -123,7 +127,9 @@ async def issue_token(
         keys, who, issuer=settings.token_issuer, audience=settings.token_audience,
         lifetime=settings.token_lifetime_seconds, requested=requested,
     )
-    request.state.issued_token = issued
+    await audit(session, "token.issued", subject_type="client", subject_id=who.client.client_id,
+                actor=Actor(sub=who.client.client_id, org=who.organisation.id),
+                jti=issued.jti, roles=issued.roles, expires_in=issued.expires_in)
     return JSONResponse(
         {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in,
          "scope": " ".join(issued.roles)},
