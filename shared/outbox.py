@@ -136,7 +136,7 @@ class OutboxRelay:
         self._wake.set()
 
     def backoff(self, attempts: int) -> float:
-        delay = min(self.max_backoff, self.base_backoff * (2 ** max(0, attempts - 1)))
+        delay = min(self.max_backoff, self.base_backoff * 2.0 ** max(0, attempts - 1))
         return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
 
     async def run_once(self) -> int:
@@ -152,7 +152,7 @@ class OutboxRelay:
                 .order_by(outbox.c.id)
                 .limit(self.batch_size)
             )
-            if session.bind.dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = (await session.execute(stmt)).mappings().all()
             if not rows:

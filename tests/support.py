@@ -138,6 +138,8 @@ class DatabaseTemplates:
 class TestKeys:
     """An RSA key pair standing in for the access service's signing key."""
 
+    __test__ = False  # not a pytest test class
+
     kid: str
     private_pem: bytes
     public_jwk: dict[str, Any]

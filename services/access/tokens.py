@@ -25,7 +25,8 @@ class IssuedToken:
 
 def sign(keys: KeyStore, claims: dict[str, Any], typ: str = "JWT") -> str:
     key = keys.active
-    return jwt.encode(claims, key.signing, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": typ})
+    token: str = jwt.encode(claims, key.signing, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": typ})
+    return token
 
 
 def issue_platform_token(

@@ -1,0 +1,164 @@
+"""Start Sluice services as real uvicorn processes on free ports.
+
+Used by the end-to-end tests: each service gets its own database (SQLite files
+in a temporary folder, or PostgreSQL databases when SLUICE_TEST_POSTGRES_URL is
+set), is migrated with its real ``migrate`` command, started with its real
+``serve`` command, and always stopped again, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support import PG_DB_PREFIX, POSTGRES_URL, ROOT, recreate_pg_database
+
+OPERATOR_ID = "operator"
+OPERATOR_SECRET = "e2e-operator-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    name: str
+    url: str
+    port: int
+    log: Path
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            cwd=self.env.get("SLUICE_E2E_CWD", str(ROOT)), env=self.env, stdout=out, stderr=out,
+            start_new_session=True,
+        )
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not become healthy in {timeout}s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no chance to finish anything."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+        self.wait_healthy()
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    backend: str = "sqlite"
+    services: tuple[str, ...] = ("access", "audit", "catalog", "orders", "dataservice")
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ports = {name: free_port() for name in ("access", "audit", "catalog", "orders", "dataservice")}
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+        self.service_secrets = {name: f"e2e-{name}-secret" for name in self.services if name != "access"}
+
+    def database_url(self, service: str) -> str:
+        if self.backend == "postgresql":
+            return recreate_pg_database(f"{PG_DB_PREFIX}_e2e_{service}")
+        return f"sqlite+aiosqlite:///{self.workdir / f'{service}.db'}"
+
+    def env_for(self, service: str, database_url: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+        env["PYTHONPATH"] = str(ROOT)
+        prefix = f"SLUICE_{service.upper()}_"
+        env[prefix + "DATABASE_URL"] = database_url
+        for other, url in self.urls.items():
+            if other != "dataservice":
+                env[f"{prefix}{other.upper()}_URL"] = url
+        env[prefix + "PUBLIC_URL"] = self.urls[service]
+        env[prefix + "JWKS_MIN_REFETCH_SECONDS"] = "1"
+        env[prefix + "OUTBOX_POLL_SECONDS"] = "0.2"
+        env[prefix + "LOG_JSON"] = "true"
+        if service == "access":
+            env[prefix + "BOOTSTRAP_CLIENT_ID"] = OPERATOR_ID
+            env[prefix + "BOOTSTRAP_CLIENT_SECRET"] = OPERATOR_SECRET
+            env[prefix + "BOOTSTRAP_SERVICE_CLIENTS"] = json.dumps(
+                {f"svc-{name}": secret for name, secret in self.service_secrets.items()})
+        else:
+            env[prefix + "SERVICE_CLIENT_SECRET"] = self.service_secrets[service]
+        env.update({k: v for k, v in self.extra_env.items() if k.startswith(prefix)})
+        return env
+
+    def start(self) -> None:
+        for name in self.services:
+            env = self.env_for(name, self.database_url(name))
+            subprocess.run(
+                [sys.executable, "-m", f"services.{name}", "migrate"], cwd=ROOT, env=env,
+                check=True, capture_output=True,
+            )
+            proc = Proc(name, self.urls[name], self.ports[name], self.workdir / f"{name}.log", env)
+            self.procs[name] = proc
+            proc.start()
+        for proc in self.procs.values():
+            proc.wait_healthy()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs.values())
+
+    def operator_token(self) -> str:
+        resp = httpx.post(f"{self.urls['access']}/oauth/token", data={"grant_type": "client_credentials"},
+                          auth=(OPERATOR_ID, OPERATOR_SECRET), timeout=10)
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])
+
+
+def postgres_available() -> bool:
+    return bool(POSTGRES_URL)

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import Cluster
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cluster_backend() -> str:
+    import os
+    return "postgresql" if os.environ.get("SLUICE_TEST_POSTGRES_URL") else "sqlite"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_backend: str) -> Iterator[Cluster]:
+    """All five services as real processes (PostgreSQL when configured, else SQLite)."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"), backend=cluster_backend)
+    try:
+        c.start()
+        yield c
+    except Exception:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    if call.when == "call" and call.excinfo is not None:
+        c = item.funcargs.get("cluster") if hasattr(item, "funcargs") else None
+        if isinstance(c, Cluster):
+            print("\n" + c.logs())
+
+
+__all__ = ["Path"]

@@ -1,0 +1,151 @@
+"""Every service refuses forged, expired and misdirected tokens with 401 problem+json.
+
+Each attack is a variant of a token the service accepts (the control case),
+so a test passes only because of the one thing the attack changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from jose import jwk, jwt
+
+from tests.conftest import AppFactory
+from tests.support import SERVICES, RunningApp, TestKeys
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Signer:
+    """Signs tokens the way the service under test expects them."""
+
+    def __init__(self, svc: RunningApp, test_keys: TestKeys, service: str) -> None:
+        self.service = service
+        settings = svc.settings
+        if service == "access":
+            key = svc.app.state.keys.active
+            self.kid, self.private, self.public_jwk = key.kid, key.signing, key.public_jwk
+        else:
+            self.kid, self.private, self.public_jwk = (
+                test_keys.kid, test_keys.private_pem.decode(), test_keys.public_jwk)
+        self.iss = settings.token_issuer
+        self.aud = settings.token_audience
+        self.typ = "at+jwt" if service == "dataservice" else "JWT"
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.iss, "sub": "cli_attacker", "aud": self.aud, "iat": now, "nbf": now,
+            "exp": now + 300, "jti": "j1", "client_id": "cli_attacker", "org": "org_x",
+            "roles": ["operator"], "scope": "query" if self.service == "dataservice" else "operator",
+        }
+        claims.update(overrides)
+        return claims
+
+    def sign(self, claims: dict[str, Any], **header: Any) -> str:
+        headers = {"kid": self.kid, "typ": self.typ, **header}
+        return jwt.encode(claims, self.private, algorithm="RS256", headers=headers)
+
+    def public_pem(self) -> bytes:
+        key = jwk.construct(self.public_jwk, "RS256")
+        return key.to_pem()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=SERVICES)
+async def target(
+    request: pytest.FixtureRequest, service_app: AppFactory, test_keys: TestKeys
+) -> AsyncIterator[tuple[RunningApp, Signer]]:
+    async with service_app(str(request.param)) as svc:
+        yield svc, Signer(svc, test_keys, str(request.param))
+
+
+async def me(svc: RunningApp, token: str | None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return await svc.client.get("/v1/me", headers=headers)
+
+
+async def test_a_well_formed_token_is_accepted(target: tuple[RunningApp, Signer]) -> None:
+    svc, signer = target
+    resp = await me(svc, signer.sign(signer.claims()))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["subject"] == "cli_attacker"
+
+
+def _alg_none(signer: Signer) -> str:
+    header = {"alg": "none", "typ": signer.typ, "kid": signer.kid}
+    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(signer.claims()).encode())}."
+
+
+def _hs256_with_public_key(signer: Signer) -> str:
+    # The classic key-confusion attack: HMAC keyed with the (public) RSA key.
+    header = {"alg": "HS256", "typ": signer.typ, "kid": signer.kid}
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(signer.claims()).encode())}"
+    mac = hmac.new(signer.public_pem(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(mac)}"
+
+
+def _other_key(signer: Signer) -> str:
+    other = TestKeys.generate()
+    return jwt.encode(signer.claims(), other.private_pem.decode(), algorithm="RS256",
+                      headers={"kid": signer.kid, "typ": signer.typ})
+
+
+ATTACKS: dict[str, Callable[[Signer], str]] = {
+    "alg_none": _alg_none,
+    "hs256_keyed_with_public_key": _hs256_with_public_key,
+    "expired": lambda s: s.sign(s.claims(iat=int(time.time()) - 3600, nbf=int(time.time()) - 3600,
+                                         exp=int(time.time()) - 120)),
+    "other_audience": lambda s: s.sign(s.claims(aud="https://elsewhere.example")),
+    "other_issuer": lambda s: s.sign(s.claims(iss="https://evil.example")),
+    "unknown_kid": lambda s: s.sign(s.claims(), kid="not-a-key"),
+    "signed_by_another_key": _other_key,
+    "garbage": lambda s: "not.a.jwt",
+    "tampered_payload": lambda s: (lambda t: t.split(".")[0] + "." + b64(json.dumps(
+        s.claims(roles=["operator", "regulator"])).encode()) + "." + t.split(".")[2])(s.sign(s.claims())),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+async def test_attack_token_is_401_problem(target: tuple[RunningApp, Signer], attack: str) -> None:
+    svc, signer = target
+    resp = await me(svc, ATTACKS[attack](signer))
+    assert resp.status_code == 401, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+    assert resp.json()["status"] == 401
+
+
+async def test_missing_token_is_401_with_www_authenticate(target: tuple[RunningApp, Signer]) -> None:
+    svc, _ = target
+    resp = await me(svc, None)
+    assert resp.status_code == 401
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+    assert "POST /oauth/token" in resp.json()["detail"]
+
+
+async def test_data_access_token_is_not_a_platform_token(service_app: AppFactory, test_keys: TestKeys) -> None:
+    async with service_app("catalog") as svc:
+        token = test_keys.token(roles=[], typ="at+jwt", aud="http://127.0.0.1:8010", scope="query")
+        assert (await me(svc, token)).status_code == 401
+
+
+async def test_platform_token_is_not_a_data_access_token(service_app: AppFactory, test_keys: TestKeys) -> None:
+    async with service_app("dataservice") as svc:
+        token = test_keys.token(roles=["buyer"])
+        assert (await me(svc, token)).status_code == 401
+
+
+def test_public_pem_is_really_the_public_key(test_keys: TestKeys) -> None:
+    # Guard for the HS256 attack above: it must use the public key bytes.
+    pem = jwk.construct(test_keys.public_jwk, "RS256").to_pem()
+    assert serialization.load_pem_public_key(pem)
