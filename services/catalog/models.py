@@ -1,15 +1,123 @@
-"""Tables of the catalog service."""
+"""Tables of the catalog service.
+
+``products`` is both the lifecycle record and the search projection: the
+filterable and sortable fields of the product's latest published version (or of
+its first draft before anything is published) are real, indexed columns, so
+search at 100k products never has to open JSON. The full content lives in
+``product_versions`` (frozen, immutable) and in ``products.draft`` (the one
+editable working copy).
+
+Full-text search is dialect specific and not declared here: PostgreSQL has a
+generated ``search_vector`` tsvector column with a GIN index, SQLite an FTS5
+table ``products_fts`` kept in step by triggers (see migration 0002).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from typing import Any
 
-from shared.db import make_metadata
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import UTCDateTime, make_metadata, utcnow
 from shared.outbox_model import outbox_table
 
 
 class Base(DeclarativeBase):
     metadata = make_metadata()
+
+
+# An integer surrogate key gives SQLite FTS5 a stable rowid to index by.
+BigIntPk = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (
+        UniqueConstraint("provider_org", "slug", name="uq_products_provider_slug"),
+        Index("ix_products_status_listed", "status", "listed_at", "pk"),
+        Index("ix_products_status_category", "status", "category"),
+        Index("ix_products_status_grade", "status", "grade"),
+        Index("ix_products_status_price", "status", "currency", "min_price", "pk"),
+        Index("ix_products_provider", "provider_org", "status"),
+        Index("ix_products_review", "draft_status", "submitted_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    provider_org: Mapped[str] = mapped_column(String(64))
+    slug: Mapped[str] = mapped_column(String(64))
+    # draft | in_review | listed | suspended | retired (the product as a whole)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The working copy: null when there is none; draft_status editing | in_review
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    draft_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    draft_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    submitted_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Last lifecycle decision shown to the provider (rejection reason, suspension reason, ...)
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+    # --- search projection -------------------------------------------------------
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(String(500), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags_text: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(64))
+    grade: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    min_price: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    has_free: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_one_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_subscription: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_metered: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    listed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ProductTag(Base):
+    """Tags of the search projection, one row per tag, for exact tag filters."""
+
+    __tablename__ = "product_tags"
+    __table_args__ = (Index("ix_product_tags_tag", "tag", "product_pk"),)
+
+    product_pk: Mapped[int] = mapped_column(
+        BigIntPk, ForeignKey("products.pk", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class ProductVersion(Base):
+    """A frozen, immutable published version: nothing ever updates these rows."""
+
+    __tablename__ = "product_versions"
+
+    product_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    grade: Mapped[str] = mapped_column(String(16))
+    # The full spec (metadata, schema, delivery, policy, rights, plans) as submitted.
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    guardrails: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    approval_note: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 outbox = outbox_table(Base.metadata)

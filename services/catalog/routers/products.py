@@ -1,0 +1,171 @@
+"""Provider endpoints (create, edit, submit, retire) and product reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from services.catalog import dcat, lifecycle, rules, views
+from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
+from shared.auth import CurrentPrincipal, Provider
+from shared.db import DbSession
+from shared.errors import NotFound
+from shared.problems import problem_docs
+
+router = APIRouter(prefix="/v1/products", tags=["products"])
+
+JSON_LD = "application/ld+json"
+_JSONLD_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The product; as DCAT-AP 3 JSON-LD with `Accept: application/ld+json`.",
+        "content": {JSON_LD: {"schema": {"type": "object"}}},
+    }
+}
+
+
+def _json(view: dict[str, Any], status_code: int = 200) -> Response:
+    # Validate once against the documented model, serialise in pydantic-core.
+    body = ProductView.model_validate(view).model_dump_json(by_alias=True)
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def _base_url(request: Request) -> str:
+    return str(request.app.state.settings.public_url).rstrip("/")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProductView,
+    summary="Create a product draft (provider)",
+    description="Creates a product owned by the caller's organisation, as draft version 1. "
+    "Rules are checked at once; a refusal is a 422 whose `rule` names the rule.",
+    responses=problem_docs(401, 403, 409, 422),
+)
+async def create_product(spec: ProductSpec, session: DbSession, principal: Provider) -> Response:
+    product = await lifecycle.create_product(session, principal, spec)
+    return _json(views.draft_view(product), status.HTTP_201_CREATED)
+
+
+@router.get(
+    "/{product_id}",
+    response_model=ProductView,
+    summary="Get a product (any authenticated caller)",
+    description="The latest published version. Products never published are visible only to "
+    "their provider and to regulators (404 for anybody else). Send `Accept: application/ld+json` "
+    "for DCAT-AP 3 JSON-LD.",
+    responses={**_JSONLD_DOC, **problem_docs(401, 404)},
+)
+async def get_product(
+    product_id: str, request: Request, session: DbSession, principal: CurrentPrincipal
+) -> Response:
+    product = await lifecycle.get_visible(session, principal, product_id)
+    owner_view = lifecycle.can_see_draft(principal, product)
+    if not product.latest_version:
+        if JSON_LD in request.headers.get("accept", ""):
+            raise rules.refuse(
+                "jsonld-needs-publication",
+                "Only published products have a DCAT description; submit the product first.",
+            )
+        return _json(views.draft_view(product))
+    version = await lifecycle.get_version(session, product.id, product.latest_version)
+    if JSON_LD in request.headers.get("accept", ""):
+        return JSONResponse(dcat.product_document(_base_url(request), product, version),
+                            media_type=JSON_LD)
+    return _json(views.version_view(product, version, show_draft_state=owner_view))
+
+
+@router.put(
+    "/{product_id}",
+    response_model=ProductView,
+    summary="Replace the working draft (provider, own products)",
+    description="Editing a published product opens a new draft version; published versions "
+    "never change. Not possible while the draft is under review or after retirement (409).",
+    responses=problem_docs(401, 403, 404, 409, 422),
+)
+async def replace_draft(
+    product_id: str, spec: ProductSpec, session: DbSession, principal: Provider
+) -> Response:
+    product = await lifecycle.replace_draft(session, principal, product_id, spec)
+    return _json(views.draft_view(product))
+
+
+@router.get(
+    "/{product_id}/draft",
+    response_model=ProductView,
+    summary="Get the working draft (its provider, regulators)",
+    responses=problem_docs(401, 404),
+)
+async def get_draft(product_id: str, session: DbSession, principal: CurrentPrincipal) -> Response:
+    product = await lifecycle.get_visible(session, principal, product_id)
+    if not lifecycle.can_see_draft(principal, product) or product.draft is None:
+        raise NotFound(
+            f"Product {product_id} has no draft that you can see.",
+            problem="draft-not-found", title="No draft",
+        )
+    return _json(views.draft_view(product))
+
+
+@router.post(
+    "/{product_id}/submit",
+    response_model=ProductView,
+    summary="Submit the draft (provider, own products)",
+    description="L1/L2: publishes the draft as the next immutable version and lists the product. "
+    "L3: sends it to regulator review (`GET /v1/review-queue`).",
+    responses=problem_docs(401, 403, 404, 409, 422),
+)
+async def submit(product_id: str, session: DbSession, principal: Provider) -> Response:
+    product = await lifecycle.submit(session, principal, product_id)
+    if product.draft is not None:
+        return _json(views.draft_view(product))
+    version = await lifecycle.get_version(session, product.id, product.latest_version)
+    return _json(views.version_view(product, version, show_draft_state=True))
+
+
+@router.post(
+    "/{product_id}/retire",
+    response_model=ProductView,
+    summary="Retire a product for good (provider, own products)",
+    description="No new orders; existing orders keep their pinned versions.",
+    responses=problem_docs(401, 403, 404, 409, 422),
+)
+async def retire(
+    product_id: str, body: OptionalReason, session: DbSession, principal: Provider
+) -> Response:
+    product = await lifecycle.retire(session, principal, product_id, body.reason)
+    if not product.latest_version:
+        return _json(views.draft_view(product))
+    version = await lifecycle.get_version(session, product.id, product.latest_version)
+    return _json(views.version_view(product, version, show_draft_state=True))
+
+
+@router.get(
+    "/{product_id}/versions",
+    response_model=list[VersionSummary],
+    summary="List a product's published versions (whoever can see the product)",
+    responses=problem_docs(401, 404),
+)
+async def list_versions(
+    product_id: str, session: DbSession, principal: CurrentPrincipal
+) -> list[VersionSummary]:
+    product = await lifecycle.get_visible(session, principal, product_id)
+    rows = await lifecycle.list_versions(session, product.id)
+    return [VersionSummary.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get(
+    "/{product_id}/versions/{version}",
+    response_model=ProductView,
+    summary="Get one frozen version (whoever can see the product)",
+    description="Published versions never change: this is what an order pinned.",
+    responses=problem_docs(401, 404),
+)
+async def get_version(
+    product_id: str, version: int, session: DbSession, principal: CurrentPrincipal
+) -> Response:
+    product = await lifecycle.get_visible(session, principal, product_id)
+    row = await lifecycle.get_version(session, product.id, version)
+    owner_view = lifecycle.can_see_draft(principal, product)
+    return _json(views.version_view(product, row, show_draft_state=owner_view))

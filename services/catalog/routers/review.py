@@ -1,0 +1,111 @@
+"""Regulator endpoints: the review queue, approval, rejection, suspension."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from services.catalog import lifecycle, views
+from services.catalog.models import Product
+from services.catalog.schemas import Note, ProductView, Reason, ReviewItem
+from shared.auth import Principal, Regulator, require_roles
+from shared.db import DbSession
+from shared.errors import BadRequest
+from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from shared.problems import problem_docs
+
+router = APIRouter(prefix="/v1", tags=["review"])
+
+#: Approving and rejecting sensitive products is the regulator's alone (not the operator's).
+StrictRegulator = Annotated[Principal, Depends(require_roles("regulator"))]
+
+
+async def _view(session: DbSession, product: Product) -> Response:
+    if product.draft is not None and not product.latest_version:
+        body = views.draft_view(product)
+    else:
+        version = await lifecycle.get_version(session, product.id, product.latest_version)
+        body = views.version_view(product, version, show_draft_state=True)
+    return Response(ProductView.model_validate(body).model_dump_json(by_alias=True),
+                    media_type="application/json")
+
+
+@router.get(
+    "/review-queue",
+    response_model=Page[ReviewItem],
+    summary="Drafts waiting for regulator review, oldest first (regulator, operator)",
+    responses=problem_docs(400, 401, 403),
+)
+async def review_queue(
+    session: DbSession, _: Regulator, limit: LimitParam = 50, cursor: CursorParam = None
+) -> Page[ReviewItem]:
+    pos = decode_cursor(cursor)
+    after = None
+    if pos is not None:
+        try:
+            after = (str(pos["t"]), int(pos["k"]))
+            datetime.fromisoformat(after[0])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
+                             problem="invalid-cursor", title="Invalid cursor") from exc
+    rows = await lifecycle.review_queue(session, limit=limit, after=after)
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        assert last.submitted_at is not None
+        nxt = encode_cursor({"t": last.submitted_at.isoformat(), "k": last.pk})
+    items = [
+        ReviewItem(
+            product_id=p.id, provider_org=p.provider_org,
+            title=str((p.draft or {}).get("title", p.title)),
+            grade=(p.draft or {}).get("grade", p.grade),
+            version=p.draft_version or 0, submitted_at=p.submitted_at or p.updated_at,
+        )
+        for p in rows
+    ]
+    return Page(items=items, next_cursor=nxt)
+
+
+@router.post(
+    "/products/{product_id}/approve",
+    response_model=ProductView,
+    summary="Approve a draft under review and publish it (regulator)",
+    responses=problem_docs(401, 403, 404, 409, 422),
+)
+async def approve(product_id: str, body: Note, session: DbSession, principal: StrictRegulator) -> Response:
+    return await _view(session, await lifecycle.approve(session, principal, product_id, body.note))
+
+
+@router.post(
+    "/products/{product_id}/reject",
+    response_model=ProductView,
+    summary="Reject a draft under review, with the reason (regulator)",
+    description="The draft goes back to the provider for editing; the reason is shown in `status_reason`.",
+    responses=problem_docs(401, 403, 404, 409, 422),
+)
+async def reject(product_id: str, body: Reason, session: DbSession, principal: StrictRegulator) -> Response:
+    return await _view(session, await lifecycle.reject(session, principal, product_id, body.reason))
+
+
+@router.post(
+    "/products/{product_id}/suspend",
+    response_model=ProductView,
+    summary="Suspend a listed product (regulator, operator)",
+    description="Suspended products leave search and get no new orders or tokens until reinstated.",
+    responses=problem_docs(401, 403, 404, 409, 422),
+)
+async def suspend(product_id: str, body: Reason, session: DbSession, principal: Regulator) -> Response:
+    return await _view(session, await lifecycle.suspend(session, principal, product_id, body.reason))
+
+
+@router.post(
+    "/products/{product_id}/reinstate",
+    response_model=ProductView,
+    summary="Reinstate a suspended product (regulator, operator)",
+    responses=problem_docs(401, 403, 404, 409, 422),
+)
+async def reinstate(product_id: str, body: Reason, session: DbSession, principal: Regulator) -> Response:
+    return await _view(session, await lifecycle.reinstate(session, principal, product_id, body.reason))

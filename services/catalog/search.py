@@ -1,0 +1,291 @@
+"""Catalog search: filters, full-text relevance, facets and cursors.
+
+One interface, two engines: PostgreSQL matches ``websearch_to_tsquery`` against
+the generated ``search_vector`` (GIN index) and ranks with ``ts_rank_cd``;
+SQLite matches the FTS5 table ``products_fts`` and ranks with ``bm25``. Both
+stem English (Porter) and weight title above tags and summary above
+description, so the same query ranks the same products first on both.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    FromClause,
+    Integer,
+    Select,
+    and_,
+    case,
+    column,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
+
+from services.catalog.lifecycle import is_regulator
+from services.catalog.models import Product, ProductTag
+from shared.auth import Principal
+from shared.errors import BadRequest, Forbidden
+from shared.pagination import encode_cursor
+
+SortKey = Literal["relevance", "newest", "price"]
+PLAN_KINDS = ("free", "one_time", "subscription", "metered")
+MAX_FACET_VALUES = 50
+
+_products = Product.__table__
+_fts = table("products_fts", column("rowid", Integer))
+_KIND_COLUMN = {
+    "free": _products.c.has_free,
+    "one_time": _products.c.has_one_time,
+    "subscription": _products.c.has_subscription,
+    "metered": _products.c.has_metered,
+}
+_HIT_COLUMNS = [
+    _products.c.pk, _products.c.id, _products.c.provider_org, _products.c.slug, _products.c.title,
+    _products.c.summary, _products.c.category, _products.c.tags_text, _products.c.grade,
+    _products.c.status, _products.c.latest_version, _products.c.currency, _products.c.min_price,
+    _products.c.has_free, _products.c.has_one_time, _products.c.has_subscription,
+    _products.c.has_metered, _products.c.listed_at,
+]
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    q: str | None = None
+    category: str | None = None
+    tag: str | None = None
+    grade: str | None = None
+    provider: str | None = None
+    plan_kind: str | None = None
+    max_price: int | None = None
+    currency: str | None = None
+    status: str = "listed"
+    sort: SortKey = "relevance"
+    limit: int = 20
+    cursor: dict[str, Any] | None = None
+    facets: bool = True
+
+
+@dataclass
+class SearchResult:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int
+    facets: dict[str, dict[str, int]]
+
+
+def fts5_query(q: str) -> str | None:
+    """Words of ``q`` as an FTS5 AND-query of quoted terms (no operators from users)."""
+    words = re.findall(r"\w+", q.lower())
+    return " ".join(f'"{w}"' for w in words[:32]) or None
+
+
+class _Plan:
+    """The FROM, WHERE and rank of one search, per dialect."""
+
+    def __init__(self, dialect: str, principal: Principal, query: SearchQuery) -> None:
+        self.from_: FromClause = _products
+        self.where: list[ColumnElement[bool] | TextClause] = []
+        self.rank: ColumnElement[Any] | None = None
+        self.rank_desc = True
+        self._visibility(principal, query)
+        self._filters(query)
+        if query.q and query.q.strip():
+            self._text(dialect, query.q)
+
+    def _visibility(self, principal: Principal, query: SearchQuery) -> None:
+        self.where.append(_products.c.status == query.status)
+        if query.status == "listed" or is_regulator(principal):
+            return
+        if "provider" in principal.roles and principal.org_id:
+            # Providers may list their own unlisted products, never anybody else's.
+            self.where.append(_products.c.provider_org == principal.org_id)
+            return
+        raise Forbidden(
+            f"Only regulators, and providers for their own products, can search {query.status} "
+            "products; everybody can search listed ones (status=listed, the default).",
+        )
+
+    def _filters(self, query: SearchQuery) -> None:
+        c = _products.c
+        if query.category:
+            self.where.append(c.category == query.category)
+        if query.grade:
+            self.where.append(c.grade == query.grade)
+        if query.provider:
+            self.where.append(c.provider_org == query.provider)
+        if query.plan_kind:
+            self.where.append(_KIND_COLUMN[query.plan_kind].is_(True))
+        if query.tag:
+            tagged = select(ProductTag.product_pk).where(ProductTag.tag == query.tag.strip().lower())
+            self.where.append(c.pk.in_(tagged))
+        if query.max_price is not None and not query.currency:
+            raise BadRequest(
+                "max_price needs a currency: prices are compared in one currency's minor units "
+                "(e.g. max_price=5000&currency=EUR).",
+                problem="max-price-needs-currency",
+                title="Currency missing",
+            )
+        if query.currency:
+            self.where.append(c.currency == query.currency)
+        if query.max_price is not None:
+            self.where.append(c.min_price <= query.max_price)
+
+    def _text(self, dialect: str, q: str) -> None:
+        if dialect == "postgresql":
+            vector: ColumnElement[Any] = literal_column("products.search_vector")
+            tsq = func.websearch_to_tsquery(literal_column("'english'"), q)
+            self.where.append(vector.op("@@", return_type=Boolean)(tsq))
+            self.rank = func.ts_rank_cd(vector, tsq)
+            return
+        match = fts5_query(q)
+        if match is None:
+            self.where.append(literal_column("0", Boolean).is_(True))  # nothing to match
+            return
+        self.from_ = _products.join(_fts, _fts.c.rowid == _products.c.pk)
+        self.where.append(text("products_fts MATCH :fts_query").bindparams(fts_query=match))
+        # bm25 column weights follow the FTS5 column order: title, tags, summary, description
+        self.rank = literal_column("bm25(products_fts, 10.0, 6.0, 4.0, 1.0)")
+        self.rank_desc = False
+
+    def select(self, *cols: Any) -> Select[Any]:
+        return select(*cols).select_from(self.from_).where(and_(*self.where))
+
+
+def _hit(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "provider_org": row.provider_org,
+        "slug": row.slug,
+        "title": row.title,
+        "summary": row.summary,
+        "category": row.category,
+        "tags": row.tags_text.split(),
+        "grade": row.grade,
+        "status": row.status,
+        "latest_version": row.latest_version,
+        "currency": row.currency,
+        "min_price": row.min_price,
+        "plan_kinds": [k for k in PLAN_KINDS if getattr(row, f"has_{k}")],
+        "listed_at": row.listed_at,
+    }
+
+
+def _bad_cursor() -> BadRequest:
+    return BadRequest(
+        "The cursor does not belong to this search; pass back `next_cursor` with the same "
+        "parameters, or start again without a cursor.",
+        problem="invalid-cursor",
+        title="Invalid cursor",
+    )
+
+
+async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple[list[Any], str | None]:
+    c = _products.c
+    sort = query.sort
+    if sort == "relevance" and plan.rank is None:
+        sort = "newest"
+    cur = query.cursor or {}
+    if cur and cur.get("s") != sort:
+        raise _bad_cursor()
+    stmt = plan.select(*_HIT_COLUMNS)
+    try:
+        if sort == "relevance":
+            assert plan.rank is not None
+            # Ranks are floats computed per query; an offset is the honest position.
+            offset = int(cur.get("o", 0))
+            order = plan.rank.desc() if plan.rank_desc else plan.rank.asc()
+            stmt = stmt.order_by(order, c.pk.desc()).offset(max(0, offset)).limit(query.limit + 1)
+            rows = list((await session.execute(stmt)).all())
+            more = len(rows) > query.limit
+            nxt = encode_cursor({"s": sort, "o": offset + query.limit}) if more else None
+            return rows[: query.limit], nxt
+        if sort == "price":
+            price = c.min_price if query.status == "listed" else func.coalesce(c.min_price, 0)
+            if cur:
+                p, pk = int(cur["p"]), int(cur["k"])
+                stmt = stmt.where(or_(price > p, and_(price == p, c.pk > pk)))
+            stmt = stmt.order_by(price.asc(), c.pk.asc())
+        elif query.status == "listed":
+            if cur:
+                ts, pk = datetime.fromisoformat(cur["t"]), int(cur["k"])
+                stmt = stmt.where(or_(c.listed_at < ts, and_(c.listed_at == ts, c.pk < pk)))
+            stmt = stmt.order_by(c.listed_at.desc(), c.pk.desc())
+        else:
+            if cur:
+                stmt = stmt.where(c.pk < int(cur["k"]))
+            stmt = stmt.order_by(c.pk.desc())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad_cursor() from exc
+    rows = list((await session.execute(stmt.limit(query.limit + 1))).all())
+    if len(rows) <= query.limit:
+        return rows, None
+    rows = rows[: query.limit]
+    last = rows[-1]
+    position: dict[str, Any] = {"s": sort, "k": last.pk}
+    if sort == "price":
+        position["p"] = last.min_price or 0
+    elif query.status == "listed":
+        position["t"] = last.listed_at.isoformat()
+    return rows, encode_cursor(position)
+
+
+def _kind_sums() -> list[Any]:
+    return [
+        func.sum(case((col.is_(True), 1), else_=0)).label(kind) for kind, col in _KIND_COLUMN.items()
+    ]
+
+
+async def _facets(
+    session: AsyncSession, plan: _Plan, dialect: str
+) -> tuple[int, dict[str, dict[str, int]]]:
+    c = _products.c
+    categories: dict[str, int] = {}
+    grades: dict[str, int] = {}
+    kinds: dict[str, int] = dict.fromkeys(PLAN_KINDS, 0)
+    total = 0
+    if dialect == "postgresql":
+        # One scan for all three facets: grouping sets (category), (grade) and the grand total.
+        stmt = plan.select(c.category, c.grade, func.count().label("n"), *_kind_sums()).group_by(
+            text("GROUPING SETS ((products.category), (products.grade), ())")
+        )
+        for row in (await session.execute(stmt)).all():
+            if row.category is not None:
+                categories[row.category] = row.n
+            elif row.grade is not None:
+                grades[row.grade] = row.n
+            else:
+                total = row.n
+                kinds = {k: int(getattr(row, k) or 0) for k in PLAN_KINDS}
+    else:
+        totals = (await session.execute(plan.select(func.count().label("n"), *_kind_sums()))).one()
+        total = totals.n
+        kinds = {k: int(getattr(totals, k) or 0) for k in PLAN_KINDS}
+        for col, into in ((c.category, categories), (c.grade, grades)):
+            stmt = plan.select(col, func.count()).group_by(col)
+            for value, n in (await session.execute(stmt)).all():
+                into[value] = n
+    top = dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES])
+    return total, {"category": top, "grade": dict(sorted(grades.items())), "plan_kind": kinds}
+
+
+async def search(session: AsyncSession, principal: Principal, query: SearchQuery) -> SearchResult:
+    dialect = session.get_bind().dialect.name
+    plan = _Plan(dialect, principal, query)
+    rows, nxt = await _page(session, plan, query)
+    if query.facets:
+        total, facets = await _facets(session, plan, dialect)
+    else:
+        total, facets = -1, {"category": {}, "grade": {}, "plan_kind": {}}
+    return SearchResult([_hit(r) for r in rows], nxt, total, facets)
