@@ -60,3 +60,5 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+    # httpx logs every request at INFO; our own code logs what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
