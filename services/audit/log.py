@@ -1,0 +1,290 @@
+"""The append-only log: ordered appends, tree storage and proofs.
+
+One ordered writer assigns sequence numbers. Inside a process, concurrent
+appends are combined into one transaction (group commit) behind an asyncio
+lock; across processes, PostgreSQL's transaction-level advisory lock orders the
+writers (SQLite's database write lock does the same for one file). Inside the
+transaction the writer reads the current size, skips event ids already stored
+(idempotency), assigns ``seq = size + i``, inserts events with their leaf
+hashes and the newly completed subtree nodes, and commits: all or nothing, so
+sequence numbers never have gaps or duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.audit import merkle
+from services.audit.models import events, tree_nodes
+from services.audit.verifylib import canonical_json, leaf_hash
+from shared.db import utcnow
+from shared.errors import RuleViolation
+from shared.events import AuditEvent
+
+logger = logging.getLogger("sluice.audit")
+
+#: pg_advisory_xact_lock key of the single ordered writer ("sluice audit append").
+APPEND_LOCK_KEY = 0x51C1A0D1
+#: Most events one combined transaction takes from the queue.
+MAX_GROUP_EVENTS = 5000
+
+_datetime_json = TypeAdapter(datetime)
+
+
+class TreeCorrupted(RuntimeError):
+    """A node the tree layout guarantees is missing: storage was tampered with."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    event_id: str
+    seq: int
+    duplicate: bool
+
+
+@dataclass
+class _Prepared:
+    """An event serialised once, before the writer lock: everything but seq
+    and received_at."""
+
+    event: AuditEvent
+    event_id: str
+    member_json: dict[str, Any] = field(repr=False)
+
+
+def stored_event_json(event_json: Mapping[str, Any], seq: int, received_at: datetime) -> dict[str, Any]:
+    """``StoredEvent.model_dump(mode="json")`` from an AuditEvent's JSON dump."""
+    return {**event_json, "seq": seq, "received_at": _datetime_json.dump_python(received_at, mode="json")}
+
+
+def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
+    """Serialise and check that every event can be canonicalised (RFC 8785),
+    so a bad event is refused before it can reach the writer."""
+    out = []
+    for i, event in enumerate(batch):
+        member_json = event.model_dump(mode="json")
+        try:
+            probe = canonical_json(stored_event_json(member_json, 0, utcnow()))
+        except ValueError as exc:
+            raise RuleViolation(
+                f"events[{i}] cannot be canonicalised as RFC 8785 JSON ({exc}); "
+                "use integers within ±2^53 and finite numbers in details.",
+                rule="canonical-json",
+            ) from exc
+        if b"\\u0000" in probe:
+            raise RuleViolation(
+                f"events[{i}] contains a NUL character; remove it from every string.",
+                rule="no-nul-characters",
+            )
+        out.append(_Prepared(event, str(event.event_id), member_json))
+    return out
+
+
+@dataclass
+class _Pending:
+    prepared: list[_Prepared]
+    future: asyncio.Future[list[AppendResult]]
+
+
+# --- reading the tree -----------------------------------------------------------
+
+
+async def tree_size(session: AsyncSession) -> int:
+    last = await session.scalar(select(func.max(events.c.seq)))
+    return 0 if last is None else int(last) + 1
+
+
+async def fetch_nodes(session: AsyncSession, nodes: set[merkle.Node]) -> dict[merkle.Node, bytes]:
+    """Read stored nodes (level 0 from ``events``, the rest from ``tree_nodes``)."""
+    found: dict[merkle.Node, bytes] = {}
+    leaves = [idx for level, idx in nodes if level == 0]
+    if leaves:
+        rows = await session.execute(
+            select(events.c.seq, events.c.leaf_hash).where(events.c.seq.in_(leaves))
+        )
+        found.update({(0, int(seq)): bytes(h) for seq, h in rows})
+    by_level: dict[int, list[int]] = {}
+    for level, idx in nodes:
+        if level:
+            by_level.setdefault(level, []).append(idx)
+    if by_level:
+        cond = or_(
+            *(and_(tree_nodes.c.level == lv, tree_nodes.c.idx.in_(ix)) for lv, ix in by_level.items())
+        )
+        node_rows = await session.execute(
+            select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(cond)
+        )
+        found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in node_rows})
+    missing = nodes - found.keys()
+    if missing:
+        raise TreeCorrupted(
+            f"{len(missing)} stored tree node(s) are missing, e.g. {sorted(missing)[:3]}; "
+            "the log storage was changed outside the service"
+        )
+    return found
+
+
+async def range_hashes(session: AsyncSession, ranges: Sequence[merkle.Range]) -> list[bytes]:
+    stored = await fetch_nodes(session, merkle.plan(ranges))
+    return merkle.range_hashes(ranges, stored)
+
+
+async def root_hash(session: AsyncSession, size: int) -> bytes:
+    return (await range_hashes(session, [(0, size)]))[0]
+
+
+async def inclusion_proof(session: AsyncSession, leaf_index: int, size: int) -> list[bytes]:
+    return await range_hashes(session, merkle.inclusion_ranges(leaf_index, size))
+
+
+async def consistency_proof(session: AsyncSession, first: int, second: int) -> list[bytes]:
+    return await range_hashes(session, merkle.consistency_ranges(first, second))
+
+
+async def load_frontier(session: AsyncSession, size: int) -> dict[int, bytes]:
+    nodes = merkle.frontier_nodes(size)
+    stored = await fetch_nodes(session, merkle.plan([(n[1] << n[0], (n[1] + 1) << n[0]) for n in nodes]))
+    return {level: merkle.node_from_stored((level, idx), stored) for level, idx in nodes}
+
+
+# --- the ordered writer ------------------------------------------------------------
+
+
+class LogWriter:
+    """Appends batches in one total order (see the module docstring)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+        self._lock = asyncio.Lock()
+        self._queue: list[_Pending] = []
+        # Right edge of the tree at a known size; valid only while the stored
+        # size still equals it (another process may have appended meanwhile).
+        self._frontier: tuple[int, dict[int, bytes]] | None = None
+
+    async def append(self, batch: Sequence[AuditEvent]) -> list[AppendResult]:
+        pending = _Pending(prepare(batch), asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        async with self._lock:
+            # Whoever holds the lock writes everything queued so far in one
+            # transaction; the others find their result ready when they get in.
+            while not pending.future.done():
+                group: list[_Pending] = []
+                total = 0
+                while self._queue and (not group or total + len(self._queue[0].prepared) <= MAX_GROUP_EVENTS):
+                    item = self._queue.pop(0)
+                    group.append(item)
+                    total += len(item.prepared)
+                try:
+                    results = await self._write([item.prepared for item in group])
+                except Exception as exc:
+                    for item in group:
+                        item.future.set_exception(exc)
+                except BaseException:
+                    for item in group:
+                        item.future.cancel()
+                    raise
+                else:
+                    for item, res in zip(group, results, strict=True):
+                        item.future.set_result(res)
+        return pending.future.result()
+
+    async def _write(self, groups: list[list[_Prepared]]) -> list[list[AppendResult]]:
+        async with self.sessionmaker() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
+            ids = list({p.event_id for g in groups for p in g})
+            existing: dict[str, int] = {}
+            for chunk_start in range(0, len(ids), 1000):
+                chunk = ids[chunk_start : chunk_start + 1000]
+                rows = await session.execute(
+                    select(events.c.event_id, events.c.seq).where(events.c.event_id.in_(chunk))
+                )
+                existing.update({eid: int(seq) for eid, seq in rows})
+            size = await tree_size(session)
+            if self._frontier is not None and self._frontier[0] == size:
+                frontier = self._frontier[1]
+            else:
+                frontier = await load_frontier(session, size)
+            received_at = utcnow()
+            assigned: dict[str, int] = {}
+            rows_out: list[dict[str, Any]] = []
+            leaves: list[bytes] = []
+            results: list[list[AppendResult]] = []
+            for group in groups:
+                res: list[AppendResult] = []
+                for p in group:
+                    if p.event_id in existing:
+                        res.append(AppendResult(p.event_id, existing[p.event_id], True))
+                        continue
+                    if p.event_id in assigned:  # repeated within this transaction
+                        res.append(AppendResult(p.event_id, assigned[p.event_id], True))
+                        continue
+                    seq = size + len(rows_out)
+                    assigned[p.event_id] = seq
+                    h = leaf_hash(canonical_json(stored_event_json(p.member_json, seq, received_at)))
+                    leaves.append(h)
+                    rows_out.append(event_row(p.event, seq, received_at, h))
+                    res.append(AppendResult(p.event_id, seq, False))
+                results.append(res)
+            new_frontier = frontier
+            if rows_out:
+                nodes, new_frontier = merkle.append_leaves(size, frontier, leaves)
+                await session.execute(insert(events), rows_out)
+                if nodes:
+                    await session.execute(
+                        insert(tree_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+                    )
+        self._frontier = (size + len(rows_out), new_frontier)
+        return results
+
+
+def event_row(event: AuditEvent, seq: int, received_at: datetime, h: bytes) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "event_id": str(event.event_id),
+        "occurred_at": event.occurred_at,
+        "received_at": received_at,
+        "service": event.service,
+        "action": event.action,
+        "actor_sub": event.actor.sub,
+        "actor_org": event.actor.org,
+        "actor_role": event.actor.role,
+        "subject_type": event.subject.type,
+        "subject_id": event.subject.id,
+        "outcome": event.outcome,
+        "request_id": event.request_id,
+        "details": event.details,
+        "leaf_hash": h,
+    }
+
+
+def _json_time(value: datetime) -> str:
+    return str(_datetime_json.dump_python(value, mode="json"))
+
+
+def row_to_stored_json(row: Row[Any] | Mapping[str, Any]) -> dict[str, Any]:
+    """A stored row as ``StoredEvent.model_dump(mode="json")`` would give it."""
+    r = row._mapping if isinstance(row, Row) else row
+    return {
+        "event_id": r["event_id"],
+        "occurred_at": _json_time(r["occurred_at"]),
+        "service": r["service"],
+        "action": r["action"],
+        "actor": {"sub": r["actor_sub"], "org": r["actor_org"], "role": r["actor_role"]},
+        "subject": {"type": r["subject_type"], "id": r["subject_id"]},
+        "outcome": r["outcome"],
+        "request_id": r["request_id"],
+        "details": r["details"],
+        "seq": int(r["seq"]),
+        "received_at": _json_time(r["received_at"]),
+    }

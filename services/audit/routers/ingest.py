@@ -1,0 +1,39 @@
+"""Ingestion: producers append events (role ``service``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from services.audit.log import LogWriter
+from services.audit.schemas import AppendedEvent, AppendResponse, EventBatch
+from services.audit.settings import AuditSettings
+from shared.auth import Service
+from shared.errors import RuleViolation
+from shared.problems import problem_docs
+
+router = APIRouter(prefix="/v1", tags=["ingestion"])
+
+
+@router.post(
+    "/events",
+    response_model=AppendResponse,
+    summary="Append a batch of audit events (role service)",
+    description="Appends events in one total order and answers each event's `seq` (its leaf index). "
+    "Idempotent by `event_id`: an event already in the log answers its existing `seq` with "
+    "`duplicate: true` and adds no leaf, so producers can re-send safely after a timeout. "
+    "Only internal services (role `service`) may call this.",
+    responses=problem_docs(401, 403, 422),
+)
+async def append_events(body: EventBatch, request: Request, _: Service) -> AppendResponse:
+    settings: AuditSettings = request.app.state.settings
+    if len(body.events) > settings.max_batch_events:
+        raise RuleViolation(
+            f"A batch may carry at most {settings.max_batch_events} events; you sent "
+            f"{len(body.events)}. Split it into smaller batches.",
+            rule="max-batch-events",
+        )
+    writer: LogWriter = request.app.state.log_writer
+    results = await writer.append(body.events)
+    return AppendResponse(
+        results=[AppendedEvent(event_id=r.event_id, seq=r.seq, duplicate=r.duplicate) for r in results]
+    )
