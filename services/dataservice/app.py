@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
 
-from services.dataservice.settings import DataServiceSettings
+from services.dataservice.config import load_products
+from services.dataservice.datasource import DataSource, data_engine
+from services.dataservice.demo_data import demo_tables_present, seed_demo
+from services.dataservice.revocations import RevocationList, RevocationPoller, polling
+from services.dataservice.routers import query
+from services.dataservice.service import QueryService
+from services.dataservice.settings import DEMO_PRODUCTS_FILE, DataServiceSettings
+from services.dataservice.usage import USAGE_DESTINATION, usage_deliverer
 from shared.app import create_service_app
+from shared.audit_relay import audit_relay, token_source_for
 from shared.auth import InvalidToken, JWKSKeySource, TokenVerifier
+from shared.db import Database
+from shared.outbox import OutboxRelay, running
+
+logger = logging.getLogger("sluice.dataservice")
 
 DESCRIPTION = """
 The provider-side, query-only data service: buyers send structured queries with a
 short-lived data-access token (RFC 9068, `typ: at+jwt`, `aud` = this service) and
 never receive a copy of the data.
+
+* `GET /v1/schema`: what the token's product exposes and what is left of its limits.
+* `POST /v1/query`: structured queries (never SQL). L1/L2: rows, capped and masked.
+  L3: aggregates only, groups of fewer than k people suppressed, differencing refused,
+  optional Laplace noise charged to the entitlement's privacy budget.
+
+Usage is reported to the access service and every query is an audit event (both via
+the transactional outbox). Errors are RFC 9457 `application/problem+json`.
 """
 
 
-async def _require_query_scope(claims: dict[str, Any]) -> None:
-    if "query" not in str(claims.get("scope", "")).split():
-        raise InvalidToken("This data service accepts only data-access tokens with scope 'query'.")
+def _token_checks(app: FastAPI) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    async def check(claims: dict[str, Any]) -> None:
+        if "query" not in str(claims.get("scope", "")).split():
+            raise InvalidToken("This data service accepts only data-access tokens with scope 'query'.")
+        revocations: RevocationList | None = getattr(app.state, "revocations", None)
+        if revocations is not None:
+            why = revocations.reason(claims.get("jti"), claims.get("ent"))
+            if why is not None:
+                raise InvalidToken(f"This token no longer grants access: {why}.")
+
+    return check
 
 
 def data_token_verifier(app: FastAPI) -> TokenVerifier:
@@ -35,8 +66,71 @@ def data_token_verifier(app: FastAPI) -> TokenVerifier:
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         required_typ="at+jwt",
-        extra_check=_require_query_scope,
+        extra_check=_token_checks(app),
     )
+
+
+async def open_data_source(settings: DataServiceSettings) -> DataSource:
+    """The provider's database with the products mapped onto it (demo data generated on
+    first start when both data_url and products_file are the defaults)."""
+    rename = {}
+    if settings.products_file == str(DEMO_PRODUCTS_FILE):
+        rename = {"prd_demo_transit": settings.demo_transit_product_id,
+                  "prd_demo_health": settings.demo_health_product_id}
+    products = load_products(settings.products_file, rename)
+    engine = data_engine(settings.data_url)
+    if settings.uses_demo and settings.demo_autoseed and not await demo_tables_present(engine):
+        rows = await seed_demo(engine, people=settings.demo_people)
+        logger.info("generated the demo data set (%d health-service visits) at %s", rows,
+                    settings.data_url)
+    source = DataSource(engine, products)
+    await source.reflect()
+    return source
+
+
+@contextlib.asynccontextmanager
+async def data_service(app: FastAPI) -> AsyncIterator[None]:
+    """Lifespan step: provider data, query service, revocation feed, usage relay."""
+    settings: DataServiceSettings = app.state.settings
+    db: Database = app.state.db
+    source = await open_data_source(settings)
+    token = token_source_for(app)
+    relays: list[OutboxRelay] = []
+    if token is None:
+        logger.warning(
+            "no service client secret (SLUICE_DATASERVICE_SERVICE_CLIENT_SECRET): usage reports "
+            "stay in the outbox and the revocation feed cannot be read until one is configured")
+        app.state.usage_relay = None
+    else:
+        relay = OutboxRelay(db.sessionmaker, USAGE_DESTINATION,
+                            usage_deliverer(app.state.http, settings.access_url, token),
+                            poll_interval=settings.outbox_poll_seconds)
+        app.state.usage_relay = relay
+        relays.append(relay)
+
+    def wake_relays() -> None:
+        for name in ("usage_relay", "audit_relay"):
+            r: OutboxRelay | None = getattr(app.state, name, None)
+            if r is not None:
+                r.wake()
+
+    app.state.data_source = source
+    app.state.query_service = QueryService(
+        source, db.sessionmaker, mask_value=settings.mask_value,
+        history_size=settings.differencing_history, timeout=settings.query_timeout_seconds,
+        after_commit=wake_relays)
+    app.state.revocations = RevocationList()
+    app.state.revocation_poller = RevocationPoller(
+        app.state.revocations, app.state.http, settings.access_url, token,
+        interval=settings.revocation_poll_seconds)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(running(relays))
+            if token is not None:
+                await stack.enter_async_context(polling(app.state.revocation_poller))
+            yield
+    finally:
+        await source.dispose()
 
 
 def create_app(settings: DataServiceSettings | None = None) -> FastAPI:
@@ -45,6 +139,8 @@ def create_app(settings: DataServiceSettings | None = None) -> FastAPI:
         settings,
         title="Sluice dataservice",
         description=DESCRIPTION,
-        routers=[],
+        routers=[query.router],
+        lifespan_steps=[audit_relay, data_service],
         make_verifier=data_token_verifier,
+        openapi_tags=[{"name": "query", "description": "Structured queries on one data product."}],
     )

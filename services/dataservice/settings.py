@@ -1,15 +1,60 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+#: The demo mapping shipped with the package (two products over the generated demo data).
+DEMO_PRODUCTS_FILE = Path(__file__).parent / "demo" / "products.yaml"
+DEMO_DATA_URL = f"sqlite+aiosqlite:///{Path('var') / 'dataservice-demo.db'}"
 
 
 class DataServiceSettings(ServiceSettings):
     service_name: ClassVar[str] = "dataservice"
     model_config = SettingsConfigDict(env_prefix="SLUICE_DATASERVICE_", extra="ignore")
+
+    data_url: str = Field(
+        default=DEMO_DATA_URL,
+        description="SQLAlchemy URL of the provider's own data (read only; `postgresql://` and "
+        "`sqlite://` are upgraded to their async drivers). Default: the generated demo data set.",
+    )
+    products_file: str = Field(
+        default=str(DEMO_PRODUCTS_FILE),
+        description="YAML or JSON mapping of product id → table/view, exposed, masked and "
+        "personal-identifier columns, grade (default: the shipped demo mapping).",
+    )
+    demo_transit_product_id: str = Field(
+        default="prd_demo_transit",
+        description="Product id the demo mapping gives the L1 transit statistics.",
+    )
+    demo_health_product_id: str = Field(
+        default="prd_demo_health",
+        description="Product id the demo mapping gives the L3 health-service records.",
+    )
+    demo_people: int = Field(default=3000, ge=100, description="Synthetic people in the demo data.")
+    demo_autoseed: bool = Field(
+        default=True,
+        description="Generate the demo data on start when data_url is the default demo database "
+        "and it has no demo tables yet (never touches a provider's own database).",
+    )
+    revocation_poll_seconds: float = Field(
+        default=15.0, gt=0, le=30,
+        description="How often the revocation feed is polled (at most 30 s, so revoked tokens "
+        "stop working within a minute).",
+    )
+    differencing_history: int = Field(
+        default=64, ge=0, le=256,
+        description="How many earlier filtered queries per buyer and product are compared with a "
+        "new one to refuse differencing attacks.",
+    )
+    mask_value: str = Field(default="***", description="What a masked column's values read as.")
+    query_timeout_seconds: float = Field(
+        default=20.0, gt=0, description="Longest a query may run on the provider's database."
+    )
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)
@@ -17,3 +62,7 @@ class DataServiceSettings(ServiceSettings):
         # resource): this one's public URL, unless configured otherwise.
         if "token_audience" not in self.model_fields_set:
             self.token_audience = self.public_url.rstrip("/")
+
+    @property
+    def uses_demo(self) -> bool:
+        return self.data_url == DEMO_DATA_URL and Path(self.products_file) == DEMO_PRODUCTS_FILE

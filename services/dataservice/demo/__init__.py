@@ -1,0 +1,1 @@
+"""The demo data set and mapping shipped with the reference data service."""

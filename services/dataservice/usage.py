@@ -1,0 +1,206 @@
+"""Per-entitlement quota and privacy-budget counters, query history, and usage reports.
+
+The counters are changed by one conditional ``UPDATE`` whose ``WHERE`` re-checks the
+limits, so 50 concurrent queries near the limit cannot overspend: on PostgreSQL each
+UPDATE waits for the row lock and re-evaluates the condition on the newest row; on
+SQLite writers are serialised. A usage record goes into the outbox in the same
+transaction, so a down access service delays the report but never loses it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dataservice.models import entitlement_usage, query_history
+from services.dataservice.query_model import Filter
+from shared.db import utcnow
+from shared.errors import Forbidden
+from shared.outbox import OutboxMessage, enqueue
+from shared.service_auth import ServiceTokenProvider, TokenSource
+
+MICRO = 1_000_000
+
+
+def to_micro(epsilon: float | None) -> int:
+    return 0 if epsilon is None else round(epsilon * MICRO)
+
+
+class QuotaExhausted(Forbidden):
+    problem, title = "quota-exhausted", "Query quota used up"
+
+
+class BudgetExhausted(Forbidden):
+    problem, title = "privacy-budget-exhausted", "Privacy budget used up"
+
+
+@dataclass(frozen=True)
+class Limits:
+    query_quota: int | None
+    epsilon_budget_micro: int | None
+
+
+@dataclass(frozen=True)
+class UsageState:
+    queries_used: int
+    epsilon_used_micro: int
+
+    def queries_remaining(self, limits: Limits) -> int | None:
+        return None if limits.query_quota is None else max(0, limits.query_quota - self.queries_used)
+
+    def epsilon_remaining(self, limits: Limits) -> float | None:
+        if limits.epsilon_budget_micro is None:
+            return None
+        return max(0, limits.epsilon_budget_micro - self.epsilon_used_micro) / MICRO
+
+
+async def _insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any],
+                         keys: list[str]) -> None:
+    """INSERT that does nothing when the row exists (race-safe on both back ends)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        await session.execute(pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+    elif dialect == "sqlite":
+        await session.execute(
+            sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+    else:  # pragma: no cover - only the two supported back ends
+        exists = await session.execute(select(*(table.c[k] for k in keys)).filter_by(
+            **{k: values[k] for k in keys}))
+        if exists.first() is None:
+            await session.execute(insert(table).values(**values))
+
+
+async def current(session: AsyncSession, entitlement_id: str) -> UsageState:
+    row = (await session.execute(
+        select(entitlement_usage.c.queries_used, entitlement_usage.c.epsilon_used_micro)
+        .where(entitlement_usage.c.entitlement_id == entitlement_id))).first()
+    return UsageState(0, 0) if row is None else UsageState(int(row[0]), int(row[1]))
+
+
+def refuse_if_spent(state: UsageState, limits: Limits, epsilon_micro: int) -> None:
+    """Raise the problem that says which limit is used up and what to do."""
+    if limits.query_quota is not None and state.queries_used + 1 > limits.query_quota:
+        raise QuotaExhausted(
+            f"This entitlement's query quota ({limits.query_quota} queries) is used up. Buy more "
+            "queries or a larger plan in the catalog, then get a new token.",
+            query_quota=limits.query_quota, queries_used=state.queries_used)
+    if limits.epsilon_budget_micro is not None \
+            and state.epsilon_used_micro + epsilon_micro > limits.epsilon_budget_micro:
+        left = max(0, limits.epsilon_budget_micro - state.epsilon_used_micro) / MICRO
+        raise BudgetExhausted(
+            f"This query's epsilon ({epsilon_micro / MICRO}) is more than the entitlement's "
+            f"remaining privacy budget ({left}). Ask with a smaller epsilon or without noise, or "
+            "buy a new entitlement.",
+            epsilon_budget=limits.epsilon_budget_micro / MICRO, epsilon_remaining=left)
+
+
+async def charge(
+    session: AsyncSession, entitlement_id: str, product_id: str, limits: Limits,
+    epsilon_micro: int, rows: int,
+) -> UsageState:
+    """Count one query (and its epsilon) if both stay within the limits; else refuse."""
+    now = utcnow()
+    await _insert_ignore(session, entitlement_usage, {
+        "entitlement_id": entitlement_id, "product_id": product_id, "queries_used": 0,
+        "epsilon_used_micro": 0, "rows_returned": 0, "updated_at": now,
+    }, ["entitlement_id"])
+    t = entitlement_usage.c
+    conditions = [t.entitlement_id == entitlement_id]
+    if limits.query_quota is not None:
+        conditions.append(t.queries_used + 1 <= limits.query_quota)
+    if limits.epsilon_budget_micro is not None:
+        conditions.append(t.epsilon_used_micro + epsilon_micro <= limits.epsilon_budget_micro)
+    result = await session.execute(
+        update(entitlement_usage).where(*conditions).values(
+            queries_used=t.queries_used + 1,
+            epsilon_used_micro=t.epsilon_used_micro + epsilon_micro,
+            rows_returned=t.rows_returned + rows,
+            updated_at=now,
+        ).returning(t.queries_used, t.epsilon_used_micro))
+    row = result.first()
+    if row is None:
+        refuse_if_spent(await current(session, entitlement_id), limits, epsilon_micro)
+        raise QuotaExhausted("This entitlement's limits are used up.")  # pragma: no cover
+    return UsageState(int(row[0]), int(row[1]))
+
+
+# --- differencing history ---------------------------------------------------------------
+
+async def earlier_filters(
+    session: AsyncSession, entitlement_id: str, product_id: str, limit: int, after_id: int = 0
+) -> tuple[list[list[Filter]], int]:
+    """The most recent filtered queries (newest first) and the highest history id seen."""
+    if limit <= 0:
+        return [], after_id
+    h = query_history.c
+    rows = (await session.execute(
+        select(h.id, h.filters).where(h.entitlement_id == entitlement_id, h.product_id == product_id,
+                                      h.id > after_id)
+        .order_by(h.id.desc()).limit(limit))).all()
+    top = max([after_id, *(int(r[0]) for r in rows)])
+    return [[Filter.model_validate(f) for f in r[1]] for r in rows], top
+
+
+async def latest_history_id(session: AsyncSession, entitlement_id: str, product_id: str) -> int:
+    h = query_history.c
+    row = (await session.execute(
+        select(h.id).where(h.entitlement_id == entitlement_id, h.product_id == product_id)
+        .order_by(h.id.desc()).limit(1))).first()
+    return 0 if row is None else int(row[0])
+
+
+async def remember_filters(session: AsyncSession, entitlement_id: str, product_id: str,
+                           fingerprint: str, filters: Sequence[Filter]) -> None:
+    await _insert_ignore(session, query_history, {
+        "entitlement_id": entitlement_id, "product_id": product_id,
+        "where_fingerprint": fingerprint, "filters": [f.model_dump(mode="json") for f in filters],
+        "created_at": utcnow(),
+    }, ["entitlement_id", "product_id", "where_fingerprint"])
+
+
+# --- usage reports (outbox → access) ------------------------------------------------------
+
+USAGE_KIND = "usage"
+USAGE_DESTINATION = "access"
+
+
+def usage_record(*, entitlement_id: str, jti: str, product_id: str, rows_returned: int,
+                 suppressed_groups: int, epsilon_spent: float, occurred_at: datetime) -> dict[str, Any]:
+    """The usage record of docs/contracts.md."""
+    return {
+        "usage_id": str(uuid.uuid4()), "entitlement_id": entitlement_id, "jti": jti,
+        "product_id": product_id, "rows_returned": rows_returned,
+        "suppressed_groups": suppressed_groups, "epsilon_spent": epsilon_spent,
+        "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def enqueue_usage(session: AsyncSession, record: dict[str, Any]) -> None:
+    await enqueue(session, kind=USAGE_KIND, destination=USAGE_DESTINATION,
+                  message_id=record["usage_id"], payload=record)
+
+
+def usage_deliverer(http: httpx.AsyncClient, access_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
+    """POST each usage record to the access service; 409 (already recorded) counts as done."""
+    url = f"{access_url.rstrip('/')}/v1/usage"
+
+    async def deliver(messages: Sequence[OutboxMessage]) -> None:
+        for m in messages:
+            resp = await http.post(url, json=m.payload,
+                                   headers={"Authorization": f"Bearer {await token()}"})
+            if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
+                token.invalidate()
+            if resp.status_code >= 300 and resp.status_code != 409:
+                raise RuntimeError(f"access answered {resp.status_code} to usage "
+                                   f"{m.message_id}: {resp.text[:300]}")
+
+    return deliver

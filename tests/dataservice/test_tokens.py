@@ -1,0 +1,174 @@
+"""Token attacks on the data service: each one must fail for the attacker."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+
+from tests.dataservice.conftest import HEALTH, TRANSIT, TokenFactory, bearer, query
+from tests.support import RunningApp, TestKeys
+
+COUNT = {"aggregates": [{"fn": "count"}], "group_by": ["district"]}
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(ds: RunningApp) -> dict[str, object]:
+    now = int(time.time())
+    return {"iss": "http://127.0.0.1:8003", "sub": "cli_buyer", "aud": ds.settings.token_audience,
+            "iat": now, "exp": now + 600, "jti": "j1", "scope": "query", "ent": "ent_test",
+            "product": HEALTH, "version": 1, "purpose": "research", "grade": "L3_sensitive",
+            "limits": {"max_rows": 100, "min_group_size": 10}}
+
+
+async def test_valid_data_token_answers(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(), COUNT)
+    assert resp.status_code == 200, resp.text
+
+
+async def test_token_for_another_data_service_is_refused(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(aud="http://other-provider.example:8010"), COUNT)
+    assert resp.status_code == 401
+    assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_expired_token_is_refused(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(ttl=-120), COUNT)
+    assert resp.status_code == 401
+    assert "expired" in resp.json()["detail"]
+
+
+async def test_alg_none_token_is_refused(ds: RunningApp, test_keys: TestKeys) -> None:
+    token = f"{_b64({'alg': 'none', 'typ': 'at+jwt', 'kid': test_keys.kid})}.{_b64(_claims(ds))}."
+    resp = await query(ds, token, COUNT)
+    assert resp.status_code == 401
+
+
+async def test_hs256_token_signed_with_the_public_key_is_refused(ds: RunningApp, test_keys: TestKeys) -> None:
+    # The classic key-confusion forgery: HMAC keyed with the RSA public key in PEM form.
+    private = serialization.load_pem_private_key(test_keys.private_pem, password=None)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    signing_input = f"{_b64({'alg': 'HS256', 'typ': 'at+jwt', 'kid': test_keys.kid})}.{_b64(_claims(ds))}"
+    mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    token = f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    resp = await query(ds, token, COUNT)
+    assert resp.status_code == 401
+    assert "HS256" in resp.json()["detail"]
+
+
+async def test_platform_token_without_at_jwt_type_is_refused(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(typ="JWT"), COUNT)
+    assert resp.status_code == 401
+
+
+async def test_token_without_query_scope_is_refused(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(scope="buyer"), COUNT)
+    assert resp.status_code == 401
+
+
+async def test_token_from_another_issuer_is_refused(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(iss="http://evil.example"), COUNT)
+    assert resp.status_code == 401
+
+
+async def test_token_without_entitlement_claims_is_refused(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(ent=None), COUNT)
+    assert resp.status_code == 401
+
+
+async def test_token_for_product_a_cannot_query_product_b(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(TRANSIT), {**COUNT, "product": HEALTH})
+    assert resp.status_code == 403
+    assert resp.json()["type"].endswith("/wrong-product")
+    schema = await ds.client.get("/v1/schema", params={"product": HEALTH},
+                                 headers=bearer(data_token(TRANSIT)))
+    assert schema.status_code == 403
+
+
+async def test_token_for_a_product_this_service_does_not_serve_is_refused(
+    ds: RunningApp, data_token: TokenFactory
+) -> None:
+    resp = await query(ds, data_token("prd_someone_else"), COUNT)
+    assert resp.status_code == 403
+    assert "does not serve" in resp.json()["detail"]
+
+
+async def test_token_graded_below_the_mapping_is_refused(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(HEALTH, grade="L1_public"), {"select": ["district"], "limit": 5})
+    assert resp.status_code == 403
+    assert resp.json()["type"].endswith("/grade-mismatch")
+
+
+async def test_revoked_token_and_entitlement_stop_working_after_a_feed_poll(
+    ds: RunningApp, data_token: TokenFactory
+) -> None:
+    token = data_token(jti="jti-revoked")
+    other = data_token(ent="ent_revoked")
+    assert (await query(ds, token, COUNT)).status_code == 200
+    pages = {
+        None: {"items": [{"kind": "token", "id": "jti-revoked", "revoked_at": "2026-11-28T00:00:00Z",
+                          "reason": "buyer asked"}], "next_cursor": "c1"},
+        "c1": {"items": [{"kind": "entitlement", "id": "ent_revoked",
+                          "revoked_at": "2026-11-28T00:00:01Z", "reason": "refund"}],
+               "next_cursor": "c2"},
+        "c2": {"items": [], "next_cursor": "c2"},
+    }
+    seen: list[str | None] = []
+
+    def feed(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/revocations"
+        since = request.url.params.get("since")
+        seen.append(since)
+        return httpx.Response(200, json=pages[since])
+
+    poller = ds.app.state.revocation_poller
+    async with httpx.AsyncClient(transport=httpx.MockTransport(feed)) as http:
+        poller.http = http
+        assert await poller.poll_once() == 2
+    assert seen == [None, "c1", "c2"]
+    for revoked in (token, other):
+        resp = await query(ds, revoked, COUNT)
+        assert resp.status_code == 401
+        assert "revoked" in resp.json()["detail"]
+    assert (await query(ds, data_token(), COUNT)).status_code == 200
+
+
+async def test_unreachable_revocation_feed_keeps_the_last_known_list(
+    ds: RunningApp, data_token: TokenFactory
+) -> None:
+    poller = ds.app.state.revocation_poller
+    poller.revocations.add("token", "jti-old")
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("access is down")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as http:
+        poller.http = http
+        try:
+            await poller.poll_once()
+        except httpx.HTTPError:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError("a down feed must raise so run_forever logs it")
+    assert (await query(ds, data_token(jti="jti-old"), COUNT)).status_code == 401
+
+
+async def test_revocation_poll_interval_cannot_exceed_30_seconds() -> None:
+    import pydantic
+
+    from services.dataservice.settings import DataServiceSettings
+
+    try:
+        DataServiceSettings(revocation_poll_seconds=45)
+    except pydantic.ValidationError:
+        return
+    raise AssertionError("a 45 s poll interval must be refused")
