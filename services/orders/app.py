@@ -2,24 +2,87 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
 from fastapi import FastAPI
 
+from services.orders.catalog_client import CatalogClient
+from services.orders.context import OrdersContext
+from services.orders.fulfilment import fulfilment_relay
+from services.orders.payments import PaymentGateway
+from services.orders.reconciler import reconciler
+from services.orders.routers import ledger, orders, quotes, webhooks
 from services.orders.settings import OrdersSettings
 from shared.app import create_service_app
+from shared.audit_relay import audit_relay, token_source_for
+from shared.service_auth import TokenSource
 
 DESCRIPTION = """
 Quotes, orders for a declared purpose, Stripe payments and the provider ledger.
 
+* **Quotes** (`POST /v1/quotes`, buyer): a priced breakdown valid for 15 minutes, pinned to a
+  catalog version.
+* **Orders** (`POST /v1/orders` with an `Idempotency-Key` header, buyer): free plans are `paid`
+  at once; paid plans return a Stripe PaymentIntent `client_secret`, or pay server-side with
+  `POST /v1/orders/{id}/pay`.
+* **States** `pending_payment → paid → fulfilled`, `pending_payment → payment_failed → (retry)
+  pending_payment`, `pending_payment|payment_failed → cancelled`, `paid|fulfilled → refunded`.
+* **Ledger**: charge, platform fee and provider earning per paid order; reversals on refund.
+
 Authenticate with a platform token from the access service (`POST /oauth/token`).
-Errors are RFC 9457 `application/problem+json`.
+Money is integer minor units of an ISO 4217 currency. Errors are RFC 9457
+`application/problem+json`.
 """
 
 
-def create_app(settings: OrdersSettings | None = None) -> FastAPI:
+def orders_runtime(outbound_http: httpx.AsyncClient | None, token_source: TokenSource | None):  # type: ignore[no-untyped-def]
+    """Lifespan step building the :class:`OrdersContext` (Stripe client, catalog client)."""
+
+    @contextlib.asynccontextmanager
+    async def step(app: FastAPI) -> AsyncIterator[None]:
+        settings: OrdersSettings = app.state.settings
+        app.state.outbound_http = outbound_http or app.state.http
+        app.state.orders_token_source = token_source or token_source_for(app)
+        gateway = PaymentGateway(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base,
+                                 timeout=settings.stripe_timeout_seconds)
+        app.state.orders = OrdersContext(
+            settings=settings,
+            sessionmaker=app.state.db.sessionmaker,
+            catalog=CatalogClient(app.state.outbound_http, settings.catalog_url,
+                                  app.state.orders_token_source),
+            gateway=gateway,
+        )
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    return step
+
+
+def create_app(
+    settings: OrdersSettings | None = None,
+    *,
+    outbound_http: httpx.AsyncClient | None = None,
+    token_source: TokenSource | None = None,
+) -> FastAPI:
+    """``outbound_http`` and ``token_source`` replace the client and the service token used
+    for the catalog and access services (tests serve those from in-process fakes)."""
     settings = settings or OrdersSettings()
     return create_service_app(
         settings,
         title="Sluice orders",
         description=DESCRIPTION,
-        routers=[],
+        routers=[quotes.router, orders.router, webhooks.router, ledger.router],
+        lifespan_steps=[orders_runtime(outbound_http, token_source), audit_relay, fulfilment_relay,
+                        reconciler],
+        openapi_tags=[
+            {"name": "quotes", "description": "Priced offers pinned to a catalog version"},
+            {"name": "orders", "description": "Orders, payment, cancellation and refunds"},
+            {"name": "webhooks", "description": "Stripe webhook receiver"},
+            {"name": "ledger", "description": "Money movements and provider earnings"},
+            {"name": "operations", "description": "Health, readiness and metrics"},
+        ],
     )

@@ -1,0 +1,359 @@
+"""Placing, paying, cancelling and refunding orders (the flows that talk to Stripe).
+
+These flows manage their own transactions because Stripe calls must happen
+*between* commits: the order row is committed before a PaymentIntent is created
+(so concurrent duplicates of the same ``Idempotency-Key`` find it and wait instead
+of creating a second payment), and a refund is made at Stripe before the order
+becomes ``refunded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.orders import settlement
+from services.orders.context import OrdersContext
+from services.orders.models import Order, PaymentAttempt, Quote
+from services.orders.orders import (
+    CANCELLED,
+    FAILED,
+    FULFILLED,
+    PAID,
+    PENDING,
+    REFUNDED,
+    Who,
+    load_for_update,
+    new_order_id,
+    transition,
+)
+from services.orders.payments import Intent, PaymentDeclined
+from services.orders.quotes import allowed_purposes, require_listed
+from shared.auth import Principal
+from shared.db import utcnow
+from shared.errors import Conflict, Forbidden, NotFound, ProblemError, RuleViolation
+from shared.outbox import record_event
+
+#: How long the request that holds the lease may take to create a PaymentIntent.
+PAYMENT_LEASE = timedelta(seconds=30)
+
+
+class PaymentFailed(ProblemError):
+    status, problem, title = 402, "payment-failed", "Payment failed"
+
+
+def request_hash(quote_id: str, purpose: str) -> str:
+    canonical = json.dumps({"purpose": purpose, "quote_id": quote_id}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _by_key(ctx: OrdersContext, buyer_org: str, key: str) -> Order | None:
+    async with ctx.sessionmaker() as s:
+        stmt = select(Order).where(Order.buyer_org == buyer_org, Order.idempotency_key == key)
+        return (await s.execute(stmt)).scalar_one_or_none()
+
+
+async def _reload(ctx: OrdersContext, order_id: str) -> Order:
+    async with ctx.sessionmaker() as s:
+        order = await s.get(Order, order_id)
+    assert order is not None
+    return order
+
+
+async def _buyer_order(ctx: OrdersContext, principal: Principal, order_id: str) -> Order:
+    async with ctx.sessionmaker() as s:
+        order = await s.get(Order, order_id)
+    if order is None or order.buyer_org != principal.org_id:
+        raise NotFound(f"No order {order_id} of your organisation; list yours with GET /v1/orders.",
+                       problem="order-not-found")
+    return order
+
+
+# --- PaymentIntents ------------------------------------------------------------------
+
+async def _claim_payment(ctx: OrdersContext, order_id: str) -> bool:
+    """Take the lease to create the order's PaymentIntent (free, or left by a crashed request)."""
+    now = utcnow()
+    async with ctx.sessionmaker() as s, s.begin():
+        result = await s.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status == PENDING, Order.payment_intent_id.is_(None),
+                   or_(Order.payment_claimed_until.is_(None), Order.payment_claimed_until < now))
+            .values(payment_claimed_until=now + PAYMENT_LEASE)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _attach_new_intent(ctx: OrdersContext, order: Order) -> Order:
+    """Create the next PaymentIntent (the caller holds the lease) and store it on the order."""
+    attempt = order.payment_attempts + 1
+    try:
+        intent = await ctx.gateway.create_intent(
+            order_id=order.id, attempt=attempt, amount=order.gross, currency=order.currency,
+            metadata={"product_id": order.product_id, "buyer_org": order.buyer_org},
+        )
+    except BaseException:
+        async with ctx.sessionmaker() as s, s.begin():
+            await s.execute(update(Order).where(Order.id == order.id).values(payment_claimed_until=None))
+        raise
+    now = utcnow()
+    async with ctx.sessionmaker() as s, s.begin():
+        s.add(PaymentAttempt(payment_intent_id=intent.id, order_id=order.id, attempt=attempt,
+                             amount=order.gross, currency=order.currency, created_at=now))
+        await s.execute(
+            update(Order).where(Order.id == order.id, Order.payment_intent_id.is_(None)).values(
+                payment_intent_id=intent.id, client_secret=intent.client_secret,
+                payment_attempts=attempt, last_payment_at=now, payment_claimed_until=None,
+                updated_at=now,
+            )
+        )
+        await record_event(s, service="orders", action="orders.payment.created", subject_type="order",
+                           subject_id=order.id, details={"payment_intent_id": intent.id,
+                                                         "attempt": attempt, "amount": order.gross,
+                                                         "currency": order.currency})
+    return await _reload(ctx, order.id)
+
+
+async def _wait_for_intent(ctx: OrdersContext, order: Order) -> Order:
+    """Return the order once its PaymentIntent exists, creating it if nobody else is."""
+    deadline = time.monotonic() + ctx.settings.idempotency_wait_seconds
+    delay = 0.02
+    while order.status == PENDING and order.gross > 0 and order.payment_intent_id is None:
+        if await _claim_payment(ctx, order.id):
+            return await _attach_new_intent(ctx, order)
+        if time.monotonic() > deadline:
+            raise Conflict(
+                f"Order {order.id} is still creating its payment; repeat the request in a second.",
+                problem="order-in-progress", headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+        order = await _reload(ctx, order.id)
+    return order
+
+
+# --- placing an order ------------------------------------------------------------------
+
+async def _replay(ctx: OrdersContext, order: Order, body_hash: str, key: str) -> Order:
+    if order.request_hash != body_hash:
+        raise RuleViolation(
+            f"Idempotency-Key {key!r} was already used for order {order.id} with a different body. "
+            "Use a new key for a new order, or repeat the original body exactly.",
+            rule="idempotency-key-reused", order_id=order.id,
+        )
+    return await _wait_for_intent(ctx, order)
+
+
+async def place_order(
+    ctx: OrdersContext, principal: Principal, *, key: str, quote_id: str, purpose: str
+) -> tuple[Order, bool]:
+    """Create the order for ``quote_id`` (or return the one this key already made).
+
+    Returns the order and whether this call created it."""
+    org = principal.org_id
+    if not org:
+        raise RuleViolation("Your token has no organisation (org claim); buyers act for an organisation.",
+                            rule="buyer-organisation")
+    body_hash = request_hash(quote_id, purpose)
+    existing = await _by_key(ctx, org, key)
+    if existing is not None:
+        return await _replay(ctx, existing, body_hash, key), False
+
+    async with ctx.sessionmaker() as s:
+        quote = await s.get(Quote, quote_id)
+    now = utcnow()
+    if quote is None or quote.buyer_org != org:
+        raise NotFound(f"No quote {quote_id} for your organisation; get one with POST /v1/quotes.",
+                       problem="quote-not-found")
+    if quote.order_id is not None:
+        raise Conflict(f"Quote {quote_id} was already used by order {quote.order_id}; get a new quote.",
+                       problem="quote-used", order_id=quote.order_id)
+    if quote.expires_at <= now:
+        raise RuleViolation(f"Quote {quote_id} expired at {quote.expires_at.isoformat()}; get a new quote.",
+                            rule="quote-expired")
+    version = await ctx.catalog.product_version(quote.product_id, quote.version)
+    require_listed(version)
+    purposes = allowed_purposes(version)
+    if purpose not in purposes:
+        raise RuleViolation(
+            f"Purpose {purpose!r} is not allowed for product {quote.product_id}; declare one of: "
+            f"{', '.join(purposes) or '(none: the product allows no purpose)'}.",
+            rule="purpose-allowed", allowed_purposes=purposes,
+        )
+    order = Order(
+        id=new_order_id(), buyer_org=org, buyer_sub=principal.subject, idempotency_key=key,
+        request_hash=body_hash, quote_id=quote.id, product_id=quote.product_id, version=quote.version,
+        provider_org=quote.provider_org, plan_id=quote.plan_id, plan_kind=quote.plan_kind, purpose=purpose,
+        currency=quote.currency, gross=quote.gross, platform_fee=quote.platform_fee,
+        provider_share=quote.provider_share, fee_bps=quote.fee_bps, lines=quote.lines, access=quote.access,
+        status=PENDING, payment_attempts=0, created_at=now, updated_at=now,
+        payment_claimed_until=now + PAYMENT_LEASE if quote.gross > 0 else None,
+    )
+    try:
+        async with ctx.sessionmaker() as s, s.begin():
+            s.add(order)
+            await s.flush()
+            used = await s.execute(update(Quote).where(Quote.id == quote.id, Quote.order_id.is_(None))
+                                   .values(order_id=order.id))
+            if used.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict(f"Quote {quote_id} was just used by another order; get a new quote.",
+                               problem="quote-used")
+            await record_event(s, service="orders", action="orders.order.created", subject_type="order",
+                               subject_id=order.id, actor=Who(principal, "buyer").actor(),
+                               details={"quote_id": quote.id, "product_id": order.product_id,
+                                        "version": order.version, "plan_id": order.plan_id,
+                                        "purpose": purpose, "amount": order.gross,
+                                        "currency": order.currency, "provider_org": order.provider_org})
+            if order.gross == 0:
+                await transition(s, order, PAID, Who(principal, "buyer"), details={"free": True})
+    except IntegrityError:
+        existing = await _by_key(ctx, org, key)
+        if existing is None:
+            raise Conflict(f"Quote {quote_id} was just used by another order; get a new quote.",
+                           problem="quote-used") from None
+        return await _replay(ctx, existing, body_hash, key), False
+    if order.gross == 0:
+        ctx.wake_fulfilment()
+        return order, True
+    return await _attach_new_intent(ctx, order), True
+
+
+# --- paying ------------------------------------------------------------------------------
+
+async def pay_order(
+    ctx: OrdersContext, principal: Principal, order_id: str, payment_method: str | None
+) -> tuple[Order, dict[str, Any] | None]:
+    """Start a new attempt if the last one failed; confirm with ``payment_method`` if given."""
+    order = await _buyer_order(ctx, principal, order_id)
+    if order.status in (PAID, FULFILLED):
+        return order, None
+    if order.status in (CANCELLED, REFUNDED):
+        raise Conflict(f"Order {order.id} is {order.status}; it cannot be paid. Place a new order.",
+                       problem="order-not-payable", status_now=order.status)
+    if order.status == FAILED:
+        claimed = False
+        async with ctx.sessionmaker() as s, s.begin():
+            locked = await load_for_update(s, order.id)
+            assert locked is not None
+            now = utcnow()
+            lease = locked.payment_claimed_until
+            if locked.status == FAILED and (lease is None or lease < now):
+                await transition(s, locked, PENDING, Who(principal, "buyer"),
+                                 details={"previous_payment_intent_id": locked.payment_intent_id},
+                                 changes={"payment_intent_id": None, "client_secret": None,
+                                          "payment_claimed_until": now + PAYMENT_LEASE})
+                claimed = True
+        order = await _attach_new_intent(ctx, order) if claimed else await _reload(ctx, order.id)
+    order = await _wait_for_intent(ctx, order)
+    if payment_method is None or order.status != PENDING or order.payment_intent_id is None:
+        return order, None
+    try:
+        intent = await ctx.gateway.confirm(order.payment_intent_id, payment_method)
+    except PaymentDeclined as declined:
+        failed = Intent(id=declined.payment_intent_id, status="requires_payment_method",
+                        amount=order.gross, currency=order.currency, client_secret=None,
+                        metadata={"order_id": order.id})
+        async with ctx.sessionmaker() as s, s.begin():
+            await settlement.payment_failed(s, failed, "stripe-confirm", declined.card_error)
+        error = declined.card_error
+        raise PaymentFailed(
+            f"The payment was declined ({error.get('decline_code') or error.get('code')}: "
+            f"{error.get('message')}). Order {order.id} is payment_failed; pay again with another "
+            f"payment method at POST /v1/orders/{order.id}/pay.",
+            card_error=error, order_id=order.id, order_status=FAILED,
+        ) from None
+    async with ctx.sessionmaker() as s, s.begin():
+        if intent.status == "succeeded":
+            await settlement.payment_succeeded(s, intent, "stripe-confirm")
+        elif intent.status == "requires_payment_method" and intent.last_payment_error:
+            await settlement.payment_failed(s, intent, "stripe-confirm")
+    ctx.wake_fulfilment()
+    return await _reload(ctx, order.id), intent.next_action
+
+
+# --- cancelling and refunding ----------------------------------------------------------------
+
+async def cancel_order(ctx: OrdersContext, principal: Principal, order_id: str) -> Order:
+    order = await _buyer_order(ctx, principal, order_id)
+    if order.status == CANCELLED:
+        return order
+    if order.status not in (PENDING, FAILED):
+        raise Conflict(f"Order {order.id} is {order.status}; only unpaid orders can be cancelled"
+                       + (" (ask the provider or an operator for a refund)." if order.status in
+                          (PAID, FULFILLED) else "."),
+                       problem="order-not-cancellable", status_now=order.status)
+    lease = order.payment_claimed_until
+    if order.payment_intent_id is None and lease is not None and lease > utcnow():
+        raise Conflict(f"Order {order.id} is creating its payment; retry in a second.",
+                       problem="order-in-progress", headers={"Retry-After": "1"})
+    async with ctx.sessionmaker() as s:
+        attempts = (await s.execute(select(PaymentAttempt.payment_intent_id)
+                                    .where(PaymentAttempt.order_id == order.id))).scalars().all()
+    # Stop every attempt at Stripe first, so no payment can succeed after the cancellation.
+    for pi in attempts:
+        intent = await ctx.gateway.cancel(pi)
+        if intent.status == "succeeded":
+            async with ctx.sessionmaker() as s, s.begin():
+                await settlement.payment_succeeded(s, intent, "stripe-cancel")
+            ctx.wake_fulfilment()
+            raise Conflict(f"Order {order.id} was paid meanwhile, so it cannot be cancelled; "
+                           "ask the provider or an operator for a refund.",
+                           problem="order-not-cancellable", status_now=PAID)
+    async with ctx.sessionmaker() as s, s.begin():
+        locked = await load_for_update(s, order.id)
+        assert locked is not None
+        await transition(s, locked, CANCELLED, Who(principal, "buyer"))
+    return await _reload(ctx, order.id)
+
+
+async def refund_order(ctx: OrdersContext, principal: Principal, order_id: str, reason: str) -> Order:
+    async with ctx.sessionmaker() as s:
+        order = await s.get(Order, order_id)
+    is_operator = "operator" in principal.roles
+    if order is None or not (is_operator or order.provider_org == principal.org_id
+                             or order.buyer_org == principal.org_id):
+        raise NotFound(f"No order {order_id} that you can see; list them with GET /v1/orders.",
+                       problem="order-not-found")
+    if not is_operator and not ("provider" in principal.roles and order.provider_org == principal.org_id):
+        raise Forbidden("Only an operator, or the provider of the product, can refund an order.")
+    role = "operator" if is_operator else "provider"
+    if order.status == REFUNDED:
+        return order
+    if order.status not in (PAID, FULFILLED):
+        raise Conflict(f"Order {order.id} is {order.status}; only paid or fulfilled orders can be refunded.",
+                       problem="order-not-refundable", status_now=order.status)
+    refund_id: str | None = None
+    if order.gross > 0 and order.payment_intent_id:
+        now = utcnow()
+        async with ctx.sessionmaker() as s, s.begin():
+            claim = await s.execute(
+                update(Order).where(Order.id == order.id, Order.status.in_((PAID, FULFILLED)),
+                                    or_(Order.refund_claimed_until.is_(None),
+                                        Order.refund_claimed_until < now))
+                .values(refund_claimed_until=now + PAYMENT_LEASE))
+        if claim.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"A refund of order {order.id} is in progress; GET the order in a moment.",
+                           problem="refund-in-progress", headers={"Retry-After": "1"})
+        try:
+            refund_id = await ctx.gateway.refund(order.payment_intent_id, order.id)
+        except BaseException:
+            async with ctx.sessionmaker() as s, s.begin():
+                await s.execute(update(Order).where(Order.id == order.id).values(refund_claimed_until=None))
+            raise
+    async with ctx.sessionmaker() as s, s.begin():
+        locked = await load_for_update(s, order.id)
+        assert locked is not None
+        if locked.status != REFUNDED:
+            await transition(s, locked, REFUNDED, Who(principal, role),
+                             details={"reason": reason, "stripe_refund_id": refund_id},
+                             changes={"stripe_refund_id": refund_id, "refund_reason": reason,
+                                      "refund_claimed_until": None})
+    ctx.wake_fulfilment()
+    return await _reload(ctx, order.id)

@@ -1,0 +1,93 @@
+"""Delivers entitlement commands from the outbox to the access service.
+
+The command is written in the transaction that makes an order ``paid`` (or
+``refunded``); this relay posts it with the orders service's own token:
+
+* ``grant_entitlement`` → ``POST {access}/v1/entitlements`` (idempotent by order id);
+  on 200/201 the order becomes ``fulfilled`` (only if it is still ``paid``).
+* ``revoke_entitlement`` → ``POST {access}/v1/entitlements/by-order/{order_id}/revoke``.
+
+Failures raise, so the outbox keeps the message and retries with backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import httpx
+from fastapi import FastAPI
+
+from services.orders.context import OrdersContext
+from services.orders.orders import FULFILLED, GRANT, PAID, REVOKE, Who, load_for_update, transition
+from shared.outbox import OutboxMessage, OutboxRelay, running
+from shared.service_auth import ServiceTokenProvider, TokenSource
+
+logger = logging.getLogger("sluice.orders")
+
+
+async def mark_fulfilled(ctx: OrdersContext, order_id: str, entitlement_id: str | None) -> bool:
+    async with ctx.sessionmaker() as s, s.begin():
+        order = await load_for_update(s, order_id)
+        if order is None or order.status != PAID:
+            return False  # already fulfilled, or refunded meanwhile (the revoke follows)
+        await transition(s, order, FULFILLED, Who(system="fulfilment"),
+                         details={"entitlement_id": entitlement_id},
+                         changes={"entitlement_id": entitlement_id})
+        return True
+
+
+def access_deliverer(
+    ctx: OrdersContext, http: httpx.AsyncClient, access_url: str, token: TokenSource
+) -> Callable[[Sequence[OutboxMessage]], Awaitable[None]]:
+    base = access_url.rstrip("/")
+
+    async def post(url: str, body: dict[str, object]) -> httpx.Response:
+        resp = await http.post(url, json=body, headers={"Authorization": f"Bearer {await token()}"})
+        if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
+            token.invalidate()
+        return resp
+
+    async def deliver(messages: Sequence[OutboxMessage]) -> None:
+        for message in messages:
+            order_id = str(message.payload["order_id"])
+            if message.kind == GRANT:
+                resp = await post(f"{base}/v1/entitlements", message.payload)
+                if resp.status_code not in (200, 201):
+                    raise RuntimeError(f"access refused the grant for {order_id}: "
+                                       f"{resp.status_code} {resp.text[:300]}")
+                ent = resp.json().get("id") if resp.headers.get("content-type", "").startswith(
+                    "application/json") else None
+                await mark_fulfilled(ctx, order_id, str(ent) if ent else None)
+            elif message.kind == REVOKE:
+                resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/revoke",
+                                  {"reason": message.payload.get("reason", "refund")})
+                if resp.status_code not in (200, 201, 204):
+                    raise RuntimeError(f"access refused the revocation for {order_id}: "
+                                       f"{resp.status_code} {resp.text[:300]}")
+            else:
+                logger.error("unknown outbox command %s (%s); skipping it", message.kind, message.message_id)
+
+    return deliver
+
+
+@contextlib.asynccontextmanager
+async def fulfilment_relay(app: FastAPI) -> AsyncIterator[None]:
+    """Lifespan step: relay entitlement commands to the access service while serving."""
+    ctx: OrdersContext = app.state.orders
+    token: TokenSource | None = app.state.orders_token_source
+    if token is None:
+        logger.warning("no service client secret (SLUICE_ORDERS_SERVICE_CLIENT_SECRET): entitlement "
+                       "commands stay in the outbox until one is configured")
+        yield
+        return
+    relay = OutboxRelay(
+        ctx.sessionmaker, "access",
+        access_deliverer(ctx, app.state.outbound_http, ctx.settings.access_url, token),
+        batch_size=20, poll_interval=ctx.settings.fulfilment_poll_seconds, max_backoff=30.0,
+    )
+    ctx.fulfilment = relay
+    async with running([relay]):
+        yield
+    ctx.fulfilment = None

@@ -1,0 +1,193 @@
+"""The order state machine: every status change goes through :func:`transition`.
+
+::
+
+    pending_payment ──paid──▶ paid ──fulfilled──▶ fulfilled
+        │  ▲                   │                     │
+  failed│  │retried            └──────refunded───────┴──▶ refunded
+        ▼  │
+    payment_failed ──paid (a late success of an earlier attempt)──▶ paid
+    pending_payment | payment_failed ──cancelled──▶ cancelled
+
+The guard is a compare-and-set on the status (``UPDATE ... WHERE status = <from>``),
+so two concurrent deliveries of the same news (a webhook and the reconciler, two
+webhook retries) cannot both apply it. The side effects that must agree with the
+status are written in the same transaction: the audit event (outbox), the ledger
+entries and the grant/revoke entitlement command (outbox).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.orders import ledger
+from services.orders.models import Order
+from services.orders.pricing import Access
+from shared.auth import Principal
+from shared.db import utcnow
+from shared.errors import Conflict, NotFound
+from shared.events import Actor
+from shared.outbox import enqueue, record_event
+
+PENDING, PAID, FULFILLED = "pending_payment", "paid", "fulfilled"
+FAILED, CANCELLED, REFUNDED = "payment_failed", "cancelled", "refunded"
+STATUSES = (PENDING, PAID, FULFILLED, FAILED, CANCELLED, REFUNDED)
+
+#: (from, to) → the verb of the audit action ``orders.order.<verb>``.
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (PENDING, PAID): "paid",
+    (FAILED, PAID): "paid",
+    (PAID, FULFILLED): "fulfilled",
+    (PENDING, FAILED): "payment_failed",
+    (FAILED, PENDING): "payment_retried",
+    (PENDING, CANCELLED): "cancelled",
+    (FAILED, CANCELLED): "cancelled",
+    (PAID, REFUNDED): "refunded",
+    (FULFILLED, REFUNDED): "refunded",
+}
+
+ACCESS_DESTINATION = "access"
+GRANT, REVOKE = "grant_entitlement", "revoke_entitlement"
+
+
+def new_order_id() -> str:
+    return "ord_" + secrets.token_hex(12)
+
+
+class StaleOrder(Conflict):
+    """Someone else changed the order between our read and our write."""
+
+    problem = "order-changed"
+    title = "The order changed meanwhile"
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def grant_payload(order: Order) -> dict[str, Any]:
+    """The body of ``POST {access}/v1/entitlements`` (docs/contracts.md)."""
+    assert order.valid_from is not None and order.valid_until is not None
+    return {
+        "order_id": order.id, "buyer_org": order.buyer_org, "product_id": order.product_id,
+        "version": order.version, "plan_id": order.plan_id, "purpose": order.purpose,
+        "valid_from": rfc3339(order.valid_from), "valid_until": rfc3339(order.valid_until),
+    }
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who caused a transition: a person/client (principal), or the system (Stripe, reconciler)."""
+
+    principal: Principal | None = None
+    role: str | None = None
+    system: str | None = None  # "stripe-webhook", "reconciler", "fulfilment", "stripe-confirm"
+
+    def actor(self) -> Actor | Principal | None:
+        if self.principal is None:
+            return None
+        p = self.principal
+        return Actor(sub=p.subject, org=p.org_id, role=self.role or (sorted(p.roles)[0] if p.roles else None))
+
+
+async def transition(
+    session: AsyncSession,
+    order: Order,
+    to: str,
+    who: Who,
+    *,
+    details: dict[str, Any] | None = None,
+    changes: dict[str, Any] | None = None,
+) -> Order:
+    """Move ``order`` to ``to`` or raise; writes the audit event and the side effects."""
+    frm = order.status
+    verb = TRANSITIONS.get((frm, to))
+    if verb is None:
+        raise Conflict(
+            f"Order {order.id} is {frm}; it cannot become {to}. "
+            f"From {frm} it can become: {', '.join(t for f, t in TRANSITIONS if f == frm) or 'nothing'}.",
+            problem="order-transition-refused",
+            status_now=frm,
+        )
+    now = utcnow()
+    values: dict[str, Any] = {"status": to, "updated_at": now, **(changes or {})}
+    if to == PAID:
+        access = Access(str(order.access["unit"]), int(order.access["count"]))
+        values.update(paid_at=now, valid_from=now, valid_until=access.end(now), last_payment_error=None)
+    elif to == FULFILLED:
+        values["fulfilled_at"] = now
+    elif to == CANCELLED:
+        values["cancelled_at"] = now
+    elif to == REFUNDED:
+        values["refunded_at"] = now
+    result = await session.execute(
+        update(Order).where(Order.id == order.id, Order.status == frm).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleOrder(f"Order {order.id} changed while this request ran; GET it and retry.")
+    for key, value in values.items():
+        setattr(order, key, value)
+    if to == PAID:
+        await ledger.book_payment(session, order)
+        await enqueue(session, kind=GRANT, destination=ACCESS_DESTINATION,
+                      message_id=f"grant:{order.id}", payload=grant_payload(order))
+    elif to == REFUNDED:
+        await ledger.book_refund(session, order)
+        await enqueue(session, kind=REVOKE, destination=ACCESS_DESTINATION,
+                      message_id=f"revoke:{order.id}",
+                      payload={"order_id": order.id, "reason": "refund"})
+    event_details = {"from": frm, "to": to, "product_id": order.product_id, "version": order.version,
+                     "buyer_org": order.buyer_org, "provider_org": order.provider_org,
+                     "amount": order.gross, "currency": order.currency}
+    if who.system:
+        event_details["by"] = who.system
+    event_details.update(details or {})
+    await record_event(session, service="orders", action=f"orders.order.{verb}", subject_type="order",
+                       subject_id=order.id, actor=who.actor(), details=event_details)
+    return order
+
+
+async def load_for_update(session: AsyncSession, order_id: str) -> Order | None:
+    """The order, locked for the rest of the transaction on PostgreSQL."""
+    stmt = select(Order).where(Order.id == order_id).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def visibility_filter(principal: Principal) -> Any:
+    """Buyers see their organisation's orders, providers the orders for their products,
+    regulators and operators all of them; a principal with several roles sees the union."""
+    if principal.has_any(("regulator", "operator")):
+        return None
+    org = principal.org_id or "\x00no-org"
+    clauses = []
+    if "buyer" in principal.roles:
+        clauses.append(Order.buyer_org == org)
+    if "provider" in principal.roles:
+        clauses.append(Order.provider_org == org)
+    if not clauses:
+        return Order.id.is_(None)  # sees nothing
+    return or_(*clauses)
+
+
+async def get_visible(session: AsyncSession, principal: Principal, order_id: str,
+                      *, for_update: bool = False) -> Order:
+    stmt = select(Order).where(Order.id == order_id)
+    where = visibility_filter(principal)
+    if where is not None:
+        stmt = stmt.where(where)
+    if for_update:
+        stmt = stmt.with_for_update()
+    order = (await session.execute(stmt)).scalar_one_or_none()
+    if order is None:
+        raise NotFound(
+            f"No order {order_id} that you can see; list yours with GET /v1/orders.",
+            problem="order-not-found",
+        )
+    return order

@@ -1,0 +1,69 @@
+"""``/v1/ledger`` (regulators, operators) and ``/v1/providers/me/earnings`` (providers)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from services.orders import ledger
+from services.orders.schemas import CurrencyTotal, Earnings, LedgerPage, entry_out
+from shared.auth import Provider, Regulator
+from shared.db import DbSession
+from shared.errors import BadRequest, RuleViolation
+from shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from shared.problems import problem_docs
+
+router = APIRouter(prefix="/v1", tags=["ledger"])
+
+
+def _after(cursor: str | None) -> int | None:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        return int(position["after"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
+                         problem="invalid-cursor") from exc
+
+
+def _totals(rows: list[ledger.CurrencyTotals]) -> list[CurrencyTotal]:
+    return [CurrencyTotal(currency=t.currency, gross=t.gross, platform_fees=t.platform_fees,
+                          provider_earnings=t.provider_earnings, refunded=t.refunded, orders=t.orders,
+                          reconciles=t.reconciles) for t in rows]
+
+
+@router.get(
+    "/ledger", response_model=LedgerPage, summary="The whole ledger with totals per currency "
+    "(regulator or operator)",
+    description="Entries oldest first (cursor pagination) and, on every page, the totals per currency "
+    "over the whole ledger (or over one order with `order_id`).",
+    responses=problem_docs(400, 401, 403),
+)
+async def get_ledger(
+    session: DbSession, _: Regulator, limit: LimitParam = 100, cursor: CursorParam = None,
+    order_id: Annotated[str | None, Query(max_length=40)] = None,
+) -> LedgerPage:
+    rows = await ledger.list_entries(session, limit=limit, after_id=_after(cursor), order_id=order_id)
+    nxt = encode_cursor({"after": rows[limit - 1].id}) if len(rows) > limit else None
+    return LedgerPage(totals=_totals(await ledger.totals(session)),
+                      items=[entry_out(e) for e in rows[:limit]], next_cursor=nxt)
+
+
+@router.get(
+    "/providers/me/earnings", response_model=Earnings,
+    summary="Your organisation's earnings per currency and its ledger entries (provider)",
+    responses=problem_docs(400, 401, 403, 422),
+)
+async def my_earnings(
+    session: DbSession, provider: Provider, limit: LimitParam = 100, cursor: CursorParam = None
+) -> Earnings:
+    if not provider.org_id:
+        raise RuleViolation("Your token has no organisation (org claim).", rule="provider-organisation")
+    rows = await ledger.list_entries(session, limit=limit, after_id=_after(cursor),
+                                     provider_org=provider.org_id)
+    nxt = encode_cursor({"after": rows[limit - 1].id}) if len(rows) > limit else None
+    return Earnings(provider_org=provider.org_id,
+                    totals=_totals(await ledger.totals(session, provider_org=provider.org_id)),
+                    items=[entry_out(e) for e in rows[:limit]], next_cursor=nxt)

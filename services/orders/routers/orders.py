@@ -1,0 +1,146 @@
+"""``/v1/orders``: placing, paying, cancelling, refunding and reading orders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from sqlalchemy import and_, or_, select
+
+from services.orders import checkout
+from services.orders.context import OrdersContext
+from services.orders.models import Order as OrderRow
+from services.orders.orders import get_visible, visibility_filter
+from services.orders.schemas import Order, OrderCreate, PayRequest, RefundRequest, Status, order_out
+from shared.auth import Buyer, Principal, require_roles
+from shared.db import DbSession
+from shared.errors import BadRequest
+from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from shared.problems import problem_docs
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+Reader = Annotated[Principal, Depends(require_roles("buyer", "provider", "regulator", "operator"))]
+Refunder = Annotated[Principal, Depends(require_roles("provider", "operator"))]
+
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=255,
+    description="Required. A unique key per order you mean to place (e.g. a UUID). Repeating a "
+    "request with the same key and body returns the same order; a different body is refused.",
+)]
+
+
+def _ctx(request: Request) -> OrdersContext:
+    ctx: OrdersContext = request.app.state.orders
+    return ctx
+
+
+def _for_buyer(principal: Principal, order: OrderRow) -> bool:
+    return "buyer" in principal.roles and order.buyer_org == principal.org_id
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=Order,
+    summary="Order from a quote for a declared purpose (buyer, Idempotency-Key required)",
+    description="Free plans become `paid` at once (and the entitlement is granted). Paid plans create a "
+    "Stripe PaymentIntent and return its `payment.client_secret` for Stripe.js; API-only buyers pay with "
+    "`POST /v1/orders/{id}/pay`. Answers 201 when created, 200 with `Idempotent-Replayed: true` for a "
+    "repeat of the same key and body.",
+    responses={**problem_docs(400, 401, 403, 404, 409, 422, 503),
+               200: {"description": "A repeat of an earlier request: the same order", "model": Order}},
+)
+async def place_order(
+    body: OrderCreate, request: Request, response: Response, buyer: Buyer, key: IdempotencyKey = None
+) -> Order:
+    if not key or not key.strip():
+        raise BadRequest("The Idempotency-Key header is required: send a unique value (e.g. a UUID) per "
+                         "order, and the same value when you retry.", problem="idempotency-key-missing")
+    order, created = await checkout.place_order(_ctx(request), buyer, key=key.strip(),
+                                                quote_id=body.quote_id, purpose=body.purpose)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return order_out(order, for_buyer=True)
+
+
+@router.get(
+    "", response_model=Page[Order], summary="List orders you may see",
+    description="Buyers see their organisation's orders, providers the orders for their products, "
+    "regulators and operators all orders. Newest first.",
+    responses=problem_docs(400, 401, 403),
+)
+async def list_orders(
+    session: DbSession, principal: Reader, limit: LimitParam = 50, cursor: CursorParam = None,
+    status_: Annotated[Status | None, Query(alias="status", description="Only orders in this state.")] = None,
+    product_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[Order]:
+    stmt = select(OrderRow).order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit + 1)
+    where = visibility_filter(principal)
+    if where is not None:
+        stmt = stmt.where(where)
+    if status_:
+        stmt = stmt.where(OrderRow.status == status_)
+    if product_id:
+        stmt = stmt.where(OrderRow.product_id == product_id)
+    position = decode_cursor(cursor)
+    if position:
+        try:
+            at, last_id = datetime.fromisoformat(str(position["t"])), str(position["id"])
+        except (KeyError, ValueError) as exc:
+            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
+                             problem="invalid-cursor") from exc
+        stmt = stmt.where(or_(OrderRow.created_at < at,
+                              and_(OrderRow.created_at == at, OrderRow.id < last_id)))
+    rows = list((await session.execute(stmt)).scalars().all())
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = encode_cursor({"t": rows[-1].created_at.isoformat(), "id": rows[-1].id})
+    return Page(items=[order_out(o, for_buyer=_for_buyer(principal, o)) for o in rows], next_cursor=nxt)
+
+
+@router.get("/{order_id}", response_model=Order, summary="Get an order you may see",
+            responses=problem_docs(401, 403, 404))
+async def get_order(order_id: str, session: DbSession, principal: Reader) -> Order:
+    order = await get_visible(session, principal, order_id)
+    return order_out(order, for_buyer=_for_buyer(principal, order))
+
+
+@router.post(
+    "/{order_id}/pay", response_model=Order,
+    summary="Pay (or retry paying) your order server-side (buyer)",
+    description="With `payment_method` (e.g. `pm_card_visa`), attaches it to the PaymentIntent and confirms "
+    "it: a success makes the order `paid` at once; a decline makes it `payment_failed` and answers 402 "
+    "with the card error. On a `payment_failed` order this first starts a new attempt (a new "
+    "PaymentIntent). Without `payment_method` it only (re)starts the attempt and returns the "
+    "`client_secret`. Paying a paid order changes nothing.",
+    responses={**problem_docs(401, 403, 404, 409, 422, 503),
+               402: {"description": "The card was declined; `card_error` says why",
+                     "content": {"application/problem+json": {}}}},
+)
+async def pay_order(order_id: str, body: PayRequest, request: Request, buyer: Buyer) -> Order:
+    order, next_action = await checkout.pay_order(_ctx(request), buyer, order_id, body.payment_method)
+    return order_out(order, for_buyer=True, next_action=next_action)
+
+
+@router.post("/{order_id}/cancel", response_model=Order, summary="Cancel your unpaid order (buyer)",
+             description="Cancels the PaymentIntents at Stripe first; an order that turns out to be paid "
+             "is not cancelled (409).",
+             responses=problem_docs(401, 403, 404, 409, 503))
+async def cancel_order(order_id: str, request: Request, buyer: Buyer) -> Order:
+    return order_out(await checkout.cancel_order(_ctx(request), buyer, order_id), for_buyer=True)
+
+
+@router.post(
+    "/{order_id}/refund", response_model=Order,
+    summary="Refund a paid order (operator, or the provider of the product)",
+    description="Refunds the payment at Stripe, books ledger reversals and revokes the entitlement "
+    "(through the outbox). Refunding a refunded order changes nothing.",
+    responses=problem_docs(401, 403, 404, 409, 422, 503),
+)
+async def refund_order(order_id: str, body: RefundRequest, request: Request, principal: Refunder) -> Order:
+    order = await checkout.refund_order(_ctx(request), principal, order_id, body.reason)
+    return order_out(order, for_buyer=False)
+
+

@@ -1,0 +1,38 @@
+"""``/v1/quotes``: priced offers for buyers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from services.orders import quotes
+from services.orders.context import OrdersContext
+from services.orders.schemas import Quote, QuoteCreate, quote_out
+from shared.auth import Buyer
+from shared.db import DbSession
+from shared.problems import problem_docs
+
+router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=Quote,
+    summary="Price a plan of a product version (buyer)",
+    description="Fetches the pinned version from the catalog, prices the plan for `periods` and "
+    "`quantity` (integer minor units; the platform fee from the settings) and returns a quote valid "
+    "for 15 minutes, for your organisation only and for one order. The product must be listed.",
+    responses=problem_docs(401, 403, 404, 422, 503),
+)
+async def create_quote(body: QuoteCreate, request: Request, session: DbSession, buyer: Buyer) -> Quote:
+    ctx: OrdersContext = request.app.state.orders
+    quote = await quotes.create_quote(
+        session, ctx.catalog, buyer, product_id=body.product_id, version=body.version,
+        plan_id=body.plan_id, periods=body.periods, quantity=body.quantity,
+        fee_bps=ctx.settings.platform_fee_bps, ttl_seconds=ctx.settings.quote_ttl_seconds,
+    )
+    return quote_out(quote)
+
+
+@router.get("/{quote_id}", response_model=Quote, summary="Get one of your quotes (buyer)",
+            responses=problem_docs(401, 403, 404))
+async def get_quote(quote_id: str, session: DbSession, buyer: Buyer) -> Quote:
+    return quote_out(await quotes.get_quote(session, buyer, quote_id))

@@ -1,0 +1,219 @@
+"""Request and response bodies of the orders API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.orders.models import LedgerEntry as LedgerEntryRow
+from services.orders.models import Order as OrderRow
+from services.orders.models import Quote as QuoteRow
+from services.orders.pricing import Money
+
+Status = Literal["pending_payment", "paid", "fulfilled", "payment_failed", "cancelled", "refunded"]
+
+
+class PriceLine(BaseModel):
+    code: str = Field(examples=["base"], description="`base`, `usage` or `usage_tier_<n>`.")
+    description: str = Field(examples=["Subscription per month"])
+    quantity: int = Field(examples=[3])
+    unit_price: int = Field(examples=[4900], description="Minor units.")
+    amount: int = Field(examples=[14700], description="Minor units.")
+
+
+class AccessTerm(BaseModel):
+    unit: Literal["month", "year", "day"] = Field(examples=["month"])
+    count: int = Field(examples=[3])
+    query_quota: int | None = Field(default=None, examples=[30000],
+                                    description="Queries the entitlement allows in total; null = unlimited.")
+
+
+class Breakdown(BaseModel):
+    currency: str = Field(examples=["EUR"], description="ISO 4217 code.")
+    lines: list[PriceLine]
+    total: int = Field(examples=[14700], description="What the buyer pays, in minor units.")
+    platform_fee: int = Field(examples=[1470], description="Platform fee in minor units.")
+    provider_share: int = Field(examples=[13230], description="The provider's earning (total - fee).")
+    fee_bps: int = Field(examples=[1000], description="Platform fee in basis points.")
+    total_display: str = Field(examples=["147.00"],
+                               description="The total in major units (no decimals for JPY).")
+
+
+class QuoteCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"product_id": "prd_3f9c1a", "version": 1, "plan_id": "plan_monthly", "periods": 3}]})
+
+    product_id: str = Field(min_length=1, max_length=64)
+    version: int = Field(ge=1)
+    plan_id: str = Field(min_length=1, max_length=64)
+    periods: int = Field(default=1, ge=1, le=120,
+                         description="Number of periods (subscriptions and metered plans with a period).")
+    quantity: int = Field(default=0, ge=0, le=1_000_000_000,
+                          description="Prepaid queries (metered plans only).")
+
+
+class Quote(BaseModel):
+    id: str = Field(examples=["quo_5b1e0f3a9c7d2e4f6a8b0c1d"])
+    product_id: str
+    version: int
+    provider_org: str
+    plan_id: str
+    plan_kind: str = Field(examples=["subscription"])
+    periods: int
+    quantity: int
+    allowed_purposes: list[str] = Field(examples=[["research"]],
+                                        description="Purposes an order from this quote may declare.")
+    access: AccessTerm
+    price: Breakdown
+    created_at: datetime
+    expires_at: datetime
+    order_id: str | None = Field(default=None, description="The order that used this quote, if any.")
+
+
+def breakdown(currency: str, lines: list[dict[str, Any]], gross: int, fee: int, share: int,
+              bps: int) -> Breakdown:
+    return Breakdown(currency=currency, lines=[PriceLine(**line) for line in lines], total=gross,
+                     platform_fee=fee, provider_share=share, fee_bps=bps,
+                     total_display=Money(gross, currency).decimal_string())
+
+
+def quote_out(q: QuoteRow) -> Quote:
+    return Quote(
+        id=q.id, product_id=q.product_id, version=q.version, provider_org=q.provider_org,
+        plan_id=q.plan_id, plan_kind=q.plan_kind, periods=q.periods, quantity=q.quantity,
+        allowed_purposes=q.allowed_purposes, access=AccessTerm(**q.access),
+        price=breakdown(q.currency, q.lines, q.gross, q.platform_fee, q.provider_share, q.fee_bps),
+        created_at=q.created_at, expires_at=q.expires_at, order_id=q.order_id,
+    )
+
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"quote_id": "quo_5b1e0f3a9c7d2e4f6a8b0c1d", "purpose": "research"}]})
+
+    quote_id: str = Field(min_length=1, max_length=40)
+    purpose: str = Field(min_length=1, max_length=64,
+                         description="Declared purpose; must be one of the product's allowed purposes.")
+
+
+class PayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"payment_method": "pm_card_visa"}]})
+
+    payment_method: str | None = Field(
+        default=None, max_length=255,
+        description="A Stripe PaymentMethod id to confirm with server-side (e.g. `pm_card_visa` in "
+        "test mode). Leave it out to only (re)start the payment and get a `client_secret`.",
+    )
+
+
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"reason": "Data delivered did not match the schema"}]})
+
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class Payment(BaseModel):
+    payment_intent_id: str | None = Field(examples=["pi_3N2x7YH8d9Zk"])
+    client_secret: str | None = Field(
+        default=None, description="For Stripe.js / mobile SDKs; only shown to the buyer.")
+    attempts: int
+    last_error: dict[str, Any] | None = Field(
+        default=None, examples=[{"code": "card_declined", "decline_code": None,
+                                 "message": "Your card was declined."}])
+    next_action: dict[str, Any] | None = Field(
+        default=None, description="What Stripe needs next (e.g. 3-D Secure), when it needs something.")
+
+
+class Order(BaseModel):
+    id: str = Field(examples=["ord_7c2d9e0f1a3b5c7d9e1f2a3b"])
+    status: Status
+    buyer_org: str
+    provider_org: str
+    product_id: str
+    version: int
+    plan_id: str
+    plan_kind: str
+    purpose: str = Field(examples=["research"])
+    quote_id: str
+    price: Breakdown
+    payment: Payment
+    access: AccessTerm
+    valid_from: datetime | None = Field(default=None, description="Access starts (set when paid).")
+    valid_until: datetime | None = Field(default=None, description="Access ends (set when paid).")
+    entitlement_id: str | None = None
+    refund_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    paid_at: datetime | None = None
+    fulfilled_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    refunded_at: datetime | None = None
+
+
+def order_out(o: OrderRow, *, for_buyer: bool, next_action: dict[str, Any] | None = None) -> Order:
+    return Order(
+        id=o.id, status=o.status,
+        buyer_org=o.buyer_org, provider_org=o.provider_org, product_id=o.product_id,
+        version=o.version, plan_id=o.plan_id, plan_kind=o.plan_kind, purpose=o.purpose, quote_id=o.quote_id,
+        price=breakdown(o.currency, o.lines, o.gross, o.platform_fee, o.provider_share, o.fee_bps),
+        payment=Payment(
+            payment_intent_id=o.payment_intent_id,
+            client_secret=o.client_secret if for_buyer and o.status == "pending_payment" else None,
+            attempts=o.payment_attempts, last_error=o.last_payment_error, next_action=next_action,
+        ),
+        access=AccessTerm(**o.access), valid_from=o.valid_from, valid_until=o.valid_until,
+        entitlement_id=o.entitlement_id, refund_reason=o.refund_reason, created_at=o.created_at,
+        updated_at=o.updated_at, paid_at=o.paid_at, fulfilled_at=o.fulfilled_at,
+        cancelled_at=o.cancelled_at, refunded_at=o.refunded_at,
+    )
+
+
+class LedgerEntry(BaseModel):
+    id: int
+    order_id: str
+    kind: Literal["charge", "platform_fee", "provider_earning", "refund_reversal"]
+    account: Literal["gross", "platform", "provider"]
+    buyer_org: str
+    provider_org: str
+    currency: str
+    amount: int = Field(description="Signed minor units (reversals are negative).")
+    created_at: datetime
+
+
+def entry_out(e: LedgerEntryRow) -> LedgerEntry:
+    return LedgerEntry(id=e.id, order_id=e.order_id, kind=e.kind, account=e.account,
+                       buyer_org=e.buyer_org, provider_org=e.provider_org, currency=e.currency,
+                       amount=e.amount, created_at=e.created_at)
+
+
+class CurrencyTotal(BaseModel):
+    currency: str = Field(examples=["EUR"])
+    gross: int = Field(description="Charged minus refunded, minor units.", examples=[14700])
+    platform_fees: int = Field(examples=[1470])
+    provider_earnings: int = Field(examples=[13230])
+    refunded: int = Field(examples=[0])
+    orders: int = Field(description="Orders with entries in this currency.", examples=[1])
+    reconciles: bool = Field(description="gross == platform_fees + provider_earnings, always true.")
+
+
+class LedgerPage(BaseModel):
+    totals: list[CurrencyTotal]
+    items: list[LedgerEntry]
+    next_cursor: str | None = None
+
+
+class Earnings(BaseModel):
+    provider_org: str
+    totals: list[CurrencyTotal]
+    items: list[LedgerEntry] = Field(description="This provider's ledger entries, oldest first.")
+    next_cursor: str | None = None
+
+
+class WebhookAck(BaseModel):
+    received: bool = True
+    event_id: str
+    outcome: str = Field(examples=["paid"], description="What the event changed (`duplicate`: nothing).")

@@ -1,0 +1,79 @@
+"""Applying what Stripe says about a PaymentIntent to its order.
+
+Three sources report outcomes: the answer to a server-side confirm, webhooks, and
+the reconciler. All go through these functions, inside the caller's transaction,
+so whichever arrives first applies the change and the others find nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.orders.models import Order, PaymentAttempt
+from services.orders.orders import CANCELLED, FAILED, PAID, PENDING, Who, load_for_update, transition
+from services.orders.payments import Intent
+from shared.outbox import record_event
+
+logger = logging.getLogger("sluice.orders")
+
+
+async def _order_of(session: AsyncSession, intent: Intent) -> tuple[Order | None, str]:
+    attempt = await session.get(PaymentAttempt, intent.id)
+    if attempt is None:
+        return None, "unknown_payment_intent"
+    claimed = intent.metadata.get("order_id")
+    if claimed and claimed != attempt.order_id:
+        return None, "order_mismatch"
+    order = await load_for_update(session, attempt.order_id)
+    return order, "" if order else "unknown_order"
+
+
+async def _anomaly(session: AsyncSession, order: Order, verb: str, intent: Intent, source: str,
+                   **details: Any) -> None:
+    logger.warning("payment anomaly on %s: %s (%s)", order.id, verb, intent.id)
+    await record_event(session, service="orders", action=f"orders.payment.{verb}", subject_type="order",
+                       subject_id=order.id, outcome="failure",
+                       details={"payment_intent_id": intent.id, "amount": intent.amount,
+                                "currency": intent.currency, "by": source, **details})
+
+
+async def payment_succeeded(session: AsyncSession, intent: Intent, source: str) -> str:
+    """Make the order ``paid`` if this intent's money is what the order asked; return the outcome."""
+    order, problem = await _order_of(session, intent)
+    if order is None:
+        return problem
+    if intent.amount != order.gross or intent.currency != order.currency:
+        await _anomaly(session, order, "amount_mismatched", intent, source,
+                       expected_amount=order.gross, expected_currency=order.currency)
+        return "amount_mismatch"
+    if order.status in (PENDING, FAILED):
+        await transition(session, order, PAID, Who(system=source),
+                         details={"payment_intent_id": intent.id},
+                         changes={"payment_intent_id": intent.id, "payment_claimed_until": None})
+        return "paid"
+    if order.payment_intent_id == intent.id:
+        return "already_" + order.status
+    if order.status == CANCELLED:
+        # The buyer cancelled but an older attempt still took the money: an operator refunds it.
+        await _anomaly(session, order, "succeeded_after_cancel", intent, source)
+        return "paid_after_cancel"
+    await _anomaly(session, order, "duplicated", intent, source, paid_with=order.payment_intent_id)
+    return "duplicate_payment"
+
+
+async def payment_failed(session: AsyncSession, intent: Intent, source: str,
+                         card_error: dict[str, Any] | None = None) -> str:
+    """Make the order ``payment_failed`` if this is its current attempt and it is still pending."""
+    order, problem = await _order_of(session, intent)
+    if order is None:
+        return problem
+    if order.status != PENDING or order.payment_intent_id != intent.id:
+        return "no_change"  # an older attempt, or news that arrived after the success
+    error = card_error or intent.last_payment_error or {"code": None, "message": "The payment failed."}
+    await transition(session, order, FAILED, Who(system=source),
+                     details={"payment_intent_id": intent.id, "card_error": error},
+                     changes={"last_payment_error": error})
+    return "payment_failed"

@@ -1,0 +1,73 @@
+"""Stripe webhook events: verified, stored once, applied through :mod:`settlement`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+from sqlalchemy.exc import IntegrityError
+
+from services.orders import settlement
+from services.orders.context import OrdersContext
+from services.orders.models import StripeEvent
+from services.orders.payments import intent_from
+from shared.db import utcnow
+from shared.errors import BadRequest
+
+logger = logging.getLogger("sluice.orders")
+
+HANDLED = ("payment_intent.succeeded", "payment_intent.payment_failed")
+
+
+def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
+    """Check the ``Stripe-Signature`` header against the raw body; return the event as JSON."""
+    if not signature:
+        raise BadRequest("The Stripe-Signature header is missing; only Stripe can call this endpoint.",
+                         problem="webhook-signature-invalid", title="Invalid webhook signature")
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, secret)
+    except stripe.SignatureVerificationError as exc:
+        raise BadRequest(
+            "The Stripe-Signature header does not match the body (wrong secret, modified body, or "
+            "a timestamp older than 5 minutes).",
+            problem="webhook-signature-invalid", title="Invalid webhook signature",
+        ) from exc
+    except ValueError as exc:
+        raise BadRequest("The webhook body is not a JSON Stripe event.", problem="webhook-malformed",
+                         title="Malformed webhook") from exc
+    data: dict[str, Any] = event.to_dict()
+    if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
+        raise BadRequest("The event has no id or type.", problem="webhook-malformed",
+                         title="Malformed webhook")
+    return data
+
+
+async def handle(ctx: OrdersContext, event: dict[str, Any]) -> tuple[str, bool]:
+    """Apply the event once. Returns (outcome, duplicate)."""
+    etype: str = event["type"]
+    obj = (event.get("data") or {}).get("object") or {}
+    pi_id = obj.get("id") if etype.startswith("payment_intent.") else None
+    record = StripeEvent(id=event["id"], type=etype, payment_intent_id=pi_id,
+                         order_id=(obj.get("metadata") or {}).get("order_id"), outcome="received",
+                         received_at=utcnow())
+    async with ctx.sessionmaker() as s:
+        try:
+            async with s.begin():
+                s.add(record)
+                # The insert takes the event id first: a concurrent delivery of the same
+                # event waits here and then fails on the primary key.
+                await s.flush()
+                outcome = "ignored"
+                if etype in HANDLED and pi_id:
+                    intent = intent_from(obj)
+                    if etype == "payment_intent.succeeded":
+                        outcome = await settlement.payment_succeeded(s, intent, "stripe-webhook")
+                    else:
+                        outcome = await settlement.payment_failed(s, intent, "stripe-webhook")
+                record.outcome = outcome
+        except IntegrityError:
+            return "duplicate", True
+    logger.info("stripe event %s (%s): %s", event["id"], etype, outcome)
+    ctx.wake_fulfilment()
+    return outcome, False
