@@ -1,6 +1,6 @@
 """Catalog search: filters, full-text relevance, facets and cursors.
 
-One interface, two engines: PostgreSQL matches ``websearch_to_tsquery`` against
+One interface, two engines: PostgreSQL matches ``plainto_tsquery`` against
 the generated ``search_vector`` (GIN index) and ranks with ``ts_rank_cd``;
 SQLite matches the FTS5 table ``products_fts`` and ranks with ``bm25``. Both
 stem English (Porter) and weight title above tags and summary above
@@ -85,10 +85,29 @@ class SearchResult:
     facets: dict[str, dict[str, int]]
 
 
+# PostgreSQL's `english` text-search stop words (Snowball); dropped from queries on both
+# engines so the same words match the same products.
+STOP_WORDS = frozenset(
+    """
+    i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she
+    her hers herself it its itself they them their theirs themselves what which who whom this that
+    these those am is are was were be been being have has had having do does did doing a an the and
+    but if or because as until while of at by for with about against between into through during
+    before after above below to from up down in out on off over under again further then once here
+    there when where why how all any both each few more most other some such no nor not only own
+    same so than too very s t can will just don should now
+    """.split()
+)
+
+
+def query_words(q: str) -> list[str]:
+    """The searchable words of ``q``: no operators, no stop words, at most 32."""
+    return [w for w in re.findall(r"\w+", q.lower()) if w not in STOP_WORDS][:32]
+
+
 def fts5_query(q: str) -> str | None:
-    """Words of ``q`` as an FTS5 AND-query of quoted terms (no operators from users)."""
-    words = re.findall(r"\w+", q.lower())
-    return " ".join(f'"{w}"' for w in words[:32]) or None
+    """Words of ``q`` as an FTS5 AND-query of quoted terms (users never write FTS syntax)."""
+    return " ".join(f'"{w}"' for w in query_words(q)) or None
 
 
 class _Plan:
@@ -144,14 +163,18 @@ class _Plan:
 
     def _text(self, dialect: str, q: str) -> None:
         if dialect == "postgresql":
+            words = query_words(q)
+            if not words:
+                self.where.append(literal_column("false", Boolean))
+                return
             vector: ColumnElement[Any] = literal_column("products.search_vector")
-            tsq = func.websearch_to_tsquery(literal_column("'english'"), q)
+            tsq = func.plainto_tsquery(literal_column("'english'"), " ".join(words))
             self.where.append(vector.op("@@", return_type=Boolean)(tsq))
             self.rank = func.ts_rank_cd(vector, tsq)
             return
         match = fts5_query(q)
         if match is None:
-            self.where.append(literal_column("0", Boolean).is_(True))  # nothing to match
+            self.where.append(literal_column("0", Boolean))  # nothing to match
             return
         self.from_ = _products.join(_fts, _fts.c.rowid == _products.c.pk)
         self.where.append(text("products_fts MATCH :fts_query").bindparams(fts_query=match))
