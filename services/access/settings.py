@@ -36,6 +36,15 @@ class AccessSettings(ServiceSettings):
         default=30.0, description="How often a replica re-reads signing keys (to see rotations)."
     )
 
+    data_token_lifetime_seconds: int = Field(
+        default=900, ge=30, le=900,
+        description="Lifetime of data-access tokens (at most 15 minutes, never past the entitlement's end).",
+    )
+    catalog_status_cache_seconds: float = Field(
+        default=3.0, ge=0, le=10,
+        description="How long a product's catalog status is cached when issuing data-access tokens.",
+    )
+
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)
         # The access service is the issuer: unless told otherwise, `iss` is its

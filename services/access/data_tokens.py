@@ -1,0 +1,209 @@
+"""Data-access tokens (RFC 9068 JWTs) for one entitlement: issue, decode,
+introspect (no FastAPI here).
+
+Every issue re-checks everything that could have changed since purchase: the
+entitlement's status and validity, quota and epsilon counters, both
+organisations, the product's catalog status and the usage policy.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from jose import jwt
+from jose.exceptions import JWTError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.access import entitlements, revocation
+from services.access.catalog_client import CatalogClient
+from services.access.keys import KeyStore
+from services.access.models import Entitlement
+from services.access.tokens import sign
+from shared.auth import ALGORITHM, Principal
+from shared.db import utcnow
+from shared.errors import Forbidden, NotFound, ProblemError
+
+DATA_TOKEN_TYP = "at+jwt"  # noqa: S105 - a JWT type, not a secret
+MAX_LIFETIME = 900
+#: Epsilon counters are floats; a remainder below this is "spent".
+EPSILON_SLACK = 1e-9
+
+
+@dataclass(frozen=True)
+class IssuedDataToken:
+    token: str
+    jti: str
+    expires_in: int
+    expires_at: datetime
+    entitlement: Entitlement
+    claims: dict[str, Any]
+
+
+def _refuse(problem: str, detail: str, ent: Entitlement, **extra: Any) -> Forbidden:
+    return Forbidden(detail, problem=problem, title="Token refused", entitlement_id=ent.id, **extra)
+
+
+def limits_of(ent: Entitlement) -> dict[str, Any]:
+    return {"max_rows": ent.max_rows, "min_group_size": ent.min_group_size,
+            "epsilon_budget": ent.epsilon_budget, "query_quota": ent.query_quota}
+
+
+async def check_can_issue(
+    session: AsyncSession, ent: Entitlement, catalog: CatalogClient, now: datetime
+) -> None:
+    """Raise the problem that explains why no token can be issued now."""
+    if ent.status == "revoked":
+        raise _refuse("entitlement-revoked",
+                      f"Entitlement {ent.id} was revoked ({ent.status_reason}); it gives no more "
+                      "access. A new order grants a new entitlement.", ent)
+    if now < ent.valid_from:
+        raise _refuse("entitlement-not-yet-valid",
+                      f"Entitlement {ent.id} is valid from {ent.valid_from.isoformat()}; ask for a "
+                      "token then.", ent, valid_from=ent.valid_from.isoformat())
+    if now >= ent.valid_until:
+        raise _refuse("entitlement-expired",
+                      f"Entitlement {ent.id} expired at {ent.valid_until.isoformat()}; renew it "
+                      "with a new order.", ent, valid_until=ent.valid_until.isoformat())
+    if ent.status == "suspended":
+        raise _refuse("entitlement-suspended",
+                      f"Entitlement {ent.id} is suspended ({ent.status_reason}); no tokens until a "
+                      "regulator or operator reinstates it.", ent)
+    if ent.product_suspended:
+        raise _refuse("product-suspended",
+                      f"Product {ent.product_id} is suspended in the catalog; no tokens until it "
+                      "is listed again.", ent, product_id=ent.product_id)
+    orgs = await entitlements.org_statuses(session, (ent.buyer_org, ent.provider_org))
+    for org in (ent.buyer_org, ent.provider_org):
+        if orgs.get(org, "active") != "active":
+            raise _refuse("organisation-suspended",
+                          f"Organisation {org} ({'buyer' if org == ent.buyer_org else 'provider'}) "
+                          "is suspended; no tokens until the operator reinstates it.", ent,
+                          organisation_id=org)
+    if ent.query_quota is not None and ent.queries_used >= ent.query_quota:
+        raise _refuse("quota-exhausted",
+                      f"Entitlement {ent.id} has used all {ent.query_quota} queries of its quota; "
+                      "buy more with a new order.", ent, query_quota=ent.query_quota,
+                      queries_used=ent.queries_used)
+    if ent.epsilon_budget is not None and ent.epsilon_used >= ent.epsilon_budget - EPSILON_SLACK:
+        raise _refuse("epsilon-budget-exhausted",
+                      f"Entitlement {ent.id} has spent its whole privacy budget (epsilon "
+                      f"{ent.epsilon_budget}); buy more with a new order.", ent,
+                      epsilon_budget=ent.epsilon_budget, epsilon_used=ent.epsilon_used)
+    try:
+        entitlements.check_usage_policy(ent.usage_policy, ent.purpose, ent.valid_from,
+                                        ent.valid_until)
+    except ProblemError as exc:
+        raise _refuse(exc.problem, exc.detail, ent) from exc
+    product = await catalog.product_status(ent.product_id)  # may raise 503
+    if product is None or product.status != "listed":
+        state = product.status if product else "unknown to the catalog"
+        raise _refuse("product-not-listed",
+                      f"Product {ent.product_id} is {state}, not listed; no tokens until it is "
+                      "listed again.", ent, product_id=ent.product_id,
+                      product_status=product.status if product else None)
+
+
+async def issue(
+    session: AsyncSession,
+    *,
+    ent_id: str,
+    principal: Principal,
+    keys: KeyStore,
+    catalog: CatalogClient,
+    issuer: str,
+    lifetime: int,
+) -> IssuedDataToken:
+    ent = await session.get(Entitlement, ent_id)
+    if ent is None or principal.org_id is None or ent.buyer_org != principal.org_id:
+        # Another buyer's entitlement looks exactly like a missing one.
+        raise NotFound(
+            f"No entitlement {ent_id!r} belongs to your organisation. List yours with "
+            "GET /v1/entitlements.",
+            problem="entitlement-not-found",
+        )
+    now = utcnow()
+    await check_can_issue(session, ent, catalog, now)
+    iat = int(now.timestamp())
+    # Never past the entitlement's end (RFC 9068 tokens cannot be recalled
+    # from a data service's cache, so their life is what bounds exposure).
+    exp = min(iat + min(lifetime, MAX_LIFETIME), int(ent.valid_until.timestamp()))
+    if exp <= iat:
+        raise _refuse("entitlement-expired",
+                      f"Entitlement {ent.id} ends at {ent.valid_until.isoformat()}; renew it "
+                      "with a new order.", ent)
+    jti = secrets.token_urlsafe(18)
+    claims: dict[str, Any] = {
+        "iss": issuer, "sub": principal.subject, "aud": ent.audience, "exp": exp, "iat": iat,
+        "jti": jti, "client_id": principal.client_id, "scope": "query", "org": ent.buyer_org,
+        "ent": ent.id, "product": ent.product_id, "version": ent.version, "purpose": ent.purpose,
+        "grade": ent.grade, "limits": limits_of(ent),
+    }
+    token = sign(keys, claims, typ=DATA_TOKEN_TYP)
+    return IssuedDataToken(token, jti, exp - iat, datetime.fromtimestamp(exp, UTC), ent, claims)
+
+
+# --- reading tokens back (introspection and revocation) ----------------------------
+
+@dataclass(frozen=True)
+class DecodedDataToken:
+    claims: dict[str, Any]
+    entitlement: Entitlement
+    expired: bool
+
+
+async def decode(
+    session: AsyncSession, token: str, *, keys: KeyStore, issuer: str
+) -> DecodedDataToken | None:
+    """Verify a data-access token issued here; ``None`` if it is not one
+    (wrong type, unknown key, bad signature, unknown entitlement, wrong
+    audience). Expired tokens are returned with ``expired=True``."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.get_unverified_claims(token)
+    except JWTError:
+        return None
+    if header.get("alg") != ALGORITHM or str(header.get("typ", "")).lower() not in (
+        DATA_TOKEN_TYP, f"application/{DATA_TOKEN_TYP}"
+    ):
+        return None
+    key = keys.verification_keys().get(str(header.get("kid", "")))
+    ent_id = unverified.get("ent")
+    if key is None or not isinstance(ent_id, str):
+        return None
+    ent = await session.get(Entitlement, ent_id)
+    if ent is None:
+        return None
+    try:
+        # The audience is the entitlement's data service, named explicitly.
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[ALGORITHM], audience=ent.audience, issuer=issuer,
+            options={"verify_exp": False, "require_exp": True, "require_jti": True},
+        )
+    except JWTError:
+        return None
+    expired = int(claims["exp"]) <= int(utcnow().timestamp())
+    return DecodedDataToken(claims, ent, expired)
+
+
+async def introspect(
+    session: AsyncSession, token: str, *, caller: Principal, keys: KeyStore, issuer: str
+) -> dict[str, Any]:
+    """RFC 7662 answer. A provider only learns about tokens for its own
+    products; for anything else it gets ``{"active": false}``."""
+    decoded = await decode(session, token, keys=keys, issuer=issuer)
+    if decoded is None or decoded.expired:
+        return {"active": False}
+    ent = decoded.entitlement
+    if "service" not in caller.roles and ent.provider_org != caller.org_id:
+        return {"active": False}
+    if await revocation.is_token_revoked(session, str(decoded.claims["jti"])):
+        return {"active": False}
+    orgs = await entitlements.org_statuses(session, (ent.buyer_org, ent.provider_org))
+    status = entitlements.effective_status(ent, orgs)
+    if status != "active":
+        return {"active": False}
+    return {"active": True, "token_type": "Bearer", **decoded.claims,
+            "entitlement_status": status}

@@ -1,0 +1,453 @@
+"""Entitlements: granted from paid orders, revoked, suspended and reinstated
+(no FastAPI here).
+
+An entitlement is usable when its own status is ``active``, it is within its
+validity window, its product is not suspended (catalog push) and neither the
+buyer nor the provider organisation is suspended (read from the organisations
+table every time, so an organisation suspension takes effect at once even
+before the feed catches up).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.access import revocation
+from services.access.audit_events import audit
+from services.access.catalog_client import CatalogClient
+from services.access.models import Entitlement, Organisation
+from shared.auth import Principal
+from shared.db import utcnow
+from shared.errors import BadRequest, Conflict, NotFound, RuleViolation
+from shared.events import Actor
+from shared.pagination import decode_cursor, page_of
+
+#: Roles that see every entitlement.
+OVERSEERS = frozenset({"regulator", "operator", "service"})
+GRADES_WITH_DELIVERY = ("L1_public", "L2_internal", "L3_sensitive")
+
+
+def new_entitlement_id() -> str:
+    return "ent_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True)
+class GrantRequest:
+    order_id: str
+    buyer_org: str
+    product_id: str
+    version: int
+    plan_id: str
+    purpose: str
+    valid_from: datetime
+    valid_until: datetime
+
+
+# --- status -----------------------------------------------------------------------
+
+async def org_statuses(session: AsyncSession, org_ids: Iterable[str]) -> dict[str, str]:
+    ids = sorted(set(org_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Organisation.id, Organisation.status).where(Organisation.id.in_(ids))
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def suspended_by(ent: Entitlement, orgs: dict[str, str]) -> list[str]:
+    """Why an entitlement is suspended: ``entitlement``, ``product``, ``organisation``."""
+    why = []
+    if ent.status == "suspended":
+        why.append("entitlement")
+    if ent.product_suspended:
+        why.append("product")
+    if ent.org_suspended or any(
+        orgs.get(o, "active") != "active" for o in (ent.buyer_org, ent.provider_org)
+    ):
+        why.append("organisation")
+    return why
+
+
+def effective_status(ent: Entitlement, orgs: dict[str, str], now: datetime | None = None) -> str:
+    """revoked > expired > suspended > active, as shown to callers."""
+    now = now or utcnow()
+    if ent.status == "revoked":
+        return "revoked"
+    if ent.valid_until <= now:
+        return "expired"
+    if suspended_by(ent, orgs):
+        return "suspended"
+    return "active"
+
+
+# --- granting -------------------------------------------------------------------------
+
+def _find_plan(version: dict[str, Any], plan_id: str) -> dict[str, Any]:
+    for plan in version.get("plans") or []:
+        if isinstance(plan, dict) and plan.get("id") == plan_id:
+            return plan
+    offered = [p.get("id") for p in version.get("plans") or [] if isinstance(p, dict)]
+    raise RuleViolation(
+        f"Plan {plan_id!r} is not offered by this product version (it offers {offered}); "
+        "the order must name one of them.",
+        problem="unknown-plan",
+        rule="entitlement-plan-from-pinned-version",
+    )
+
+
+def check_usage_policy(
+    policy: dict[str, Any], purpose: str, valid_from: datetime, valid_until: datetime
+) -> None:
+    """The product's usage policy, checked at grant and again at every token."""
+    allowed = policy.get("allowed_purposes") or []
+    if purpose not in allowed:
+        raise RuleViolation(
+            f"Purpose {purpose!r} is not allowed by the product's usage policy "
+            f"(allowed: {allowed}).",
+            problem="purpose-not-allowed",
+            rule="declared-purpose-must-be-allowed",
+        )
+    max_days = policy.get("max_duration_days")
+    if isinstance(max_days, int) and valid_until - valid_from > timedelta(days=max_days):
+        raise RuleViolation(
+            f"Access from {valid_from.isoformat()} to {valid_until.isoformat()} is longer than the "
+            f"usage policy's maximum of {max_days} days.",
+            problem="duration-exceeds-policy",
+            rule="access-within-max-duration",
+        )
+
+
+def _same_terms(ent: Entitlement, req: GrantRequest) -> bool:
+    return (ent.buyer_org, ent.product_id, ent.version, ent.plan_id, ent.purpose) == (
+        req.buyer_org, req.product_id, req.version, req.plan_id, req.purpose
+    )
+
+
+async def _existing_for_order(session: AsyncSession, req: GrantRequest) -> Entitlement | None:
+    ent = await session.scalar(select(Entitlement).where(Entitlement.order_id == req.order_id))
+    if ent is not None and not _same_terms(ent, req):
+        raise Conflict(
+            f"Order {req.order_id} already has entitlement {ent.id} with different terms "
+            f"(product {ent.product_id} v{ent.version}, plan {ent.plan_id}, purpose {ent.purpose}); "
+            "an order grants one entitlement.",
+            problem="order-already-granted",
+            entitlement_id=ent.id,
+        )
+    return ent
+
+
+async def grant(
+    session: AsyncSession, catalog: CatalogClient, req: GrantRequest, actor: Principal
+) -> tuple[Entitlement, bool]:
+    """Create the entitlement for a paid order; (entitlement, created)."""
+    existing = await _existing_for_order(session, req)
+    if existing is not None:
+        return existing, False
+    if req.valid_until <= req.valid_from:
+        raise RuleViolation(
+            "valid_until must be after valid_from.", problem="invalid-validity",
+            rule="validity-window-not-empty",
+        )
+    buyer = await session.get(Organisation, req.buyer_org)
+    if buyer is None or "buyer" not in buyer.roles:
+        raise RuleViolation(
+            f"Organisation {req.buyer_org!r} is not a buyer organisation known to access; "
+            "entitlements are granted to onboarded buyer organisations.",
+            problem="unknown-buyer-organisation",
+            rule="entitlement-for-buyer-organisation",
+        )
+    version = await catalog.product_version(req.product_id, req.version)
+    grade = str(version.get("grade", ""))
+    if grade not in GRADES_WITH_DELIVERY:
+        raise RuleViolation(
+            f"Product {req.product_id} has grade {grade!r}, which allows no delivery.",
+            problem="grade-not-deliverable",
+            rule="no-delivery-for-restricted-grade",
+        )
+    audience = str((version.get("delivery") or {}).get("data_service_url") or "").rstrip("/")
+    if not audience:
+        raise RuleViolation(
+            f"Product {req.product_id} v{req.version} names no data service URL; the provider "
+            "must publish a version with delivery.data_service_url.",
+            problem="no-data-service",
+            rule="entitlement-needs-a-data-service",
+        )
+    plan = _find_plan(version, req.plan_id)
+    policy = dict(version.get("usage_policy") or {})
+    check_usage_policy(policy, req.purpose, req.valid_from, req.valid_until)
+    guard = version.get("guardrails") or {}
+    quota = plan.get("query_quota")
+    eps = guard.get("epsilon_budget")
+    ent = Entitlement(
+        id=new_entitlement_id(), order_id=req.order_id, buyer_org=req.buyer_org,
+        provider_org=str(version.get("provider_org", "")), product_id=req.product_id,
+        version=req.version, plan_id=req.plan_id, plan_kind=str(plan.get("kind", "")),
+        purpose=req.purpose, audience=audience, grade=grade,
+        valid_from=req.valid_from, valid_until=req.valid_until, status="active",
+        # A product suspended between payment and grant still gets its entitlement
+        # (the buyer paid); it just cannot be used until the product is reinstated.
+        product_suspended=version.get("status") == "suspended", org_suspended=False,
+        query_quota=int(quota) if quota is not None else None, queries_used=0,
+        epsilon_budget=float(eps) if eps is not None else None, epsilon_used=0.0,
+        max_rows=guard.get("max_rows"), min_group_size=guard.get("min_group_size"),
+        usage_policy=policy, plan=plan,
+    )
+    session.add(ent)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        # The same order granted concurrently: the first one stands.
+        session.expunge(ent)
+        again = await _existing_for_order(session, req)
+        if again is None:
+            raise
+        return again, False
+    await audit(session, "entitlement.granted", subject_type="entitlement", subject_id=ent.id,
+                actor=actor, order_id=ent.order_id, buyer_org=ent.buyer_org,
+                provider_org=ent.provider_org, product_id=ent.product_id, version=ent.version,
+                plan_id=ent.plan_id, purpose=ent.purpose, audience=ent.audience,
+                valid_until=ent.valid_until.isoformat())
+    return ent, True
+
+
+# --- reading --------------------------------------------------------------------------
+
+def can_see(principal: Principal, ent: Entitlement) -> bool:
+    if principal.has_any(OVERSEERS):
+        return True
+    org = principal.org_id
+    return org is not None and (
+        ("buyer" in principal.roles and ent.buyer_org == org)
+        or ("provider" in principal.roles and ent.provider_org == org)
+    )
+
+
+async def get_visible(session: AsyncSession, ent_id: str, principal: Principal) -> Entitlement:
+    ent = await session.get(Entitlement, ent_id)
+    if ent is None or not can_see(principal, ent):
+        # The same answer for "absent" and "not yours": ids reveal nothing.
+        raise NotFound(
+            f"No entitlement {ent_id!r} visible to you. List yours with GET /v1/entitlements.",
+            problem="entitlement-not-found",
+        )
+    return ent
+
+
+async def list_visible(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    product_id: str | None = None,
+    order_id: str | None = None,
+    buyer_org: str | None = None,
+) -> tuple[list[Entitlement], str | None]:
+    stmt = select(Entitlement).order_by(Entitlement.created_at, Entitlement.id)
+    if not principal.has_any(OVERSEERS):
+        mine = []
+        if "buyer" in principal.roles:
+            mine.append(Entitlement.buyer_org == principal.org_id)
+        if "provider" in principal.roles:
+            mine.append(Entitlement.provider_org == principal.org_id)
+        if not mine or principal.org_id is None:
+            return [], None
+        stmt = stmt.where(or_(*mine))
+    if product_id:
+        stmt = stmt.where(Entitlement.product_id == product_id)
+    if order_id:
+        stmt = stmt.where(Entitlement.order_id == order_id)
+    if buyer_org:
+        stmt = stmt.where(Entitlement.buyer_org == buyer_org)
+    pos = decode_cursor(cursor)
+    if pos:
+        try:
+            at = datetime.fromisoformat(str(pos["t"]))
+            last_id = str(pos["id"])
+        except (KeyError, ValueError) as exc:
+            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
+                             problem="invalid-cursor", title="Invalid cursor") from exc
+        stmt = stmt.where(or_(Entitlement.created_at > at,
+                              and_(Entitlement.created_at == at, Entitlement.id > last_id)))
+    rows = list(await session.scalars(stmt.limit(limit + 1)))
+    return page_of(rows, limit, lambda e: {"t": e.created_at.isoformat(), "id": e.id})
+
+
+# --- revoking, suspending, reinstating -------------------------------------------------
+
+async def revoke(session: AsyncSession, ent: Entitlement, reason: str, actor: Principal | Actor) -> bool:
+    """Revoke for good (refund, regulator); ``False`` if it already was."""
+    if ent.status == "revoked":
+        return False
+    ent.status, ent.status_reason, ent.revoked_at = "revoked", reason, utcnow()
+    await session.flush()
+    await revocation.add_entry(session, kind="entitlement", subject_id=ent.id, event="revoked",
+                               reason=reason, entitlement_id=ent.id)
+    await audit(session, "entitlement.revoked", subject_type="entitlement", subject_id=ent.id,
+                actor=actor, reason=reason, order_id=ent.order_id, buyer_org=ent.buyer_org)
+    return True
+
+
+async def revoke_by_order(
+    session: AsyncSession, order_id: str, reason: str, actor: Principal
+) -> Entitlement:
+    ent = await session.scalar(select(Entitlement).where(Entitlement.order_id == order_id))
+    if ent is None:
+        raise NotFound(
+            f"No entitlement was granted for order {order_id!r}; nothing to revoke.",
+            problem="entitlement-not-found",
+        )
+    await revoke(session, ent, reason, actor)
+    return ent
+
+
+def _refuse_if_revoked(ent: Entitlement) -> None:
+    if ent.status == "revoked":
+        raise Conflict(
+            f"Entitlement {ent.id} is revoked ({ent.status_reason}); a revoked entitlement "
+            "cannot be suspended or reinstated. A new order grants a new one.",
+            problem="entitlement-revoked",
+        )
+
+
+async def _usable_now(session: AsyncSession, ent: Entitlement) -> bool:
+    orgs = await org_statuses(session, (ent.buyer_org, ent.provider_org))
+    return effective_status(ent, orgs) == "active"
+
+
+async def suspend(session: AsyncSession, ent: Entitlement, reason: str, actor: Principal) -> None:
+    _refuse_if_revoked(ent)
+    if ent.status == "suspended":
+        raise Conflict(f"Entitlement {ent.id} is already suspended.", problem="no-state-change")
+    ent.status, ent.status_reason = "suspended", reason
+    await session.flush()
+    await revocation.add_entry(session, kind="entitlement", subject_id=ent.id, event="suspended",
+                               reason=reason, entitlement_id=ent.id)
+    await audit(session, "entitlement.suspended", subject_type="entitlement", subject_id=ent.id,
+                actor=actor, reason=reason, source="entitlement")
+
+
+async def reinstate(session: AsyncSession, ent: Entitlement, reason: str, actor: Principal) -> None:
+    _refuse_if_revoked(ent)
+    if ent.status != "suspended":
+        raise Conflict(f"Entitlement {ent.id} is not suspended.", problem="no-state-change")
+    ent.status, ent.status_reason = "active", reason
+    await session.flush()
+    # Only a fully usable entitlement is announced as reinstated: another
+    # suspension (product, organisation) still holds otherwise.
+    if await _usable_now(session, ent):
+        await revocation.add_entry(session, kind="entitlement", subject_id=ent.id,
+                                   event="reinstated", reason=reason, entitlement_id=ent.id)
+    await audit(session, "entitlement.reinstated", subject_type="entitlement", subject_id=ent.id,
+                actor=actor, reason=reason, source="entitlement")
+
+
+async def _flip_flag(
+    session: AsyncSession, ent_id: str, flag: str, value: bool
+) -> bool:
+    """Set ``product_suspended``/``org_suspended`` if it is not already; a
+    conditional UPDATE, so two concurrent callers cannot both flip it."""
+    column = getattr(Entitlement, flag)
+    result = await session.execute(
+        update(Entitlement).where(Entitlement.id == ent_id, column.is_(not value))
+        .values({flag: value, "updated_at": utcnow()})
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def _open_entitlements(session: AsyncSession, *conditions: Any) -> Sequence[Entitlement]:
+    """Entitlements that are not revoked and not expired."""
+    return list(await session.scalars(
+        select(Entitlement).where(Entitlement.status != "revoked",
+                                  Entitlement.valid_until > utcnow(), *conditions)
+        .order_by(Entitlement.id)
+    ))
+
+
+async def set_product_suspension(
+    session: AsyncSession, product_id: str, suspended: bool, reason: str, actor: Principal | Actor
+) -> list[str]:
+    """Suspend or reinstate every open entitlement of a product (pushed by the
+    catalog when the product is suspended or relisted); returns the ids changed."""
+    changed: list[str] = []
+    for ent in await _open_entitlements(session, Entitlement.product_id == product_id):
+        if not await _flip_flag(session, ent.id, "product_suspended", suspended):
+            continue
+        await session.refresh(ent)
+        changed.append(ent.id)
+        if suspended or await _usable_now(session, ent):
+            await revocation.add_entry(
+                session, kind="entitlement", subject_id=ent.id,
+                event="suspended" if suspended else "reinstated", reason=reason,
+                entitlement_id=ent.id,
+            )
+        await audit(session, "entitlement.suspended" if suspended else "entitlement.reinstated",
+                    subject_type="entitlement", subject_id=ent.id, actor=actor, reason=reason,
+                    source="product", product_id=product_id)
+    return changed
+
+
+async def reconcile_organisation_suspensions(
+    session: AsyncSession, org_id: str | None = None, reason: str | None = None
+) -> list[str]:
+    """Bring ``org_suspended`` (and the feed) in line with the organisations
+    table, for one organisation or all; returns the entitlement ids changed.
+
+    Called when an organisation is suspended or reinstated, and before every
+    feed read, so the feed is right even if a status change was made without
+    calling :func:`on_organisation_status_changed`.
+    """
+    suspended_org = exists().where(
+        Organisation.status != "active",
+        or_(Organisation.id == Entitlement.buyer_org, Organisation.id == Entitlement.provider_org),
+    )
+    scope = [] if org_id is None else [
+        or_(Entitlement.buyer_org == org_id, Entitlement.provider_org == org_id)
+    ]
+    stale = await _open_entitlements(
+        session,
+        or_(and_(Entitlement.org_suspended.is_(False), suspended_org),
+            and_(Entitlement.org_suspended.is_(True), ~suspended_org)),
+        *scope,
+    )
+    changed: list[str] = []
+    for ent in stale:
+        now_suspended = not ent.org_suspended
+        if not await _flip_flag(session, ent.id, "org_suspended", now_suspended):
+            continue  # another request reconciled it first
+        await session.refresh(ent)
+        changed.append(ent.id)
+        why = reason or ("organisation suspended" if now_suspended else "organisation reinstated")
+        if now_suspended or await _usable_now(session, ent):
+            await revocation.add_entry(
+                session, kind="entitlement", subject_id=ent.id,
+                event="suspended" if now_suspended else "reinstated", reason=why,
+                entitlement_id=ent.id,
+            )
+        await audit(session,
+                    "entitlement.suspended" if now_suspended else "entitlement.reinstated",
+                    subject_type="entitlement", subject_id=ent.id, actor=Actor(sub="access"),
+                    reason=why, source="organisation", organisation_id=org_id)
+    return changed
+
+
+async def on_organisation_status_changed(
+    session: AsyncSession, org_id: str, status: str, reason: str | None = None
+) -> list[str]:
+    """Call in the transaction that changes an organisation's status: suspends
+    (or reinstates) the entitlements it buys or provides and adds feed entries."""
+    why = f"organisation {org_id} {'suspended' if status != 'active' else 'reinstated'}"
+    if reason:
+        why += f": {reason}"
+    return await reconcile_organisation_suspensions(session, org_id, why)
