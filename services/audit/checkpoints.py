@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -111,10 +111,7 @@ class Checkpointer:
         async with self._lock, self.sessionmaker() as session:
             try:
                 async with session.begin():
-                    if session.get_bind().dialect.name == "postgresql":
-                        await session.execute(
-                            text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHECKPOINT_LOCK_KEY}
-                        )
+                    await log.take_write_lock(session, CHECKPOINT_LOCK_KEY)
                     last = await session.scalar(select(func.max(checkpoints.c.tree_size)))
                     size = await log.tree_size(session)
                     if last is not None and size <= last:

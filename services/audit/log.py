@@ -25,7 +25,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit import merkle
-from services.audit.models import events, tree_nodes
+from services.audit.models import events, tree_nodes, writer_lock
 from services.audit.verifylib import canonical_json, leaf_hash
 from shared.db import utcnow
 from shared.errors import RuleViolation
@@ -160,6 +160,22 @@ async def load_frontier(session: AsyncSession, size: int) -> dict[int, bytes]:
 # --- the ordered writer ------------------------------------------------------------
 
 
+async def take_write_lock(session: AsyncSession, key: int) -> None:
+    """Serialise writers across processes for the rest of the transaction.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: a write statement
+    first (an UPDATE that matches no row), so the transaction holds the
+    database write lock *before* it reads the tree size; reading first would
+    let two writers start from the same size and one fail at commit.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    else:
+        await session.execute(
+            writer_lock.update().where(writer_lock.c.id == -1).values(id=writer_lock.c.id)
+        )
+
+
 class LogWriter:
     """Appends batches in one total order (see the module docstring)."""
 
@@ -200,8 +216,7 @@ class LogWriter:
 
     async def _write(self, groups: list[list[_Prepared]]) -> list[list[AppendResult]]:
         async with self.sessionmaker() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
+            await take_write_lock(session, APPEND_LOCK_KEY)
             ids = list({p.event_id for g in groups for p in g})
             existing: dict[str, int] = {}
             for chunk_start in range(0, len(ids), 1000):

@@ -87,4 +87,7 @@ log_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Empty; see take_write_lock in services/audit/log.py.
+writer_lock = Table("writer_lock", Base.metadata, Column("id", Integer, primary_key=True))
+
 APPEND_ONLY_TABLES = ("events", "tree_nodes", "checkpoints", "log_keys")

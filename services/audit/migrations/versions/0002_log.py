@@ -69,6 +69,14 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_log_keys"),
     )
+    # SQLite only: writers start their transaction with a no-op UPDATE of this
+    # (empty) table, which takes the database write lock before they read the
+    # tree size (PostgreSQL uses an advisory lock instead).
+    op.create_table(
+        "writer_lock",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_writer_lock"),
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             """
@@ -111,6 +119,7 @@ def downgrade() -> None:
         for table in APPEND_ONLY_TABLES:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
+    op.drop_table("writer_lock")
     op.drop_table("log_keys")
     op.drop_table("checkpoints")
     op.drop_table("tree_nodes")
