@@ -25,6 +25,9 @@ from shared.outbox import OutboxRelay, running
 
 logger = logging.getLogger("sluice.dataservice")
 
+#: RFC 9068 tokens for data services live at most 15 minutes (DESIGN §4); a minute of slack.
+MAX_TOKEN_LIFETIME_SECONDS = 16 * 60
+
 DESCRIPTION = """
 The provider-side, query-only data service: buyers send structured queries with a
 short-lived data-access token (RFC 9068, `typ: at+jwt`, `aud` = this service) and
@@ -44,6 +47,11 @@ def _token_checks(app: FastAPI) -> Callable[[dict[str, Any]], Awaitable[None]]:
     async def check(claims: dict[str, Any]) -> None:
         if "query" not in str(claims.get("scope", "")).split():
             raise InvalidToken("This data service accepts only data-access tokens with scope 'query'.")
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if isinstance(iat, (int, float)) and isinstance(exp, (int, float)) \
+                and exp - iat > MAX_TOKEN_LIFETIME_SECONDS:
+            raise InvalidToken("Data-access tokens live at most 15 minutes; this one claims longer. "
+                               "Get a new token from the access service.")
         revocations: RevocationList | None = getattr(app.state, "revocations", None)
         if revocations is not None:
             why = revocations.reason(claims.get("jti"), claims.get("ent"))

@@ -4,7 +4,8 @@ suppression, differencing checks, and Laplace noise.
 * **Minimum group size k**: every group is counted in distinct people
   (``COUNT(DISTINCT person_column)``); groups with fewer than k are withheld.
 * **Complementary suppression**: the withheld groups together must cover 0 or at least
-  k people, otherwise the smallest shown groups are withheld too. A buyer who asks
+  k distinct people (re-counted as one set in SQL), otherwise the smallest shown groups
+  are withheld too. A buyer who asks
   for the total (or sums the other groups) then learns at most an aggregate over k or
   more people, never a small group's value.
 * **Differencing**: two answers over row sets that differ by 1..k-1 people reveal
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, literal, select
+from sqlalchemy import ColumnElement, and_, case, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dataservice.compiler import (
@@ -63,10 +64,34 @@ def where_fingerprint(filters: Sequence[Filter]) -> str:
     return hashlib.sha256(json.dumps(canon).encode()).hexdigest()
 
 
+def most_similar(current: Sequence[Filter], earlier: Sequence[list[Filter]], n: int) -> list[list[Filter]]:
+    """The ``n`` earlier where clauses most like ``current`` (shared conditions, then shared
+    columns, then recency; ``earlier`` is newest first), without exact repeats. Differencing
+    needs two nearly equal row sets, which nearly always means nearly equal filters, so an
+    attacker cannot push the telling earlier query out of view with unrelated ones."""
+    cur_conds = {json.dumps(f.model_dump(), sort_keys=True, default=str) for f in current}
+    cur_cols = {f.column for f in current}
+    fp = where_fingerprint(current)
+
+    def score(item: tuple[int, list[Filter]]) -> tuple[int, int, int]:
+        pos, filters = item
+        conds = {json.dumps(f.model_dump(), sort_keys=True, default=str) for f in filters}
+        return (-len(conds & cur_conds), -len({f.column for f in filters} & cur_cols), pos)
+
+    candidates = [(i, f) for i, f in enumerate(earlier) if where_fingerprint(f) != fp]
+    return [f for _, f in sorted(candidates, key=score)[:n]]
+
+
 # --- minimum group size -----------------------------------------------------------
 
+#: Above this many withheld groups the union of their people is not re-counted in SQL
+#: (the sum of per-group counts is used instead; see docs/dataservice.md).
+MAX_UNION_GROUPS = 500
+
+
 def suppress(people: list[int], k: int) -> set[int]:
-    """Indices of groups to withhold: those under k, plus complementary ones."""
+    """Indices of groups to withhold: those under k, plus the smallest shown ones until the
+    withheld groups hold 0 or at least k people (counted as a sum per group)."""
     hidden = {i for i, n in enumerate(people) if n < k}
     hidden_people = sum(people[i] for i in hidden)
     if 0 < hidden_people < k:
@@ -75,6 +100,33 @@ def suppress(people: list[int], k: int) -> set[int]:
             hidden_people += people[i]
             if hidden_people >= k:
                 break
+    return hidden
+
+
+def _group_match(bp: BoundProduct, group_by: list[str], key: tuple[Any, ...]) -> ColumnElement[bool]:
+    return and_(*(bp.column(n).is_(None) if v is None else bp.column(n) == v
+                  for n, v in zip(group_by, key, strict=True)))
+
+
+async def suppress_exactly(
+    conn: AsyncConnection, bp: BoundProduct, query: Query, keys: list[tuple[Any, ...]],
+    people: list[int], k: int,
+) -> set[int]:
+    """:func:`suppress`, then re-count the withheld groups' people as one set: a person
+    with rows in several withheld groups must count once, so more groups may be withheld."""
+    hidden = suppress(people, k)
+    if not hidden or not query.group_by or bp.mapping.person_column is None:
+        return hidden
+    where = where_clause(bp, query.where)
+    while len(hidden) < len(people) and len(hidden) <= MAX_UNION_GROUPS:
+        stmt = select(people_expr(bp)).where(
+            or_(*(_group_match(bp, query.group_by, keys[i]) for i in sorted(hidden))))
+        if where is not None:
+            stmt = stmt.where(where)
+        union = int((await conn.execute(stmt)).scalar_one() or 0)
+        if union == 0 or union >= k:
+            break
+        hidden.add(min((i for i in range(len(people)) if i not in hidden), key=lambda i: people[i]))
     return hidden
 
 
@@ -173,36 +225,45 @@ class Answer:
     rows: list[list[Any]]
     suppressed_groups: int
     truncated: bool
-    people_counts: list[int]
 
 
-def assemble_aggregate(
-    plan: Plan, rows: Sequence[Any], bp: BoundProduct, query: Query, rules: Rules
+async def assemble_aggregate(
+    conn: AsyncConnection, plan: Plan, rows: Sequence[Any], bp: BoundProduct, query: Query,
+    rules: Rules,
 ) -> tuple[Answer, set[tuple[Any, ...]]]:
     """Suppress, add noise, cap rows; return the answer and the keys of shown groups."""
     mappings = [r._mapping for r in rows]
+    keys = [tuple(m[lbl] for lbl in plan.group_labels) for m in mappings]
     hidden: set[int] = set()
-    people: list[int] = []
     if rules.k is not None and plan.people_label is not None:
         people = [int(m[plan.people_label] or 0) for m in mappings]
-        hidden = suppress(people, rules.k)
+        hidden = await suppress_exactly(conn, bp, query, keys, people, rules.k)
     share = noise_share(plan, query.epsilon) if query.epsilon is not None else None
     out: list[list[Any]] = []
     shown: set[tuple[Any, ...]] = set()
-    kept_people: list[int] = []
     for i, m in enumerate(mappings):
         if i in hidden:
             continue
-        shown.add(tuple(m[lbl] for lbl in plan.group_labels))
+        shown.add(keys[i])
         vals: list[Any] = [jsonable(m[lbl]) for lbl in plan.select_labels]
         for part in plan.aggs:
             raw = [m[lbl] for lbl in part.labels]
             vals.append(noisy_value(part, raw, bp, share) if share is not None else jsonable(raw[0]))
         out.append(vals)
-        if people:
-            kept_people.append(people[i])
+    if share is not None and query.order_by:
+        # SQL ordered by the exact values; re-order by the noisy ones so the order leaks nothing.
+        out = order_rows(out, plan.columns, query)
     cap = min(query.limit, rules.max_rows)
-    return Answer(plan.columns, out[:cap], len(hidden), len(out) > cap, kept_people[:cap]), shown
+    return Answer(plan.columns, out[:cap], len(hidden), len(out) > cap), shown
+
+
+def order_rows(rows: list[list[Any]], columns: list[str], query: Query) -> list[list[Any]]:
+    for ob in reversed(query.order_by):
+        if ob.column not in columns:
+            continue  # ordered by a grouped column not in the output: SQL order stands
+        idx = columns.index(ob.column)
+        rows = sorted(rows, key=lambda r: (r[idx] is None, r[idx]), reverse=ob.dir == "desc")
+    return rows
 
 
 def assemble_rows(plan: Plan, rows: Sequence[Any], query: Query, rules: Rules) -> Answer:
@@ -212,4 +273,4 @@ def assemble_rows(plan: Plan, rows: Sequence[Any], query: Query, rules: Rules) -
          for i, v in enumerate(r)]
         for r in rows[:cap]
     ]
-    return Answer(plan.columns, out, 0, len(rows) > cap, [])
+    return Answer(plan.columns, out, 0, len(rows) > cap)

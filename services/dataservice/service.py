@@ -24,6 +24,7 @@ from services.dataservice.guardrails import (
     assemble_aggregate,
     assemble_rows,
     check_differencing,
+    most_similar,
     where_fingerprint,
 )
 from services.dataservice.query_model import (
@@ -42,6 +43,9 @@ from shared.events import Actor
 from shared.outbox import record_event
 
 logger = logging.getLogger("sluice.dataservice")
+
+#: Earlier filtered queries read per check; the most similar ``history_size`` are compared.
+HISTORY_SCAN = 2000
 
 
 class TokenLimits(BaseModel):
@@ -194,7 +198,7 @@ class QueryService:
             if ctx.rules.k is not None and query.where:
                 # Filtered queries that committed while this one ran: check against them too.
                 newer, _ = await usage.earlier_filters(session, grant.ent, grant.product,
-                                                       self.history_size, after_id=seen_id)
+                                                       HISTORY_SCAN, after_id=seen_id)
                 if newer:
                     await self._differencing(ctx, query, shown, newer)
                 await usage.remember_filters(session, grant.ent, grant.product,
@@ -223,10 +227,9 @@ class QueryService:
     async def _earlier(self, session: AsyncSession, ctx: Context, query: Query) -> tuple[list[Any], int]:
         if ctx.rules.k is None or not query.where:
             return [], await usage.latest_history_id(session, ctx.grant.ent, ctx.grant.product)
-        fp = where_fingerprint(query.where)
         filters, top = await usage.earlier_filters(session, ctx.grant.ent, ctx.grant.product,
-                                                   self.history_size)
-        return [f for f in filters if where_fingerprint(f) != fp], top
+                                                   HISTORY_SCAN)
+        return most_similar(query.where, filters, self.history_size), top
 
     async def _execute(self, ctx: Context, query: Query, earlier: list[Any]) -> tuple[Answer, set[Any]]:
         plan = build_plan(query, ctx.bp, ctx.rules)
@@ -235,7 +238,7 @@ class QueryService:
                 rows = (await conn.execute(plan.stmt)).all()
                 if not query.is_aggregate:
                     return assemble_rows(plan, rows, query, ctx.rules), set()
-                answer, shown = assemble_aggregate(plan, rows, ctx.bp, query, ctx.rules)
+                answer, shown = await assemble_aggregate(conn, plan, rows, ctx.bp, query, ctx.rules)
                 if ctx.rules.k is not None:
                     await check_differencing(conn, ctx.bp, query, shown, earlier, ctx.rules.k)
                 return answer, shown
@@ -252,8 +255,7 @@ class QueryService:
 
     async def _differencing(self, ctx: Context, query: Query, shown: set[Any], earlier: list[Any]) -> None:
         assert ctx.rules.k is not None
-        fp = where_fingerprint(query.where)
-        others = [f for f in earlier if where_fingerprint(f) != fp]
+        others = most_similar(query.where, earlier, self.history_size)
         if not others:
             return
         try:

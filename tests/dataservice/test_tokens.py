@@ -172,3 +172,17 @@ async def test_revocation_poll_interval_cannot_exceed_30_seconds() -> None:
     except pydantic.ValidationError:
         return
     raise AssertionError("a 45 s poll interval must be refused")
+
+
+async def test_token_that_lives_longer_than_15_minutes_is_refused(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(ttl=24 * 3600), COUNT)
+    assert resp.status_code == 401
+    assert "15 minutes" in resp.json()["detail"]
+
+
+async def test_openapi_documents_the_query_endpoints(ds: RunningApp) -> None:
+    spec = (await ds.client.get("/openapi.json")).json()
+    post = spec["paths"]["/v1/query"]["post"]
+    assert post["summary"] and {"401", "403", "422"} <= set(post["responses"])
+    assert "aggregate (L3)" in post["requestBody"]["content"]["application/json"]["examples"]
+    assert spec["paths"]["/v1/schema"]["get"]["summary"]
