@@ -323,8 +323,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _run(args: argparse.Namespace) -> int:
-    async with httpx.AsyncClient(base_url=args.url, timeout=args.timeout) as client:
+async def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> int:
+    async with httpx.AsyncClient(base_url=args.url, timeout=args.timeout, transport=transport) as client:
         token = args.token
         if not token and args.client_id and args.client_secret:
             token = await fetch_token(client, args.access_url, args.client_id, args.client_secret)
@@ -342,13 +342,20 @@ async def _run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+async def run(argv: list[str] | None = None, transport: httpx.AsyncBaseTransport | None = None) -> int:
+    """Parse ``argv`` and verify; ``transport`` lets tests run it against an
+    in-process app."""
     args = _parser().parse_args(argv)
     try:
-        return asyncio.run(_run(args))
+        return await _run(args, transport)
     except CannotVerify as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``sluice-audit-verify``)."""
+    return asyncio.run(run(argv))
 
 
 if __name__ == "__main__":
