@@ -207,7 +207,8 @@ async def grant(
             await session.flush()
     except IntegrityError:
         # The same order granted concurrently: the first one stands.
-        session.expunge(ent)
+        if ent in session:
+            session.expunge(ent)
         again = await _existing_for_order(session, req)
         if again is None:
             raise

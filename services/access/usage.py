@@ -140,7 +140,7 @@ async def record(
     except IntegrityError:
         # The same usage_id reported concurrently: the savepoint undid our
         # decrement; the other report stands.
-        if rec is not None:
+        if rec is not None and rec in session:
             session.expunge(rec)
         again = await _existing(session, report)
         if again is None:

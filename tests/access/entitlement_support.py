@@ -7,6 +7,7 @@ by their names ``market`` and ``deal``."""
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from services.access.catalog_client import CatalogClient
 from services.access.models import Entitlement
+from services.access.tokens import sign
 from shared.events import AuditEvent
 from shared.outbox import outbox
 from tests.access.conftest import bearer, get_token, onboard
@@ -57,11 +59,37 @@ class Market:
     def operator(self) -> dict[str, str]:
         return bearer(self.operator_token)
 
-    async def party(self, roles: list[str], name: str | None = None) -> Party:
+    async def party(self, roles: list[str], name: str | None = None, *,
+                    with_client: bool = False) -> Party:
+        """An onboarded organisation and a platform token for it.
+
+        Argon2 hashing makes a real client cost about a second on a loaded
+        machine, so by default the token is signed with the service's own key
+        for a client id that was never stored (tokens are verified offline,
+        as everywhere); ``with_client`` creates and logs in a real client
+        (needed where the client authenticates with its secret).
+        """
         name = name or f"{roles[0]}-{secrets.token_hex(3)}"
-        client = await onboard(self.svc, self.operator_token, name, roles)
+        if with_client:
+            client = await onboard(self.svc, self.operator_token, name, roles)
+            token = await get_token(self.svc, client["client_id"], client["client_secret"])
+            return Party(client["organisation_id"], client["client_id"], client["client_secret"],
+                         token)
+        org = await self.client.post("/v1/organisations", json={"name": name, "roles": roles},
+                                     headers=self.operator)
+        assert org.status_code == 201, org.text
+        client_id = "cli_" + secrets.token_hex(10)
+        return Party(org.json()["id"], client_id, "", mint(self.svc, client_id, org.json()["id"], roles))
+
+    async def login(self, party: Party) -> Party:
+        """A real API client (with a secret) in ``party``'s organisation."""
+        resp = await self.client.post(f"/v1/organisations/{party.org_id}/clients",
+                                      json={"name": f"client-{secrets.token_hex(3)}"},
+                                      headers=self.operator)
+        assert resp.status_code == 201, resp.text
+        client = resp.json()
         token = await get_token(self.svc, client["client_id"], client["client_secret"])
-        return Party(client["organisation_id"], client["client_id"], client["client_secret"], token)
+        return Party(party.org_id, client["client_id"], client["client_secret"], token)
 
     async def grant(self, buyer: Party, product_id: str, *, expect: int = 201,
                     **over: Any) -> dict[str, Any]:
@@ -117,6 +145,16 @@ class Market:
         return [e for e in (AuditEvent.model_validate(r) for r in rows) if e.action == action]
 
 
+def mint(svc: RunningApp, client_id: str, org_id: str | None, roles: list[str]) -> str:
+    """A platform token as /oauth/token would issue it, signed with the app's key."""
+    settings = svc.settings
+    now = int(time.time())
+    return sign(svc.app.state.keys, {
+        "iss": settings.token_issuer, "sub": client_id, "aud": settings.token_audience,
+        "iat": now, "nbf": now, "exp": now + 900, "jti": secrets.token_urlsafe(8),
+        "client_id": client_id, "org": org_id, "roles": roles, "scope": " ".join(roles)})
+
+
 def problem_type(resp: httpx.Response) -> str:
     assert resp.headers["content-type"].startswith("application/problem+json"), resp.text
     return str(resp.json()["type"]).rsplit("/", 1)[-1]
@@ -133,8 +171,9 @@ def _ensure_routers(svc: RunningApp) -> None:
 
 
 @pytest.fixture(name="market")
-async def market_fixture(access: RunningApp, operator_token: str) -> AsyncIterator[Market]:
+async def market_fixture(access: RunningApp) -> AsyncIterator[Market]:
     _ensure_routers(access)
+    operator_token = mint(access, "operator", None, ["operator"])
     fake = FakeCatalog()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
         access.app.state.catalog_client = CatalogClient(

@@ -1,0 +1,150 @@
+"""RFC 7009 revocation, RFC 7662 introspection and the revocation feed."""
+
+from __future__ import annotations
+
+from tests.access.conftest import OPERATOR_ID, OPERATOR_SECRET, basic
+from tests.access.entitlement_support import Deal, Market, deal_fixture, market_fixture, problem_type  # noqa: F401
+
+
+async def introspect(m: Market, token: str, headers: dict[str, str]) -> dict:
+    resp = await m.client.post("/oauth/introspect", data={"token": token}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["cache-control"] == "no-store"
+    return dict(resp.json())
+
+
+async def test_buyer_revokes_its_token_and_the_feed_lists_the_jti(deal: Deal) -> None:
+    m = deal.market
+    issued = await m.token(deal.buyer, deal.ent["id"])
+    # Any client of the buyer organisation may revoke the organisation's tokens.
+    buyer = await m.login(deal.buyer)
+    resp = await m.client.post("/oauth/revoke", data={"token": issued["access_token"],
+                                                      "token_type_hint": "access_token"},
+                               headers=basic(buyer.client_id, buyer.secret))
+    assert resp.status_code == 200
+    items = (await m.feed())["items"]
+    assert [(i["kind"], i["id"], i["entitlement_id"]) for i in items] == [
+        ("token", issued["jti"], deal.ent["id"])]
+    assert items[0]["expires_at"] is not None
+    assert (await introspect(m, issued["access_token"], m.service)) == {"active": False}
+    # Revoking twice changes nothing.
+    await m.client.post("/oauth/revoke", data={"token": issued["access_token"]},
+                        headers=basic(buyer.client_id, buyer.secret))
+    assert len((await m.feed())["items"]) == 1
+
+
+async def test_unknown_token_is_200_per_rfc7009(deal: Deal) -> None:
+    resp = await deal.market.client.post("/oauth/revoke", data={"token": "not-a-token"},
+                                         headers=basic(OPERATOR_ID, OPERATOR_SECRET))
+    assert resp.status_code == 200
+    assert (await deal.market.feed())["items"] == []
+
+
+async def test_another_organisation_cannot_revoke_the_token(deal: Deal) -> None:
+    m = deal.market
+    issued = await m.token(deal.buyer, deal.ent["id"])
+    intruder = await m.party(["buyer"], with_client=True)
+    resp = await m.client.post("/oauth/revoke", data={"token": issued["access_token"]},
+                               headers=basic(intruder.client_id, intruder.secret))
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "unauthorized_client"
+    assert (await m.feed())["items"] == []
+
+
+async def test_revocation_needs_client_authentication(deal: Deal) -> None:
+    m = deal.market
+    issued = await m.token(deal.buyer, deal.ent["id"])
+    resp = await m.client.post("/oauth/revoke", data={"token": issued["access_token"]},
+                               headers=basic(OPERATOR_ID, "wrong"))
+    assert resp.status_code == 401
+    assert resp.json()["error"] == "invalid_client"
+    resp = await m.client.post("/oauth/revoke", data={"token": issued["access_token"]})
+    assert resp.status_code == 401
+
+
+async def test_platform_tokens_are_an_unsupported_token_type(deal: Deal) -> None:
+    resp = await deal.market.client.post("/oauth/revoke", data={"token": deal.market.operator_token},
+                                         headers=basic(OPERATOR_ID, OPERATOR_SECRET))
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "unsupported_token_type"
+
+
+async def test_introspection_by_service_and_by_the_products_provider(deal: Deal) -> None:
+    m = deal.market
+    issued = await m.token(deal.buyer, deal.ent["id"])
+    for headers in (m.service, deal.provider.headers):
+        answer = await introspect(m, issued["access_token"], headers)
+        assert answer["active"] is True
+        assert (answer["ent"], answer["scope"], answer["client_id"]) == (
+            deal.ent["id"], "query", deal.buyer.client_id)
+    other_provider = await m.party(["provider"])
+    assert await introspect(m, issued["access_token"], other_provider.headers) == {"active": False}
+
+
+async def test_buyers_cannot_introspect(deal: Deal) -> None:
+    issued = await deal.market.token(deal.buyer, deal.ent["id"])
+    resp = await deal.market.client.post("/oauth/introspect", data={"token": issued["access_token"]},
+                                         headers=deal.buyer.headers)
+    assert resp.status_code == 403
+    assert problem_type(resp) == "forbidden"
+
+
+async def test_introspection_turns_inactive_when_the_entitlement_is_suspended(deal: Deal) -> None:
+    m = deal.market
+    issued = await m.token(deal.buyer, deal.ent["id"])
+    await m.client.post(f"/v1/entitlements/{deal.ent['id']}/suspend", json={"reason": "x"},
+                        headers=m.operator)
+    assert await introspect(m, issued["access_token"], m.service) == {"active": False}
+
+
+async def test_introspecting_garbage_or_a_forged_token_is_inactive(deal: Deal) -> None:
+    m = deal.market
+    issued = await m.token(deal.buyer, deal.ent["id"])
+    head, body, sig = issued["access_token"].split(".")
+    forged = f"{head}.{body}.{sig[:-4]}AAAA"
+    assert await introspect(m, forged, m.service) == {"active": False}
+    assert await introspect(m, "garbage", m.service) == {"active": False}
+    resp = await m.client.post("/oauth/introspect", data={}, headers=m.service)
+    assert resp.status_code == 400
+
+
+async def test_feed_cursor_is_exact_and_stable(deal: Deal) -> None:
+    m = deal.market
+    first = await m.feed()
+    assert first["items"] == [] and first["has_more"] is False
+    cursor = first["next_cursor"]
+    ents = [await m.grant(deal.buyer, deal.product_id) for _ in range(3)]
+    for e in ents:
+        await m.client.post(f"/v1/entitlements/{e['id']}/revoke", json={"reason": "r"},
+                            headers=m.operator)
+    page = await m.client.get("/v1/revocations", params={"since": cursor, "limit": 2},
+                              headers=m.service)
+    body = page.json()
+    assert [i["id"] for i in body["items"]] == [ents[0]["id"], ents[1]["id"]]
+    assert body["has_more"] is True
+    rest = await m.feed(body["next_cursor"])
+    assert [i["id"] for i in rest["items"]] == [ents[2]["id"]]
+    idle = await m.feed(rest["next_cursor"])
+    assert idle["items"] == [] and idle["next_cursor"] == rest["next_cursor"]
+
+
+async def test_bad_cursor_is_a_400_problem(market: Market) -> None:
+    resp = await market.client.get("/v1/revocations", params={"since": "abc"},
+                                   headers=market.service)
+    assert resp.status_code == 400
+    assert problem_type(resp) == "invalid-cursor"
+
+
+async def test_providers_see_only_their_products_in_the_feed(deal: Deal) -> None:
+    m = deal.market
+    other_provider = await m.party(["provider"])
+    other_product = m.catalog.add_product(other_provider.org_id)
+    theirs = await m.grant(deal.buyer, other_product)
+    for e in (deal.ent, theirs):
+        await m.client.post(f"/v1/entitlements/{e['id']}/revoke", json={"reason": "r"},
+                            headers=m.operator)
+    mine = await m.feed(headers=deal.provider.headers)
+    assert [i["id"] for i in mine["items"]] == [deal.ent["id"]]
+    assert [i["id"] for i in (await m.feed(headers=other_provider.headers))["items"]] == [theirs["id"]]
+    buyer = await m.client.get("/v1/revocations", headers=deal.buyer.headers)
+    assert buyer.status_code == 403
