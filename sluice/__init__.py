@@ -1,0 +1,5 @@
+"""Sluice client SDK and CLI (``sluice ...``)."""
+
+from sluice.client import ApiError, Endpoints, SluiceClient
+
+__all__ = ["ApiError", "Endpoints", "SluiceClient"]
