@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.catalog.cache import PublicViewCache, TtlCache
 from services.catalog.routers import dcat, internal, products, review, search
 from services.catalog.settings import CatalogSettings
 from shared.app import create_service_app
@@ -26,7 +27,7 @@ member names the rule.
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Sluice catalog",
         description=DESCRIPTION,
@@ -43,3 +44,8 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
             {"name": "identity", "description": "Who the token belongs to"},
         ],
     )
+    app.state.public_view_cache = PublicViewCache(
+        settings.public_view_cache_seconds, settings.public_view_cache_entries
+    )
+    app.state.facet_cache = TtlCache(settings.search_facet_cache_seconds)
+    return app

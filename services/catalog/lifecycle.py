@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,6 +74,24 @@ async def get_visible(session: AsyncSession, principal: Principal, product_id: s
     if product is None or not can_see(principal, product):
         raise _not_found(product_id)
     return product
+
+
+async def get_visible_with_latest(
+    session: AsyncSession, principal: Principal, product_id: str
+) -> tuple[Product, ProductVersion | None]:
+    """The product and its latest published version in one round trip (the hot read path)."""
+    stmt = (
+        select(Product, ProductVersion)
+        .outerjoin(
+            ProductVersion,
+            and_(ProductVersion.product_id == Product.id, ProductVersion.version == Product.latest_version),
+        )
+        .where(Product.id == product_id)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None or not can_see(principal, row[0]):
+        raise _not_found(product_id)
+    return row[0], row[1]
 
 
 async def get_owned(session: AsyncSession, principal: Principal, product_id: str) -> Product:

@@ -47,7 +47,9 @@ class Product(Base):
     __table_args__ = (
         UniqueConstraint("provider_org", "slug", name="uq_products_provider_slug"),
         Index("ix_products_status_listed", "status", "listed_at", "pk"),
-        Index("ix_products_status_category", "status", "category"),
+        # Covers the facet query (index-only scan) and category filters.
+        Index("ix_products_facets", "status", "category", "grade", "currency", "has_free", "has_one_time",
+              "has_subscription", "has_metered"),
         Index("ix_products_status_grade", "status", "grade"),
         Index("ix_products_status_price", "status", "currency", "min_price", "pk"),
         Index("ix_products_provider", "provider_org", "status"),

@@ -251,7 +251,7 @@ class Facets(BaseModel):
 class SearchPage(BaseModel):
     items: list[SearchHit]
     next_cursor: str | None
-    total: int = Field(description="How many products match the filters.")
+    total: int = Field(description="How many products match the filters (-1 with facets=false).")
     facets: Facets
 
 

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Integer,
     Select,
     and_,
-    case,
     column,
     func,
     literal_column,
@@ -33,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
+from services.catalog.cache import TtlCache
 from services.catalog.lifecycle import is_regulator
 from services.catalog.models import Product, ProductTag
 from shared.auth import Principal
@@ -264,51 +264,59 @@ async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple
     return rows, encode_cursor(position)
 
 
-def _kind_sums() -> list[Any]:
-    return [
-        func.sum(case((col.is_(True), 1), else_=0)).label(kind) for kind, col in _KIND_COLUMN.items()
-    ]
-
-
-async def _facets(
-    session: AsyncSession, plan: _Plan, dialect: str
-) -> tuple[int, dict[str, dict[str, int]]]:
+async def _facets(session: AsyncSession, plan: _Plan) -> tuple[int, dict[str, dict[str, int]]]:
+    """Total and facet counts in one scan: group by the few low-cardinality columns the
+    facets use (at most a few hundred groups, covered by ``ix_products_facets``) and fold
+    the groups into the three facets here."""
     c = _products.c
+    kind_cols = [_KIND_COLUMN[k] for k in PLAN_KINDS]
+    stmt = plan.select(c.category, c.grade, *kind_cols, func.count()).group_by(
+        c.category, c.grade, *kind_cols
+    )
     categories: dict[str, int] = {}
     grades: dict[str, int] = {}
     kinds: dict[str, int] = dict.fromkeys(PLAN_KINDS, 0)
     total = 0
-    if dialect == "postgresql":
-        # One scan for all three facets: grouping sets (category), (grade) and the grand total.
-        stmt = plan.select(c.category, c.grade, func.count().label("n"), *_kind_sums()).group_by(
-            text("GROUPING SETS ((products.category), (products.grade), ())")
-        )
-        for row in (await session.execute(stmt)).all():
-            if row.category is not None:
-                categories[row.category] = row.n
-            elif row.grade is not None:
-                grades[row.grade] = row.n
-            else:
-                total = row.n
-                kinds = {k: int(getattr(row, k) or 0) for k in PLAN_KINDS}
-    else:
-        totals = (await session.execute(plan.select(func.count().label("n"), *_kind_sums()))).one()
-        total = totals.n
-        kinds = {k: int(getattr(totals, k) or 0) for k in PLAN_KINDS}
-        for col, into in ((c.category, categories), (c.grade, grades)):
-            stmt = plan.select(col, func.count()).group_by(col)
-            for value, n in (await session.execute(stmt)).all():
-                into[value] = n
+    for category, grade, *flags, n in (await session.execute(stmt)).all():
+        total += n
+        categories[category] = categories.get(category, 0) + n
+        grades[grade] = grades.get(grade, 0) + n
+        for kind, flag in zip(PLAN_KINDS, flags, strict=True):
+            if flag:
+                kinds[kind] += n
     top = dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES])
     return total, {"category": top, "grade": dict(sorted(grades.items())), "plan_kind": kinds}
 
 
-async def search(session: AsyncSession, principal: Principal, query: SearchQuery) -> SearchResult:
+def _facet_key(query: SearchQuery) -> tuple[Any, ...] | None:
+    """Listed products look the same to everybody, so their counts can be shared."""
+    if query.status != "listed":
+        return None
+    words = tuple(query_words(query.q)) if query.q else ()
+    return (words, query.category, query.tag and query.tag.strip().lower(), query.grade, query.provider,
+            query.plan_kind, query.max_price, query.currency)
+
+
+async def search(
+    session: AsyncSession,
+    principal: Principal,
+    query: SearchQuery,
+    facet_cache: TtlCache | None = None,
+) -> SearchResult:
+    """One page of hits, plus total and facets (from ``facet_cache`` when it has them:
+    counts may lag by its TTL, pages never do)."""
     dialect = session.get_bind().dialect.name
     plan = _Plan(dialect, principal, query)
     rows, nxt = await _page(session, plan, query)
+    total = -1
+    facets: dict[str, dict[str, int]] = {"category": {}, "grade": {}, "plan_kind": {}}
     if query.facets:
-        total, facets = await _facets(session, plan, dialect)
-    else:
-        total, facets = -1, {"category": {}, "grade": {}, "plan_kind": {}}
+        key = _facet_key(query) if facet_cache is not None else None
+        cached = facet_cache.get(key) if facet_cache is not None and key is not None else None
+        if cached is not None:
+            total, facets = cached  # type: ignore[misc]
+        else:
+            total, facets = await _facets(session, plan)
+            if facet_cache is not None and key is not None:
+                facet_cache.put(key, (total, facets))
     return SearchResult([_hit(r) for r in rows], nxt, total, facets)

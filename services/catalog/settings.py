@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -10,3 +11,18 @@ from shared.settings import ServiceSettings
 class CatalogSettings(ServiceSettings):
     service_name: ClassVar[str] = "catalog"
     model_config = SettingsConfigDict(env_prefix="SLUICE_CATALOG_", extra="ignore")
+
+    public_view_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a published product's public JSON may be served from this process's "
+        "memory (0 disables). Transitions in this process invalidate at once; other replicas "
+        "follow within this time. Owners, regulators and the internal API always read the database.",
+    )
+    public_view_cache_entries: int = Field(default=20_000, ge=1, description="Products kept in that cache.")
+    search_facet_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long facet counts and totals of a listed-product search may be reused "
+        "(0 disables). Hits and pages are always fresh; only the counts may lag.",
+    )

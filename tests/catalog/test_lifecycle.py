@@ -159,3 +159,11 @@ async def test_submitting_without_plans_names_the_rule(catalog: RunningApp, toke
     pid = (await create(catalog, tokens.provider_a, spec(plans=[])))["id"]
     resp = await catalog.client.post(f"/v1/products/{pid}/submit", headers=tokens.provider_a)
     assert resp.status_code == 422 and resp.json()["rule"] == "plans-required"
+
+
+async def test_suspension_shows_at_once_even_after_the_product_was_read(catalog: RunningApp, tokens: Tokens) -> None:
+    pid = (await create_listed(catalog, tokens.provider_a, spec()))["id"]
+    assert (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer)).json()["status"] == "listed"
+    await catalog.client.post(f"/v1/products/{pid}/suspend", json={"reason": "investigation"}, headers=tokens.regulator)
+    seen = (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer)).json()
+    assert seen["status"] == "suspended"

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from services.catalog import dcat, lifecycle, rules, views
+from services.catalog.cache import PublicViewCache
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
 from shared.auth import CurrentPrincipal, Provider
 from shared.db import DbSession
@@ -29,6 +30,11 @@ def _json(view: dict[str, Any], status_code: int = 200) -> Response:
     # Validate once against the documented model, serialise in pydantic-core.
     body = ProductView.model_validate(view).model_dump_json(by_alias=True)
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+def public_cache(request: Request) -> PublicViewCache:
+    cache: PublicViewCache = request.app.state.public_view_cache
+    return cache
 
 
 def _base_url(request: Request) -> str:
@@ -61,20 +67,29 @@ async def create_product(spec: ProductSpec, session: DbSession, principal: Provi
 async def get_product(
     product_id: str, request: Request, session: DbSession, principal: CurrentPrincipal
 ) -> Response:
-    product = await lifecycle.get_visible(session, principal, product_id)
+    cache = public_cache(request)
+    wants_ld = JSON_LD in request.headers.get("accept", "")
+    privileged = lifecycle.is_regulator(principal)
+    if not wants_ld and not privileged and cache.enabled:
+        hit = cache.get(product_id)
+        if hit is not None and not ("provider" in principal.roles and principal.org_id == hit[0]):
+            return Response(hit[1], media_type="application/json")
+    product, version = await lifecycle.get_visible_with_latest(session, principal, product_id)
     owner_view = lifecycle.can_see_draft(principal, product)
-    if not product.latest_version:
-        if JSON_LD in request.headers.get("accept", ""):
+    if version is None:
+        if wants_ld:
             raise rules.refuse(
                 "jsonld-needs-publication",
                 "Only published products have a DCAT description; submit the product first.",
             )
         return _json(views.draft_view(product))
-    version = await lifecycle.get_version(session, product.id, product.latest_version)
-    if JSON_LD in request.headers.get("accept", ""):
+    if wants_ld:
         return JSONResponse(dcat.product_document(_base_url(request), product, version),
                             media_type=JSON_LD)
-    return _json(views.version_view(product, version, show_draft_state=owner_view))
+    response = _json(views.version_view(product, version, show_draft_state=owner_view))
+    if not owner_view:
+        cache.put(product.id, product.provider_org, bytes(response.body))
+    return response
 
 
 @router.put(
@@ -86,9 +101,10 @@ async def get_product(
     responses=problem_docs(401, 403, 404, 409, 422),
 )
 async def replace_draft(
-    product_id: str, spec: ProductSpec, session: DbSession, principal: Provider
+    product_id: str, spec: ProductSpec, request: Request, session: DbSession, principal: Provider
 ) -> Response:
     product = await lifecycle.replace_draft(session, principal, product_id, spec)
+    public_cache(request).invalidate(product.id)
     return _json(views.draft_view(product))
 
 
@@ -116,8 +132,9 @@ async def get_draft(product_id: str, session: DbSession, principal: CurrentPrinc
     "L3: sends it to regulator review (`GET /v1/review-queue`).",
     responses=problem_docs(401, 403, 404, 409, 422),
 )
-async def submit(product_id: str, session: DbSession, principal: Provider) -> Response:
+async def submit(product_id: str, request: Request, session: DbSession, principal: Provider) -> Response:
     product = await lifecycle.submit(session, principal, product_id)
+    public_cache(request).invalidate(product.id)
     if product.draft is not None:
         return _json(views.draft_view(product))
     version = await lifecycle.get_version(session, product.id, product.latest_version)
@@ -132,9 +149,10 @@ async def submit(product_id: str, session: DbSession, principal: Provider) -> Re
     responses=problem_docs(401, 403, 404, 409, 422),
 )
 async def retire(
-    product_id: str, body: OptionalReason, session: DbSession, principal: Provider
+    product_id: str, body: OptionalReason, request: Request, session: DbSession, principal: Provider
 ) -> Response:
     product = await lifecycle.retire(session, principal, product_id, body.reason)
+    public_cache(request).invalidate(product.id)
     if not product.latest_version:
         return _json(views.draft_view(product))
     version = await lifecycle.get_version(session, product.id, product.latest_version)

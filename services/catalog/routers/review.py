@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from services.catalog import lifecycle, views
 from services.catalog.models import Product
+from services.catalog.routers.products import public_cache
 from services.catalog.schemas import Note, ProductView, Reason, ReviewItem
 from shared.auth import Principal, Regulator, require_roles
 from shared.db import DbSession
@@ -22,7 +23,8 @@ router = APIRouter(prefix="/v1", tags=["review"])
 StrictRegulator = Annotated[Principal, Depends(require_roles("regulator"))]
 
 
-async def _view(session: DbSession, product: Product) -> Response:
+async def _view(request: Request, session: DbSession, product: Product) -> Response:
+    public_cache(request).invalidate(product.id)
     if product.draft is not None and not product.latest_version:
         body = views.draft_view(product)
     else:
@@ -75,8 +77,11 @@ async def review_queue(
     summary="Approve a draft under review and publish it (regulator)",
     responses=problem_docs(401, 403, 404, 409, 422),
 )
-async def approve(product_id: str, body: Note, session: DbSession, principal: StrictRegulator) -> Response:
-    return await _view(session, await lifecycle.approve(session, principal, product_id, body.note))
+async def approve(
+    product_id: str, request: Request, body: Note, session: DbSession, principal: StrictRegulator
+) -> Response:
+    product = await lifecycle.approve(session, principal, product_id, body.note)
+    return await _view(request, session, product)
 
 
 @router.post(
@@ -86,8 +91,11 @@ async def approve(product_id: str, body: Note, session: DbSession, principal: St
     description="The draft goes back to the provider for editing; the reason is shown in `status_reason`.",
     responses=problem_docs(401, 403, 404, 409, 422),
 )
-async def reject(product_id: str, body: Reason, session: DbSession, principal: StrictRegulator) -> Response:
-    return await _view(session, await lifecycle.reject(session, principal, product_id, body.reason))
+async def reject(
+    product_id: str, request: Request, body: Reason, session: DbSession, principal: StrictRegulator
+) -> Response:
+    product = await lifecycle.reject(session, principal, product_id, body.reason)
+    return await _view(request, session, product)
 
 
 @router.post(
@@ -97,8 +105,11 @@ async def reject(product_id: str, body: Reason, session: DbSession, principal: S
     description="Suspended products leave search and get no new orders or tokens until reinstated.",
     responses=problem_docs(401, 403, 404, 409, 422),
 )
-async def suspend(product_id: str, body: Reason, session: DbSession, principal: Regulator) -> Response:
-    return await _view(session, await lifecycle.suspend(session, principal, product_id, body.reason))
+async def suspend(
+    product_id: str, request: Request, body: Reason, session: DbSession, principal: Regulator
+) -> Response:
+    product = await lifecycle.suspend(session, principal, product_id, body.reason)
+    return await _view(request, session, product)
 
 
 @router.post(
@@ -107,5 +118,8 @@ async def suspend(product_id: str, body: Reason, session: DbSession, principal: 
     summary="Reinstate a suspended product (regulator, operator)",
     responses=problem_docs(401, 403, 404, 409, 422),
 )
-async def reinstate(product_id: str, body: Reason, session: DbSession, principal: Regulator) -> Response:
-    return await _view(session, await lifecycle.reinstate(session, principal, product_id, body.reason))
+async def reinstate(
+    product_id: str, request: Request, body: Reason, session: DbSession, principal: Regulator
+) -> Response:
+    product = await lifecycle.reinstate(session, principal, product_id, body.reason)
+    return await _view(request, session, product)

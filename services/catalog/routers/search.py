@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from services.catalog import search as engine
 from services.catalog.schemas import Grade, PlanKind, SearchPage, Status
@@ -20,13 +20,15 @@ router = APIRouter(prefix="/v1", tags=["search"])
     "/products",
     response_model=SearchPage,
     summary="Search the catalog (any authenticated caller)",
-    description="Full-text relevance over title, tags, summary and description (English stemming), "
-    "with filters, facet counts (category, grade, plan kind) and cursor pagination. Listed products "
-    "by default; `status=draft|in_review|suspended|retired` is for regulators, and for providers "
-    "over their own products.",
+    description="Full-text relevance over title, tags, summary and description (English stemming; "
+    "every word must match), with filters, facet counts (category, grade, plan kind) and cursor "
+    "pagination. Listed products by default; `status=draft|in_review|suspended|retired` is for "
+    "regulators, and for providers over their own products. Counts of listed-product searches "
+    "may lag by a few seconds (SLUICE_CATALOG_SEARCH_FACET_CACHE_SECONDS); hits never do.",
     responses=problem_docs(400, 401, 403, 422),
 )
 async def search_products(
+    request: Request,
     session: DbSession,
     principal: CurrentPrincipal,
     q: Annotated[str | None, Query(max_length=200, description="Words to look for.",
@@ -53,6 +55,7 @@ async def search_products(
             max_price=max_price, currency=currency, status=status, sort=sort, limit=limit,
             cursor=decode_cursor(cursor), facets=facets,
         ),
+        facet_cache=request.app.state.facet_cache,
     )
     return SearchPage.model_validate(
         {"items": result.items, "next_cursor": result.next_cursor, "total": result.total,

@@ -86,7 +86,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("provider_org", "slug", name="uq_products_provider_slug"),
     )
     op.create_index("ix_products_status_listed", "products", ["status", "listed_at", "pk"])
-    op.create_index("ix_products_status_category", "products", ["status", "category"])
+    op.create_index("ix_products_facets", "products", ["status", "category", "grade", "currency", "has_free",
+                                                       "has_one_time", "has_subscription", "has_metered"])
     op.create_index("ix_products_status_grade", "products", ["status", "grade"])
     op.create_index("ix_products_status_price", "products", ["status", "currency", "min_price", "pk"])
     op.create_index("ix_products_provider", "products", ["provider_org", "status"])
@@ -139,7 +140,7 @@ def downgrade() -> None:
     op.drop_index("ix_product_tags_tag", table_name="product_tags")
     op.drop_table("product_tags")
     for name in ("ix_products_review", "ix_products_provider", "ix_products_status_price",
-                 "ix_products_status_grade", "ix_products_status_category",
+                 "ix_products_status_grade", "ix_products_facets",
                  "ix_products_status_listed"):
         op.drop_index(name, table_name="products")
     op.drop_table("products")
