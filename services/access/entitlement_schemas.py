@@ -33,6 +33,11 @@ class EntitlementCreate(BaseModel):
     purpose: str = Field(min_length=1, max_length=64)
     valid_from: AwareDatetime
     valid_until: AwareDatetime
+    query_quota: int | None = Field(
+        default=None, ge=0,
+        description="Optional: the order's total query quota (a metered bundle, or a periodic "
+        "plan's quota times the periods bought). Without it access derives it from the plan.",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> EntitlementCreate:

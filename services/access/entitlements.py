@@ -49,6 +49,9 @@ class GrantRequest:
     purpose: str
     valid_from: datetime
     valid_until: datetime
+    #: The order's total quota when orders sends it (metered bundles, several
+    #: periods); otherwise derived from the plan (see :func:`quota_for`).
+    query_quota: int | None = None
 
 
 # --- status -----------------------------------------------------------------------
@@ -117,13 +120,31 @@ def check_usage_policy(
             rule="declared-purpose-must-be-allowed",
         )
     max_days = policy.get("max_duration_days")
-    if isinstance(max_days, int) and valid_until - valid_from > timedelta(days=max_days):
+    # Orders checks the nominal length (30-day months, 365-day years) but grants
+    # calendar months, so accept up to a day per nominal month more.
+    if isinstance(max_days, int) and valid_until - valid_from > timedelta(
+        days=max_days + max_days // 30 + 1
+    ):
         raise RuleViolation(
             f"Access from {valid_from.isoformat()} to {valid_until.isoformat()} is longer than the "
             f"usage policy's maximum of {max_days} days.",
             problem="duration-exceeds-policy",
             rule="access-within-max-duration",
         )
+
+
+def quota_for(plan: dict[str, Any], valid_from: datetime, valid_until: datetime) -> int | None:
+    """The entitlement's total query quota, as orders prices it: a periodic
+    plan's quota is per period (times the periods bought); a metered plan's is
+    its included bundle. ``None`` is unlimited."""
+    quota = plan.get("query_quota")
+    if plan.get("kind") == "metered":
+        quota = plan.get("included_queries") or quota
+    elif quota is not None and plan.get("period") in ("month", "year"):
+        days = (valid_until - valid_from).total_seconds() / 86400
+        periods = max(1, round(days / (30.44 if plan["period"] == "month" else 365.25)))
+        quota = int(quota) * periods
+    return int(quota) if quota is not None else None
 
 
 def _same_terms(ent: Entitlement, req: GrantRequest) -> bool:
@@ -185,7 +206,8 @@ async def grant(
     policy = dict(version.get("usage_policy") or {})
     check_usage_policy(policy, req.purpose, req.valid_from, req.valid_until)
     guard = version.get("guardrails") or {}
-    quota = plan.get("query_quota")
+    quota = req.query_quota if req.query_quota is not None else quota_for(
+        plan, req.valid_from, req.valid_until)
     eps = guard.get("epsilon_budget")
     ent = Entitlement(
         id=new_entitlement_id(), order_id=req.order_id, buyer_org=req.buyer_org,
@@ -196,7 +218,7 @@ async def grant(
         # A product suspended between payment and grant still gets its entitlement
         # (the buyer paid); it just cannot be used until the product is reinstated.
         product_suspended=version.get("status") == "suspended", org_suspended=False,
-        query_quota=int(quota) if quota is not None else None, queries_used=0,
+        query_quota=quota, queries_used=0,
         epsilon_budget=float(eps) if eps is not None else None, epsilon_used=0.0,
         max_rows=guard.get("max_rows"), min_group_size=guard.get("min_group_size"),
         usage_policy=policy, plan=plan,

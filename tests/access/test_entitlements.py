@@ -253,3 +253,35 @@ async def test_grant_is_audited_with_the_order(deal: Deal) -> None:
     assert granted[0].subject.id == deal.ent["id"]
     assert granted[0].details["order_id"] == deal.ent["order_id"]
     assert granted[0].actor.role == "service"
+
+
+async def test_quota_follows_the_order_periods_bundle_or_explicit_total(market: Market) -> None:
+    provider = await market.party(["provider"])
+    buyer = await market.party(["buyer"])
+    product_id = market.catalog.add_product(provider.org_id, plans=[
+        plan(query_quota=100),
+        plan(id="plan_metered", kind="metered", period=None, included_queries=250,
+             query_quota=None, access_days=30)])
+    three_months = await market.grant(buyer, product_id, valid_from="2026-01-31T00:00:00Z",
+                                      valid_until="2026-04-30T00:00:00Z")
+    assert three_months["limits"]["query_quota"] == 300
+    metered = await market.grant(buyer, product_id, plan_id="plan_metered",
+                                 valid_from="2026-11-01T00:00:00Z", valid_until="2026-12-01T00:00:00Z")
+    assert metered["limits"]["query_quota"] == 250
+    bundle = await market.grant(buyer, product_id, plan_id="plan_metered", query_quota=5000,
+                                valid_from="2026-11-01T00:00:00Z", valid_until="2026-12-01T00:00:00Z")
+    assert bundle["limits"]["query_quota"] == 5000
+
+
+async def test_a_calendar_month_fits_a_30_day_policy(market: Market) -> None:
+    provider = await market.party(["provider"])
+    buyer = await market.party(["buyer"])
+    product_id = market.catalog.add_product(provider.org_id, max_duration_days=30)
+    await market.grant(buyer, product_id, valid_from="2026-01-15T00:00:00Z",
+                       valid_until="2026-02-15T00:00:00Z")
+    too_long = await market.client.post("/v1/entitlements", json={
+        "order_id": "ord_long", "buyer_org": buyer.org_id, "product_id": product_id, "version": 1,
+        "plan_id": "plan_monthly", "purpose": "research", "valid_from": "2026-01-15T00:00:00Z",
+        "valid_until": "2026-04-15T00:00:00Z", "query_quota": 10}, headers=market.service)
+    assert too_long.status_code == 422
+    assert problem_type(too_long) == "duration-exceeds-policy"
