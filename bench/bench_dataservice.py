@@ -28,15 +28,18 @@ from typing import Any
 import httpx
 from jose import jwk, jwt
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from services.dataservice.app import create_app, data_token_verifier
+from services.dataservice.datasource import data_engine
+from services.dataservice.demo_data import seed_demo
+from services.dataservice.revocations import RevocationList
+from services.dataservice.service import Grant
+from services.dataservice.settings import DataServiceSettings
+from shared.migrations import upgrade
 
-from services.dataservice.app import create_app  # noqa: E402
-from services.dataservice.datasource import data_engine  # noqa: E402
-from services.dataservice.demo_data import seed_demo  # noqa: E402
-from services.dataservice.revocations import RevocationList  # noqa: E402
-from services.dataservice.service import Grant  # noqa: E402
-from services.dataservice.settings import DataServiceSettings  # noqa: E402
-from shared.migrations import upgrade  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `tests.support` lives beside the installed packages
+MIGRATIONS = ROOT / "services" / "dataservice" / "migrations"
+
 from tests.support import TestKeys  # noqa: E402
 
 AUD = "http://127.0.0.1:8010"
@@ -57,9 +60,6 @@ async def bench_verification(n: int) -> None:
     settings = DataServiceSettings(public_url=AUD)
     app = create_app(settings)
     app.state.http = httpx.AsyncClient()
-    verifier = app.state.verifier = None
-    from services.dataservice.app import data_token_verifier
-
     verifier = data_token_verifier(app)
     verifier.keys = keys.key_source()
     revocations = RevocationList()
@@ -102,7 +102,7 @@ async def bench_queries(people: int, queries: int, concurrency: int, database_ur
         print(f"\nquery throughput: demo health table with {rows} rows ({people} people) in "
               f"{data_url.split(':')[0]}, seeded in {time.perf_counter() - t0:.1f}s")
         own_url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'own.db'}"
-        upgrade(Path(__file__).resolve().parent.parent / "services" / "dataservice" / "migrations", own_url)
+        upgrade(MIGRATIONS, own_url)
         keys = TestKeys.generate()
         settings = DataServiceSettings(database_url=own_url, data_url=data_url, public_url=AUD,
                                        log_level="WARNING")
@@ -127,7 +127,8 @@ async def bench_queries(people: int, queries: int, concurrency: int, database_ur
                     assert resp.status_code == 200, resp.text
                     sem = asyncio.Semaphore(concurrency)
 
-                    async def one(body: dict[str, Any] = body, headers: dict[str, str] = headers) -> None:
+                    async def one(body: dict[str, Any] = body, headers: dict[str, str] = headers,
+                                  sem: asyncio.Semaphore = sem) -> None:
                         async with sem:
                             r = await client.post("/v1/query", json=body, headers=headers)
                             if r.status_code != 200:
