@@ -13,6 +13,7 @@ sequence numbers never have gaps or duplicates.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,12 +55,12 @@ class AppendResult:
 
 @dataclass
 class _Prepared:
-    """An event serialised once, before the writer lock: everything but seq
-    and received_at."""
+    """An event serialised once, before the writer lock: the canonical JSON of
+    each top-level member (all but ``seq`` and ``received_at``)."""
 
     event: AuditEvent
     event_id: str
-    member_json: dict[str, Any] = field(repr=False)
+    members: dict[str, bytes] = field(repr=False)
 
 
 def stored_event_json(event_json: Mapping[str, Any], seq: int, received_at: datetime) -> dict[str, Any]:
@@ -67,26 +68,38 @@ def stored_event_json(event_json: Mapping[str, Any], seq: int, received_at: date
     return {**event_json, "seq": seq, "received_at": _datetime_json.dump_python(received_at, mode="json")}
 
 
+def leaf_bytes(members: Mapping[str, bytes], seq: int, received_at_json: bytes) -> bytes:
+    """RFC 8785 JSON of the stored event, assembled from canonical members.
+
+    JCS serialises an object as its members sorted by key, each value in its
+    own canonical form; the keys here are fixed ASCII names, so Python's sort
+    is JCS's UTF-16 order. Equal to ``canonical_json(stored_event_json(...))``
+    (the verifier's definition; tests compare the two) without canonicalising
+    each event twice.
+    """
+    parts = {**members, "seq": str(seq).encode(), "received_at": received_at_json}
+    return b"{" + b",".join(b'"' + k.encode() + b'":' + parts[k] for k in sorted(parts)) + b"}"
+
+
 def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
     """Serialise and check that every event can be canonicalised (RFC 8785),
     so a bad event is refused before it can reach the writer."""
     out = []
     for i, event in enumerate(batch):
-        member_json = event.model_dump(mode="json")
         try:
-            probe = canonical_json(stored_event_json(member_json, 0, utcnow()))
+            members = {k: canonical_json(v) for k, v in event.model_dump(mode="json").items()}
         except ValueError as exc:
             raise RuleViolation(
                 f"events[{i}] cannot be canonicalised as RFC 8785 JSON ({exc}); "
                 "use integers within ±2^53 and finite numbers in details.",
                 rule="canonical-json",
             ) from exc
-        if b"\\u0000" in probe:
+        if any(b"\\u0000" in v for v in members.values()):
             raise RuleViolation(
                 f"events[{i}] contains a NUL character; remove it from every string.",
                 rule="no-nul-characters",
             )
-        out.append(_Prepared(event, str(event.event_id), member_json))
+        out.append(_Prepared(event, str(event.event_id), members))
     return out
 
 
@@ -104,27 +117,44 @@ async def tree_size(session: AsyncSession) -> int:
     return 0 if last is None else int(last) + 1
 
 
+# PostgreSQL: one statement of constant text (array parameters), so asyncpg
+# reuses its prepared statement whatever the number of nodes.
+_PG_FETCH = text(
+    "SELECT 0 AS level, seq AS idx, leaf_hash AS hash FROM events WHERE seq = ANY(:seqs) "
+    "UNION ALL SELECT t.level, t.idx, t.hash FROM tree_nodes t "
+    "JOIN unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])) AS w(level, idx) "
+    "ON t.level = w.level AND t.idx = w.idx"
+)
+
+
 async def fetch_nodes(session: AsyncSession, nodes: set[merkle.Node]) -> dict[merkle.Node, bytes]:
     """Read stored nodes (level 0 from ``events``, the rest from ``tree_nodes``)."""
     found: dict[merkle.Node, bytes] = {}
     leaves = [idx for level, idx in nodes if level == 0]
-    if leaves:
+    inner = [(level, idx) for level, idx in nodes if level]
+    if session.get_bind().dialect.name == "postgresql":
         rows = await session.execute(
-            select(events.c.seq, events.c.leaf_hash).where(events.c.seq.in_(leaves))
+            _PG_FETCH,
+            {"seqs": leaves, "levels": [lv for lv, _ in inner], "idxs": [ix for _, ix in inner]},
         )
-        found.update({(0, int(seq)): bytes(h) for seq, h in rows})
-    by_level: dict[int, list[int]] = {}
-    for level, idx in nodes:
-        if level:
+        found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in rows})
+    else:
+        if leaves:
+            leaf_rows = await session.execute(
+                select(events.c.seq, events.c.leaf_hash).where(events.c.seq.in_(leaves))
+            )
+            found.update({(0, int(seq)): bytes(h) for seq, h in leaf_rows})
+        by_level: dict[int, list[int]] = {}
+        for level, idx in inner:
             by_level.setdefault(level, []).append(idx)
-    if by_level:
-        cond = or_(
-            *(and_(tree_nodes.c.level == lv, tree_nodes.c.idx.in_(ix)) for lv, ix in by_level.items())
-        )
-        node_rows = await session.execute(
-            select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(cond)
-        )
-        found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in node_rows})
+        if by_level:
+            cond = or_(*(
+                and_(tree_nodes.c.level == lv, tree_nodes.c.idx.in_(ix)) for lv, ix in by_level.items()
+            ))
+            node_rows = await session.execute(
+                select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(cond)
+            )
+            found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in node_rows})
     missing = nodes - found.keys()
     if missing:
         raise TreeCorrupted(
@@ -155,6 +185,24 @@ async def load_frontier(session: AsyncSession, size: int) -> dict[int, bytes]:
     nodes = merkle.frontier_nodes(size)
     stored = await fetch_nodes(session, merkle.plan([(n[1] << n[0], (n[1] + 1) << n[0]) for n in nodes]))
     return {level: merkle.node_from_stored((level, idx), stored) for level, idx in nodes}
+
+
+async def existing_seqs(session: AsyncSession, event_ids: list[str]) -> dict[str, int]:
+    """Sequence numbers of the given event ids already in the log."""
+    found: dict[str, int] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await session.execute(
+            text("SELECT event_id, seq FROM events WHERE event_id = ANY(CAST(:ids AS varchar[]))"),
+            {"ids": event_ids},
+        )
+        return {eid: int(seq) for eid, seq in rows}
+    for start in range(0, len(event_ids), 500):  # SQLite caps bound parameters
+        chunk = event_ids[start : start + 500]
+        rows = await session.execute(
+            select(events.c.event_id, events.c.seq).where(events.c.event_id.in_(chunk))
+        )
+        found.update({eid: int(seq) for eid, seq in rows})
+    return found
 
 
 # --- the ordered writer ------------------------------------------------------------
@@ -217,20 +265,14 @@ class LogWriter:
     async def _write(self, groups: list[list[_Prepared]]) -> list[list[AppendResult]]:
         async with self.sessionmaker() as session, session.begin():
             await take_write_lock(session, APPEND_LOCK_KEY)
-            ids = list({p.event_id for g in groups for p in g})
-            existing: dict[str, int] = {}
-            for chunk_start in range(0, len(ids), 1000):
-                chunk = ids[chunk_start : chunk_start + 1000]
-                rows = await session.execute(
-                    select(events.c.event_id, events.c.seq).where(events.c.event_id.in_(chunk))
-                )
-                existing.update({eid: int(seq) for eid, seq in rows})
+            existing = await existing_seqs(session, list({p.event_id for g in groups for p in g}))
             size = await tree_size(session)
             if self._frontier is not None and self._frontier[0] == size:
                 frontier = self._frontier[1]
             else:
                 frontier = await load_frontier(session, size)
             received_at = utcnow()
+            received_json = canonical_json(_datetime_json.dump_python(received_at, mode="json"))
             assigned: dict[str, int] = {}
             rows_out: list[dict[str, Any]] = []
             leaves: list[bytes] = []
@@ -246,7 +288,7 @@ class LogWriter:
                         continue
                     seq = size + len(rows_out)
                     assigned[p.event_id] = seq
-                    h = leaf_hash(canonical_json(stored_event_json(p.member_json, seq, received_at)))
+                    h = leaf_hash(leaf_bytes(p.members, seq, received_json))
                     leaves.append(h)
                     rows_out.append(event_row(p.event, seq, received_at, h))
                     res.append(AppendResult(p.event_id, seq, False))
@@ -254,13 +296,51 @@ class LogWriter:
             new_frontier = frontier
             if rows_out:
                 nodes, new_frontier = merkle.append_leaves(size, frontier, leaves)
-                await session.execute(insert(events), rows_out)
-                if nodes:
-                    await session.execute(
-                        insert(tree_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
-                    )
+                await insert_rows(session, rows_out, nodes)
         self._frontier = (size + len(rows_out), new_frontier)
         return results
+
+
+# PostgreSQL: one INSERT ... SELECT FROM unnest(arrays) per table: a single
+# statement execution for the whole group instead of one per row.
+_EVENT_COLUMNS = [
+    ("seq", "bigint"), ("event_id", "varchar"), ("occurred_at", "timestamptz"),
+    ("received_at", "timestamptz"), ("service", "varchar"), ("action", "varchar"),
+    ("actor_sub", "text"), ("actor_org", "text"), ("actor_role", "text"),
+    ("subject_type", "varchar"), ("subject_id", "varchar"), ("outcome", "varchar"),
+    ("request_id", "varchar"), ("details", "json"), ("leaf_hash", "bytea"),
+]
+_PG_INSERT_EVENTS = text(  # built from the constant column list above, no input
+    f"INSERT INTO events ({', '.join(c for c, _ in _EVENT_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _EVENT_COLUMNS)
+    + ")"
+)
+_PG_INSERT_NODES = text(
+    "INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest("
+    "CAST(:level AS smallint[]), CAST(:idx AS bigint[]), CAST(:hash AS bytea[]))"
+)
+
+
+async def insert_rows(
+    session: AsyncSession, rows: list[dict[str, Any]], nodes: list[tuple[int, int, bytes]]
+) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        params: dict[str, list[Any]] = {c: [r[c] for r in rows] for c, _ in _EVENT_COLUMNS}
+        params["details"] = [
+            json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in params["details"]
+        ]
+        await session.execute(_PG_INSERT_EVENTS, params)
+        if nodes:
+            await session.execute(
+                _PG_INSERT_NODES,
+                {"level": [n[0] for n in nodes], "idx": [n[1] for n in nodes], "hash": [n[2] for n in nodes]},
+            )
+        return
+    await session.execute(insert(events), rows)
+    if nodes:
+        await session.execute(
+            insert(tree_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+        )
 
 
 def event_row(event: AuditEvent, seq: int, received_at: datetime, h: bytes) -> dict[str, Any]:

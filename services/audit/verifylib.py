@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,21 +55,28 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 # --- leaf bytes -----------------------------------------------------------------
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _plain_json(value: Any) -> bool:
     """True when ``json.dumps(sort_keys=True)`` already yields RFC 8785 output:
     no floats (JCS formats numbers like ECMAScript), integers in the IEEE-754
     safe range, ASCII object keys (so code-point order equals UTF-16 order) and
     no lone surrogates in strings."""
-    if isinstance(value, str):
-        return not any("\ud800" <= ch <= "\udfff" for ch in value) if not value.isascii() else True
-    if isinstance(value, bool) or value is None:
+    t = type(value)
+    if t is str:
+        return value.isascii() or not _SURROGATE.search(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii() or not _plain_json(v):
+                return False
         return True
-    if isinstance(value, int):
-        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain_json(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain_json(v) for v in value)
+    if t is int:
+        return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
+    if value is None or t is bool:
+        return True
+    if t is list:
+        return all(map(_plain_json, value))
     return False
 
 

@@ -110,3 +110,24 @@ def test_canonical_json_known_answer() -> None:
     value = {"b": [1, 2.5, 1e21, "é\n\u0001"], "a": None, "\u20ac": True, "\U0001f600": 0, "c": -0.0}
     assert canonical_json(value) == rfc8785.dumps(value)
     assert canonical_json({"z": 1, "a": "x"}) == b'{"a":"x","z":1}'
+
+
+def test_service_leaf_assembly_equals_the_verifier_definition() -> None:
+    """The writer assembles the leaf from per-member canonical JSON; it must be
+    byte-identical to canonical JSON of the whole StoredEvent dump."""
+    from datetime import UTC, datetime
+
+    from services.audit.log import leaf_bytes, prepare, stored_event_json
+    from shared.events import AuditEvent, StoredEvent
+    from tests.audit.conftest import make_event
+
+    received = datetime(2026, 11, 28, 1, 2, 3, 456789, tzinfo=UTC)
+    samples = [make_event(3), make_event(0, details={"z": [1.5, {"é": None}], "\U0001f600": "x", "a": -0.0},
+                                         actor={"sub": None, "org": None, "role": None}, request_id=None)]
+    for raw in samples:
+        event = AuditEvent.model_validate(raw)
+        (prepared,) = prepare([event])
+        stored = StoredEvent(**event.model_dump(), seq=12345, received_at=received).model_dump(mode="json")
+        assert stored == stored_event_json(event.model_dump(mode="json"), 12345, received)
+        received_json = canonical_json(stored["received_at"])
+        assert leaf_bytes(prepared.members, 12345, received_json) == canonical_json(stored) == rfc8785.dumps(stored)
