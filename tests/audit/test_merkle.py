@@ -83,8 +83,8 @@ def naive_path(m: int, hashes: list[bytes]) -> list[bytes]:
         return []
     k = k_of(n)
     if m < k:
-        return naive_path(m, hashes[:k]) + [mth(hashes[k:])]
-    return naive_path(m - k, hashes[k:]) + [mth(hashes[:k])]
+        return [*naive_path(m, hashes[:k]), mth(hashes[k:])]
+    return [*naive_path(m - k, hashes[k:]), mth(hashes[:k])]
 
 
 def naive_subproof(m: int, hashes: list[bytes], b: bool) -> list[bytes]:
@@ -93,8 +93,8 @@ def naive_subproof(m: int, hashes: list[bytes], b: bool) -> list[bytes]:
         return [] if b else [mth(hashes)]
     k = k_of(n)
     if m <= k:
-        return naive_subproof(m, hashes[:k], b) + [mth(hashes[k:])]
-    return naive_subproof(m - k, hashes[k:], False) + [mth(hashes[:k])]
+        return [*naive_subproof(m, hashes[:k], b), mth(hashes[k:])]
+    return [*naive_subproof(m - k, hashes[k:], False), mth(hashes[:k])]
 
 
 def leaf_hashes(n: int) -> list[bytes]:

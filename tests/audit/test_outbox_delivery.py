@@ -64,7 +64,7 @@ async def test_events_survive_an_audit_outage_exactly_once(audit: RunningApp, te
 
         async def pending() -> int:
             async with sessions() as s:
-                return int(await s.scalar(select(func.count()).select_from(outbox).where(outbox.c.delivered_at.is_(None))))
+                return int(await s.scalar(select(func.count()).select_from(outbox).where(outbox.c.delivered_at.is_(None))) or 0)
 
         async def stored() -> list[str]:
             async with audit.app.state.db.sessionmaker() as s:

@@ -10,9 +10,9 @@ from sqlalchemy import text
 
 from services.audit.verify import run, verify_log
 from services.audit.verifylib import NoteSigner
+from shared.migrations import upgrade
 from tests.audit.conftest import make_event, post_events, sign_checkpoint
 from tests.conftest import AppFactory
-from shared.migrations import upgrade
 from tests.support import (
     PG_DB_PREFIX,
     DatabaseTemplates,
