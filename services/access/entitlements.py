@@ -312,6 +312,7 @@ async def revoke(session: AsyncSession, ent: Entitlement, reason: str, actor: Pr
     """Revoke for good (refund, regulator); ``False`` if it already was."""
     if ent.status == "revoked":
         return False
+    await revocation.lock_feed(session)  # before the row lock: see revocation.lock_feed
     ent.status, ent.status_reason, ent.revoked_at = "revoked", reason, utcnow()
     await session.flush()
     await revocation.add_entry(session, kind="entitlement", subject_id=ent.id, event="revoked",
@@ -352,6 +353,7 @@ async def suspend(session: AsyncSession, ent: Entitlement, reason: str, actor: P
     _refuse_if_revoked(ent)
     if ent.status == "suspended":
         raise Conflict(f"Entitlement {ent.id} is already suspended.", problem="no-state-change")
+    await revocation.lock_feed(session)
     ent.status, ent.status_reason = "suspended", reason
     await session.flush()
     await revocation.add_entry(session, kind="entitlement", subject_id=ent.id, event="suspended",
@@ -364,6 +366,7 @@ async def reinstate(session: AsyncSession, ent: Entitlement, reason: str, actor:
     _refuse_if_revoked(ent)
     if ent.status != "suspended":
         raise Conflict(f"Entitlement {ent.id} is not suspended.", problem="no-state-change")
+    await revocation.lock_feed(session)
     ent.status, ent.status_reason = "active", reason
     await session.flush()
     # Only a fully usable entitlement is announced as reinstated: another
@@ -404,7 +407,10 @@ async def set_product_suspension(
     """Suspend or reinstate every open entitlement of a product (pushed by the
     catalog when the product is suspended or relisted); returns the ids changed."""
     changed: list[str] = []
-    for ent in await _open_entitlements(session, Entitlement.product_id == product_id):
+    affected = await _open_entitlements(session, Entitlement.product_id == product_id)
+    if affected:
+        await revocation.lock_feed(session)
+    for ent in affected:
         if not await _flip_flag(session, ent.id, "product_suspended", suspended):
             continue
         await session.refresh(ent)
@@ -445,6 +451,8 @@ async def reconcile_organisation_suspensions(
         *scope,
     )
     changed: list[str] = []
+    if stale:
+        await revocation.lock_feed(session)
     for ent in stale:
         now_suspended = not ent.org_suspended
         if not await _flip_flag(session, ent.id, "org_suspended", now_suspended):

@@ -26,6 +26,21 @@ FEED_EVENTS = ("revoked", "suspended", "reinstated")
 _FEED_LOCK = 0x51_1CE_FEED
 
 
+async def lock_feed(session: AsyncSession) -> None:
+    """Serialise feed writers until the end of the transaction (PostgreSQL).
+
+    Ids come from a sequence: without this lock a transaction holding id 10
+    could commit after one holding id 11, and a poller that already moved past
+    11 would never see 10. Writers take the lock before their first insert and
+    keep it until commit, so ids become visible in order. A transaction that
+    changes several entitlements takes it before its first row update, so two
+    such transactions cannot deadlock on row locks plus this lock. Revocations
+    are rare; the serialisation costs nothing measurable. Re-entrant.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK})
+
+
 async def add_entry(
     session: AsyncSession,
     *,
@@ -36,13 +51,7 @@ async def add_entry(
     entitlement_id: str | None = None,
     expires_at: datetime | None = None,
 ) -> RevocationEntry:
-    if session.get_bind().dialect.name == "postgresql":
-        # Ids come from a sequence: without this lock a transaction holding id
-        # 10 could commit after one holding id 11, and a poller that already
-        # moved past 11 would never see 10. Writers take the lock before their
-        # first insert and keep it until commit, so ids commit in order.
-        # Revocations are rare; the serialisation costs nothing measurable.
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK})
+    await lock_feed(session)
     entry = RevocationEntry(
         kind=kind, subject_id=subject_id, event=event, reason=reason,
         entitlement_id=entitlement_id, expires_at=expires_at, revoked_at=utcnow(),

@@ -148,3 +148,38 @@ async def test_providers_see_only_their_products_in_the_feed(deal: Deal) -> None
     assert [i["id"] for i in (await m.feed(headers=other_provider.headers))["items"]] == [theirs["id"]]
     buyer = await m.client.get("/v1/revocations", headers=deal.buyer.headers)
     assert buyer.status_code == 403
+
+
+async def test_feed_polled_during_concurrent_revocations_misses_nothing(deal: Deal) -> None:
+    import asyncio
+
+    m = deal.market
+    ents = [await m.grant(deal.buyer, deal.product_id) for _ in range(12)]
+    seen: list[str] = []  # "id:event" of each entry polled
+    done = asyncio.Event()
+
+    async def poll() -> None:
+        cursor = None
+        while True:
+            finished = done.is_set()
+            page = await m.feed(cursor)
+            seen.extend(f'{i["id"]}:{i["event"]}' for i in page["items"])
+            cursor = page["next_cursor"]
+            if finished and not page["items"]:
+                return
+            await asyncio.sleep(0)
+
+    async def revoke(e: dict) -> None:
+        resp = await m.client.post(f"/v1/entitlements/{e['id']}/revoke", json={"reason": "r"},
+                                   headers=m.operator)
+        assert resp.status_code == 200
+
+    poller = asyncio.create_task(poll())
+    await asyncio.gather(*(revoke(e) for e in ents),
+                         m.client.post(f"/v1/products/{deal.product_id}/suspend-entitlements",
+                                       json={"reason": "p"}, headers=m.service))
+    done.set()
+    await poller
+    everything = [f'{i["id"]}:{i["event"]}' for i in (await m.feed())["items"]]
+    assert seen == everything  # every entry once, in order, none skipped
+    assert {f'{e["id"]}:revoked' for e in ents} <= set(seen)

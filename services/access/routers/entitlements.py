@@ -77,7 +77,7 @@ async def grant_entitlement(
 @router.get(
     "/entitlements",
     response_model=Page[Entitlement],
-    summary="List entitlements you may see",
+    summary="List entitlements (buyer: own; provider: own products; regulator, operator, service: all)",
     description=(
         "Buyers see their organisation's entitlements, providers the entitlements to their "
         "products, regulators, operators and services all of them. Oldest first."

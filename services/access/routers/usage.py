@@ -51,7 +51,7 @@ async def record_usage(
 @router.get(
     "/usage",
     response_model=Page[Usage],
-    summary="Read usage records",
+    summary="Read usage records (buyer: own; provider: own products; regulator, operator, service: all)",
     description="Buyers read their organisation's usage, providers the usage of their products, "
     "regulators, operators and services all of it. Oldest first; filter by `entitlement_id`.",
     responses=problem_docs(400, 401, 403),
