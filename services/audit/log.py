@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from services.audit import merkle
 from services.audit.models import events, tree_nodes, writer_lock
@@ -53,14 +53,25 @@ class AppendResult:
     duplicate: bool
 
 
+# The stored event's top-level keys in RFC 8785 order, split where the two keys
+# the writer adds (received_at, seq) fall.
+_BEFORE_RECEIVED_AT = ("action", "actor", "details", "event_id", "occurred_at", "outcome")
+_AFTER_SEQ = ("service", "subject")
+assert set(AuditEvent.model_fields) == {*_BEFORE_RECEIVED_AT, "request_id", *_AFTER_SEQ}, (
+    "shared.events.AuditEvent changed: update the leaf assembly in services/audit/log.py"
+)
+
+
 @dataclass
 class _Prepared:
-    """An event serialised once, before the writer lock: the canonical JSON of
-    each top-level member (all but ``seq`` and ``received_at``)."""
+    """An event serialised once, before the writer lock: canonical JSON of its
+    members in three pieces, around where ``received_at`` and ``seq`` go."""
 
     event: AuditEvent
     event_id: str
-    members: dict[str, bytes] = field(repr=False)
+    head: bytes = field(repr=False)  # {"action":...,"outcome":...}
+    request_id: bytes = field(repr=False)  # the request_id value
+    tail: bytes = field(repr=False)  # {"service":...,"subject":...}
 
 
 def stored_event_json(event_json: Mapping[str, Any], seq: int, received_at: datetime) -> dict[str, Any]:
@@ -68,17 +79,20 @@ def stored_event_json(event_json: Mapping[str, Any], seq: int, received_at: date
     return {**event_json, "seq": seq, "received_at": _datetime_json.dump_python(received_at, mode="json")}
 
 
-def leaf_bytes(members: Mapping[str, bytes], seq: int, received_at_json: bytes) -> bytes:
-    """RFC 8785 JSON of the stored event, assembled from canonical members.
+def leaf_bytes(p: _Prepared, seq: int, received_at_json: bytes) -> bytes:
+    """RFC 8785 JSON of the stored event, assembled from canonical pieces.
 
-    JCS serialises an object as its members sorted by key, each value in its
-    own canonical form; the keys here are fixed ASCII names, so Python's sort
-    is JCS's UTF-16 order. Equal to ``canonical_json(stored_event_json(...))``
-    (the verifier's definition; tests compare the two) without canonicalising
+    JCS serialises an object as its members sorted by key (the keys here are
+    fixed ASCII names, so byte order is JCS's UTF-16 order), each value in its
+    own canonical form, so splicing ``received_at`` and ``seq`` into their
+    sorted places gives exactly ``canonical_json(stored_event_json(...))``,
+    the verifier's definition (tests compare the two), without canonicalising
     each event twice.
     """
-    parts = {**members, "seq": str(seq).encode(), "received_at": received_at_json}
-    return b"{" + b",".join(b'"' + k.encode() + b'":' + parts[k] for k in sorted(parts)) + b"}"
+    return (
+        p.head[:-1] + b',"received_at":' + received_at_json + b',"request_id":' + p.request_id
+        + b',"seq":' + str(seq).encode() + b"," + p.tail[1:]
+    )
 
 
 def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
@@ -86,20 +100,23 @@ def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
     so a bad event is refused before it can reach the writer."""
     out = []
     for i, event in enumerate(batch):
+        dump = event.model_dump(mode="json")
         try:
-            members = {k: canonical_json(v) for k, v in event.model_dump(mode="json").items()}
+            head = canonical_json({k: dump[k] for k in _BEFORE_RECEIVED_AT})
+            request_id = canonical_json(dump["request_id"])
+            tail = canonical_json({k: dump[k] for k in _AFTER_SEQ})
         except ValueError as exc:
             raise RuleViolation(
                 f"events[{i}] cannot be canonicalised as RFC 8785 JSON ({exc}); "
                 "use integers within ±2^53 and finite numbers in details.",
                 rule="canonical-json",
             ) from exc
-        if any(b"\\u0000" in v for v in members.values()):
+        if b"\\u0000" in head or b"\\u0000" in request_id or b"\\u0000" in tail:
             raise RuleViolation(
                 f"events[{i}] contains a NUL character; remove it from every string.",
                 rule="no-nul-characters",
             )
-        out.append(_Prepared(event, str(event.event_id), members))
+        out.append(_Prepared(event, str(event.event_id), head, request_id, tail))
     return out
 
 
@@ -111,8 +128,19 @@ class _Pending:
 
 # --- reading the tree -----------------------------------------------------------
 
+#: Proof reads run in a session (inside a write) or on a bare autocommit
+#: connection (public proof endpoints: no BEGIN/COMMIT round trips).
+Reader = AsyncSession | AsyncConnection
 
-async def tree_size(session: AsyncSession) -> int:
+
+def dialect_of(reader: Reader) -> str:
+    if isinstance(reader, AsyncConnection):
+        return reader.dialect.name
+    return reader.get_bind().dialect.name
+
+
+
+async def tree_size(session: Reader) -> int:
     last = await session.scalar(select(func.max(events.c.seq)))
     return 0 if last is None else int(last) + 1
 
@@ -127,12 +155,12 @@ _PG_FETCH = text(
 )
 
 
-async def fetch_nodes(session: AsyncSession, nodes: set[merkle.Node]) -> dict[merkle.Node, bytes]:
+async def fetch_nodes(session: Reader, nodes: set[merkle.Node]) -> dict[merkle.Node, bytes]:
     """Read stored nodes (level 0 from ``events``, the rest from ``tree_nodes``)."""
     found: dict[merkle.Node, bytes] = {}
     leaves = [idx for level, idx in nodes if level == 0]
     inner = [(level, idx) for level, idx in nodes if level]
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         rows = await session.execute(
             _PG_FETCH,
             {"seqs": leaves, "levels": [lv for lv, _ in inner], "idxs": [ix for _, ix in inner]},
@@ -164,20 +192,20 @@ async def fetch_nodes(session: AsyncSession, nodes: set[merkle.Node]) -> dict[me
     return found
 
 
-async def range_hashes(session: AsyncSession, ranges: Sequence[merkle.Range]) -> list[bytes]:
+async def range_hashes(session: Reader, ranges: Sequence[merkle.Range]) -> list[bytes]:
     stored = await fetch_nodes(session, merkle.plan(ranges))
     return merkle.range_hashes(ranges, stored)
 
 
-async def root_hash(session: AsyncSession, size: int) -> bytes:
+async def root_hash(session: Reader, size: int) -> bytes:
     return (await range_hashes(session, [(0, size)]))[0]
 
 
-async def inclusion_proof(session: AsyncSession, leaf_index: int, size: int) -> list[bytes]:
+async def inclusion_proof(session: Reader, leaf_index: int, size: int) -> list[bytes]:
     return await range_hashes(session, merkle.inclusion_ranges(leaf_index, size))
 
 
-async def consistency_proof(session: AsyncSession, first: int, second: int) -> list[bytes]:
+async def consistency_proof(session: Reader, first: int, second: int) -> list[bytes]:
     return await range_hashes(session, merkle.consistency_ranges(first, second))
 
 
@@ -288,7 +316,7 @@ class LogWriter:
                         continue
                     seq = size + len(rows_out)
                     assigned[p.event_id] = seq
-                    h = leaf_hash(leaf_bytes(p.members, seq, received_json))
+                    h = leaf_hash(leaf_bytes(p, seq, received_json))
                     leaves.append(h)
                     rows_out.append(event_row(p.event, seq, received_at, h))
                     res.append(AppendResult(p.event_id, seq, False))

@@ -131,4 +131,4 @@ def test_service_leaf_assembly_equals_the_verifier_definition() -> None:
         stored = StoredEvent(**event.model_dump(), seq=12345, received_at=received).model_dump(mode="json")
         assert stored == stored_event_json(event.model_dump(mode="json"), 12345, received)
         received_json = canonical_json(stored["received_at"])
-        assert leaf_bytes(prepared.members, 12345, received_json) == canonical_json(stored) == rfc8785.dumps(stored)
+        assert leaf_bytes(prepared, 12345, received_json) == canonical_json(stored) == rfc8785.dumps(stored)
