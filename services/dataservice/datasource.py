@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,9 @@ def column_kind(col: Column[Any]) -> str:
     return "other"
 
 
+MAX_STRING = 10_000
+
+
 class ValueTypeError(ValueError):
     pass
 
@@ -90,19 +94,21 @@ def coerce_value(kind: str, value: Any) -> Any:
     if kind == "int":
         if isinstance(value, bool):
             raise ValueTypeError("an integer")
-        if isinstance(value, int):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueTypeError("an integer")
+            value = int(value)
+        if isinstance(value, int) and -(2**63) <= value < 2**63:
+            return value
+        raise ValueTypeError("an integer (64-bit)")
     if kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-        raise ValueTypeError("a number")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value) and abs(value) < 1e300:
+            return value if -(2**63) <= value < 2**63 or isinstance(value, float) else float(value)
+        raise ValueTypeError("a finite number")
     if kind == "str":
-        if isinstance(value, str):
+        # NUL cannot be stored in PostgreSQL text; refuse it here rather than fail there.
+        if isinstance(value, str) and "\x00" not in value and len(value) <= MAX_STRING:
             return value
-        raise ValueTypeError("a string")
+        raise ValueTypeError(f"a string (at most {MAX_STRING} characters, no NUL)")
     if kind in ("date", "datetime"):
         if not isinstance(value, str):
             raise ValueTypeError("an ISO 8601 date string")

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, literal, or_, select
+from sqlalchemy import ColumnElement, and_, case, distinct, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dataservice.compiler import (
@@ -145,6 +145,27 @@ def _flag(cond: ColumnElement[bool] | None) -> ColumnElement[Any]:
     return literal(1) if cond is None else case((cond, 1), else_=0)
 
 
+#: Bound parameters per differencing statement (SQLite and asyncpg allow about 32 000).
+PARAM_BUDGET = 20_000
+
+
+def _param_count(filters: Sequence[Filter]) -> int:
+    return sum(len(f.value) if isinstance(f.value, list) else 1 for f in filters)
+
+
+def _batches(comparisons: list[Comparison], budget: int) -> list[list[Comparison]]:
+    batches: list[list[Comparison]] = [[]]
+    used = 0
+    for cmp in comparisons:
+        cost = _param_count(cmp.filters)
+        if batches[-1] and used + cost > budget:
+            batches.append([])
+            used = 0
+        batches[-1].append(cmp)
+        used += cost
+    return batches
+
+
 async def check_differencing(
     conn: AsyncConnection,
     bp: BoundProduct,
@@ -158,13 +179,33 @@ async def check_differencing(
     if not query.where or not shown_groups:
         return
     comparisons = [Comparison([], "unfiltered")] + [Comparison(f, "earlier") for f in earlier]
-    current = _flag(where_clause(bp, query.where))
-    cols: list[ColumnElement[Any]] = [bp.column(n).label(f"g{i}") for i, n in enumerate(query.group_by)]
-    for j, cmp in enumerate(comparisons):
-        cols.append(people_expr(bp, current != _flag(where_clause(bp, cmp.filters))).label(f"d{j}"))
+    budget = max(1, PARAM_BUDGET - _param_count(query.where))
+    for batch in _batches(comparisons, budget):
+        await _check_batch(conn, bp, query, shown_groups, batch, k)
+
+
+async def _check_batch(
+    conn: AsyncConnection, bp: BoundProduct, query: Query, shown_groups: set[tuple[Any, ...]],
+    comparisons: list[Comparison], k: int,
+) -> None:
+    # Each row's match flags are computed once in a subquery, so the new filter's values
+    # are bound once however many earlier queries it is compared with.
+    person = bp.mapping.person_column
+    inner_cols: list[ColumnElement[Any]] = [bp.column(n).label(f"g{i}") for i, n in enumerate(query.group_by)]
+    inner_cols.append((bp.column(person) if person else literal(1)).label("who"))
+    inner_cols.append(_flag(where_clause(bp, query.where)).label("cur"))
+    inner_cols += [_flag(where_clause(bp, c.filters)).label(f"p{j}") for j, c in enumerate(comparisons)]
+    inner = select(*inner_cols).subquery("flags")
+    cols: list[ColumnElement[Any]] = [inner.c[f"g{i}"] for i in range(len(query.group_by))]
+    for j in range(len(comparisons)):
+        differs = inner.c.cur != inner.c[f"p{j}"]
+        if person:
+            cols.append(func.count(distinct(case((differs, inner.c.who), else_=None))))
+        else:
+            cols.append(func.coalesce(func.sum(case((differs, 1), else_=0)), 0))
     stmt = select(*cols)
     if query.group_by:
-        stmt = stmt.group_by(*(bp.column(n) for n in query.group_by))
+        stmt = stmt.group_by(*(inner.c[f"g{i}"] for i in range(len(query.group_by))))
     ngroup = len(query.group_by)
     for row in (await conn.execute(stmt)).all():
         key = tuple(row[:ngroup])

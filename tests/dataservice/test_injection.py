@@ -72,3 +72,31 @@ async def test_injection_on_l3_values_is_bound_too(ds: RunningApp, data_token: T
     # people is not singling anybody out, so it is answered with an empty count.
     assert resp.status_code == 200, resp.text
     assert resp.json()["suppressed_groups"] == 1 and resp.json()["rows"] == []
+
+
+async def test_values_the_database_cannot_take_are_422_not_503(ds: RunningApp, data_token: TokenFactory) -> None:
+    token = data_token(TRANSIT)
+    for flt in ({"column": "year", "op": "eq", "value": 2**70},
+                {"column": "district", "op": "eq", "value": "Alt\u0000stadt"},
+                {"column": "district", "op": "eq", "value": "x" * 20_000}):
+        resp = await query(ds, token, {"where": [flt]})
+        assert resp.status_code == 422, (flt, resp.text)
+    raw = b'{"where": [{"column": "avg_delay_min", "op": "gt", "value": 1e999}]}'
+    resp = await ds.client.post("/v1/query", content=raw, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text
+
+
+async def test_long_in_lists_with_a_long_history_stay_within_parameter_limits(
+    ds: RunningApp, data_token: TokenFactory
+) -> None:
+    token = data_token(HEALTH, ent="ent_params")
+    costs = list(range(0, 1000))
+    for start in range(25):  # 25 x 1000 values: more than one statement can bind
+        body = {"select": ["district"], "aggregates": [{"fn": "count"}], "group_by": ["district"],
+                "where": [{"column": "cost_eur", "op": "in", "value": [c + start * 1000 for c in costs]}]}
+        resp = await query(ds, token, body)
+        assert resp.status_code in (200, 422), resp.text
+    resp = await query(ds, token, {**body, "where": [{"column": "cost_eur", "op": "in", "value": costs},
+                                                     {"column": "sex", "op": "eq", "value": "F"}]})
+    assert resp.status_code in (200, 422), resp.text
