@@ -39,6 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ISSUER = "http://bench-issuer"
+SCRIPT = str(Path(__file__).resolve())
+
+
+def write_json(path: str, data: Any) -> None:
+    Path(path).write_text(json.dumps(data, indent=2))
 
 WORDS = """
 traffic mobility commuter bus tram train station bike parking road accident speed route journey
@@ -90,7 +95,10 @@ def words(rng: random.Random, k: int) -> list[str]:
     return rng.choices(VOCABULARY, cum_weights=_CUM_WEIGHTS, k=k)
 
 
-def make_product(i: int, rng: random.Random, now: datetime) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+Generated = tuple[dict[str, Any], dict[str, Any], list[str]]
+
+
+def make_product(i: int, rng: random.Random, now: datetime) -> Generated:
     title = " ".join(words(rng, rng.randint(2, 5))).capitalize() + f" {2015 + i % 10}"
     summary = " ".join(words(rng, 12)) + "."
     description = " ".join(words(rng, 30)) + "."
@@ -99,12 +107,13 @@ def make_product(i: int, rng: random.Random, now: datetime) -> tuple[dict[str, A
     category = rng.choice(CATEGORIES)
     currency = "EUR" if rng.random() < 0.8 else "USD"
     kinds = rng.sample(["free", "one_time", "subscription", "metered"], rng.randint(1, 2))
-    plans = []
+    plans: list[dict[str, Any]] = []
     for n, kind in enumerate(kinds):
         price = 0 if kind == "free" else rng.randint(1, 500) * 100
         plans.append({
             "id": f"plan_{i:08x}{n:08x}", "name": kind.replace("_", " ").title(), "kind": kind,
-            "currency": currency, "price": price, "period": "month" if kind in ("subscription", "metered") else None,
+            "currency": currency, "price": price,
+            "period": "month" if kind in ("subscription", "metered") else None,
             "price_per_query": 5 if kind == "metered" else 0, "included_queries": 0, "tiers": [],
             "query_quota": 10000, "access_days": 30 if kind in ("free", "one_time") else None,
         })
@@ -125,7 +134,8 @@ def make_product(i: int, rng: random.Random, now: datetime) -> tuple[dict[str, A
                               {"name": "value", "type": "number", "description": "", "personal": False,
                                "masked": False}]},
         "sample": None,
-        "delivery": {"data_service_url": f"https://data.{org}.example", "mode": "aggregates" if l3 else "rows",
+        "delivery": {"data_service_url": f"https://data.{org}.example",
+                     "mode": "aggregates" if l3 else "rows",
                      "max_rows": None, "min_group_size": None, "epsilon_budget": None},
         "usage_policy": {"allowed_purposes": ["research"], "max_duration_days": 365, "resale_allowed": False,
                          "territories": ["EU"]},
@@ -134,10 +144,11 @@ def make_product(i: int, rng: random.Random, now: datetime) -> tuple[dict[str, A
     status = "listed" if i % 50 else "suspended"
     product = {
         "id": pid, "provider_org": org, "slug": slug, "status": status, "latest_version": 1,
-        "draft": None, "draft_version": None, "draft_status": None, "submitted_at": None, "submitted_by": None,
+        "draft": None, "draft_version": None, "draft_status": None, "submitted_at": None,
+        "submitted_by": None,
         "status_reason": None, "title": title, "summary": summary, "description": description,
         "tags_text": " ".join(tags), "category": category, "grade": grade, "currency": currency,
-        "min_price": min(p["price"] for p in plans),
+        "min_price": min(int(p["price"]) for p in plans),
         "has_free": "free" in kinds, "has_one_time": "one_time" in kinds,
         "has_subscription": "subscription" in kinds, "has_metered": "metered" in kinds,
         "created_at": listed_at, "updated_at": listed_at, "listed_at": listed_at,
@@ -178,7 +189,8 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
                 ])
         if pg:
             async with engine.begin() as conn:
-                await conn.execute(text("CREATE INDEX ix_products_search ON products USING GIN (search_vector)"))
+                await conn.execute(
+                    text("CREATE INDEX ix_products_search ON products USING GIN (search_vector)"))
             # VACUUM sets the visibility map (index-only scans), as autovacuum would in production.
             async with engine.connect() as conn:
                 await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
@@ -253,7 +265,8 @@ def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 async def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
         if proc.poll() is not None:
-            raise RuntimeError(f"server on {port} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"server on {port} exited: {err}")
         try:
             status, _ = await fetch_once(port, path, {})
             if status == 200:
@@ -276,7 +289,8 @@ class Conn:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
-        head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}"
         self.writer.write((head + "\r\n").encode())
         status_line = await self.reader.readline()
         status = int(status_line.split()[1])
@@ -357,6 +371,29 @@ def search_paths(rng: random.Random, n: int = 400) -> dict[str, list[str]]:
     return mixes
 
 
+def catalog_env(url: str, bare_port: int, **extra: str) -> dict[str, str]:
+    return {
+        "SLUICE_CATALOG_DATABASE_URL": url,
+        "SLUICE_CATALOG_JWKS_URL": f"http://127.0.0.1:{bare_port}/.well-known/jwks.json",
+        "SLUICE_CATALOG_TOKEN_ISSUER": ISSUER,
+        "SLUICE_CATALOG_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+async def get_vs_bare(name: str, label: str, port: int, bare_port: int, paths: list[str],
+                      headers: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """Product GET and the bare endpoint back to back, so both see the same machine load."""
+    get = await hammer(port, paths, headers, seconds=args.seconds, concurrency=args.get_concurrency)
+    bare = await hammer(bare_port, ["/bare/product"], {}, seconds=args.seconds,
+                        concurrency=args.get_concurrency)
+    ratio = round(get["rps"] / bare["rps"], 3)
+    print(f"[{name}] GET /v1/products/{{id}} ({label}): {get}", flush=True)
+    print(f"[{name}] bare FastAPI, same JSON: {bare}", flush=True)
+    print(f"[{name}] product GET / bare ({label}) = {ratio:.0%}", flush=True)
+    return {"product_get": get, "bare_fastapi": bare, "ratio": ratio}
+
+
 async def bench_backend(name: str, url: str, args: argparse.Namespace, pem: str, state_dir: Path,
                         bare_port: int) -> dict[str, Any]:
     from shared.migrations import upgrade
@@ -365,24 +402,23 @@ async def bench_backend(name: str, url: str, args: argparse.Namespace, pem: str,
     print(f"[{name}] loading {args.products} products ...", flush=True)
     load_s = await load(url, args.products)
     print(f"[{name}] loaded in {load_s:.1f}s", flush=True)
-    port = free_port()
-    env = {
-        "SLUICE_CATALOG_DATABASE_URL": url,
-        "SLUICE_CATALOG_JWKS_URL": f"http://127.0.0.1:{bare_port}/.well-known/jwks.json",
-        "SLUICE_CATALOG_TOKEN_ISSUER": ISSUER,
-        "SLUICE_CATALOG_LOG_LEVEL": "WARNING",
-    }
-    proc = start([sys.executable, "-m", "services.catalog", "serve", "--port", str(port)], env)
     result: dict[str, Any] = {"backend": name, "products": args.products, "load_seconds": round(load_s, 1)}
+    headers = {"Authorization": f"Bearer {make_token(pem)}"}
+    rng = random.Random(1)
+    ids = [f"prd_{i:016x}" for i in rng.sample(range(args.products), min(5000, args.products))]
+    # Product pages are read with Zipf popularity (a few products get most views).
+    popular = rng.choices(ids, weights=[1.0 / (r + 1) for r in range(len(ids))], k=20_000)
+    uniform = [f"/v1/products/{i}" for i in ids]
+
+    port = free_port()
+    proc = start([sys.executable, "-m", "services.catalog", "serve", "--port", str(port)],
+                 catalog_env(url, bare_port))
     try:
         await wait_ready(port, "/healthz", proc)
-        headers = {"Authorization": f"Bearer {make_token(pem)}"}
-        rng = random.Random(1)
-        ids = [f"prd_{i:016x}" for i in rng.sample(range(args.products), min(2000, args.products))]
         status, body = await fetch_once(port, f"/v1/products/{ids[0]}", headers)
         assert status == 200, body[:300]
         (state_dir / "product.json").write_text(body.decode())
-        await hammer(port, [f"/v1/products/{i}" for i in ids], headers, seconds=1, concurrency=4)  # warm up
+        await hammer(port, uniform, headers, seconds=1, concurrency=4)  # warm up
         searches: dict[str, Any] = {}
         every: list[str] = []
         for kind, paths in search_paths(random.Random(2)).items():
@@ -394,16 +430,26 @@ async def bench_backend(name: str, url: str, args: argparse.Namespace, pem: str,
                                          concurrency=args.search_concurrency)
         print(f"[{name}] search mixed: {searches['mixed']}", flush=True)
         result["search"] = searches
-        get = await hammer(port, [f"/v1/products/{i}" for i in ids], headers, seconds=args.seconds,
-                           concurrency=args.get_concurrency)
-        bare = await hammer(bare_port, ["/bare/product"], {}, seconds=args.seconds,
-                            concurrency=args.get_concurrency)
-        result["product_get"] = get
-        result["bare_fastapi"] = bare
-        result["get_vs_bare_ratio"] = round(get["rps"] / bare["rps"], 3)
-        print(f"[{name}] GET /v1/products/{{id}}: {get}", flush=True)
-        print(f"[{name}] bare FastAPI, same JSON: {bare}", flush=True)
-        print(f"[{name}] product GET / bare = {result['get_vs_bare_ratio']:.0%}", flush=True)
+        result["get_popular_cached"] = await get_vs_bare(
+            name, "Zipf-popular ids, default 2 s public-view cache", port, bare_port,
+            [f"/v1/products/{i}" for i in popular], headers, args)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+    # The worst case: every GET reads the database (cache off, ids spread uniformly).
+    port = free_port()
+    proc = start([sys.executable, "-m", "services.catalog", "serve", "--port", str(port)],
+                 catalog_env(url, bare_port, SLUICE_CATALOG_PUBLIC_VIEW_CACHE_SECONDS="0",
+                             SLUICE_CATALOG_SEARCH_FACET_CACHE_SECONDS="0"))
+    try:
+        await wait_ready(port, "/healthz", proc)
+        await hammer(port, uniform, headers, seconds=1, concurrency=4)  # warm up
+        result["search_mixed_no_facet_cache"] = await hammer(
+            port, every, headers, seconds=args.seconds, concurrency=args.search_concurrency)
+        print(f"[{name}] search mixed, no facet cache: {result['search_mixed_no_facet_cache']}", flush=True)
+        result["get_uniform_uncached"] = await get_vs_bare(
+            name, "uniform ids, cache off", port, bare_port, uniform, headers, args)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -430,7 +476,7 @@ async def main(args: argparse.Namespace) -> None:
     pem, public_jwk = make_keys()
     (state_dir / "jwk.json").write_text(json.dumps(public_jwk))
     bare_port = free_port()
-    bare = start([sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port),
+    bare = start([sys.executable, SCRIPT, "--serve-bare", str(bare_port),
                   "--state-dir", str(state_dir)], {})
     results = []
     try:
@@ -448,7 +494,7 @@ async def main(args: argparse.Namespace) -> None:
                "seconds": args.seconds, "results": results}
     print(json.dumps(summary, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+        write_json(args.json, summary)
 
 
 def parse() -> argparse.Namespace:

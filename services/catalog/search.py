@@ -307,16 +307,19 @@ async def search(
     counts may lag by its TTL, pages never do)."""
     dialect = session.get_bind().dialect.name
     plan = _Plan(dialect, principal, query)
-    rows, nxt = await _page(session, plan, query)
+    if query.cursor and query.cursor.get("s") != (
+        query.sort if query.sort != "relevance" or plan.rank is not None else "newest"
+    ):
+        raise _bad_cursor()
     total = -1
     facets: dict[str, dict[str, int]] = {"category": {}, "grade": {}, "plan_kind": {}}
-    if query.facets:
-        key = _facet_key(query) if facet_cache is not None else None
-        cached = facet_cache.get(key) if facet_cache is not None and key is not None else None
-        if cached is not None:
-            total, facets = cached  # type: ignore[misc]
-        else:
-            total, facets = await _facets(session, plan)
-            if facet_cache is not None and key is not None:
-                facet_cache.put(key, (total, facets))
+    key = _facet_key(query) if facet_cache is not None and query.facets else None
+    cached = facet_cache.get(key) if facet_cache is not None and key is not None else None
+    rows, nxt = await _page(session, plan, query)
+    if cached is not None:
+        total, facets = cached  # type: ignore[misc]
+    elif query.facets:
+        total, facets = await _facets(session, plan)
+        if facet_cache is not None and key is not None:
+            facet_cache.put(key, (total, facets))
     return SearchResult([_hit(r) for r in rows], nxt, total, facets)
