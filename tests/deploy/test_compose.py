@@ -143,3 +143,12 @@ def test_containers_are_locked_down():
         assert app["read_only"] is True
         assert app["cap_drop"] == ["ALL"]
         assert "no-new-privileges:true" in app["security_opt"]
+
+
+def test_images_built_here_are_never_pulled():
+    """Every container on a Sluice image has the build section, so `up` builds it
+    instead of trying to pull a name no registry has."""
+    for name, app in APPS.items():
+        if app["image"].startswith("${SLUICE_"):
+            assert app["build"]["dockerfile"] == "deploy/docker/Dockerfile", name
+            assert app["build"]["target"] in {"runtime", "localstripe"}, name
