@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -21,20 +23,50 @@ logger = logging.getLogger("sluice.dataservice.revocations")
 
 
 class RevocationList:
-    def __init__(self) -> None:
-        self.tokens: set[str] = set()
-        self.entitlements: set[str] = set()
+    """Revoked tokens, and revoked or suspended entitlements, as the feed says.
 
-    def add(self, kind: str, item_id: str) -> None:
+    Feed entries carry an ``event``: ``revoked`` (final), ``suspended`` (until a later
+    ``reinstated`` for the same entitlement) or ``reinstated``; the latest entry wins.
+    Revoked tokens are forgotten once they have expired anyway.
+    """
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, float | None] = {}  # jti → expiry (epoch seconds) or None
+        self.entitlements: set[str] = set()  # revoked: final
+        self.suspended: set[str] = set()
+
+    def add(self, kind: str, item_id: str, event: str = "revoked",
+            expires_at: float | None = None) -> None:
         if kind == "token":
-            self.tokens.add(item_id)
+            self.tokens[item_id] = expires_at
         elif kind == "entitlement":
-            self.entitlements.add(item_id)
+            if event == "suspended":
+                self.suspended.add(item_id)
+            elif event == "reinstated":
+                self.suspended.discard(item_id)
+            else:
+                self.entitlements.add(item_id)
+
+    def add_item(self, item: dict[str, Any]) -> None:
+        expires: float | None = None
+        raw = item.get("expires_at")
+        if isinstance(raw, str):
+            with contextlib.suppress(ValueError):
+                expires = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        self.add(str(item.get("kind")), str(item.get("id")), str(item.get("event") or "revoked"),
+                 expires)
+
+    def forget_expired(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for jti in [j for j, exp in self.tokens.items() if exp is not None and exp < now - 120]:
+            del self.tokens[jti]
 
     def reason(self, jti: str | None, entitlement_id: str | None) -> str | None:
         """Why a token no longer counts, or None."""
         if entitlement_id and entitlement_id in self.entitlements:
             return "its entitlement has been revoked"
+        if entitlement_id and entitlement_id in self.suspended:
+            return "its entitlement is suspended"
         if jti and jti in self.tokens:
             return "it has been revoked"
         return None
@@ -67,13 +99,15 @@ class RevocationPoller:
             body: dict[str, Any] = resp.json()
             items = body.get("items") or []
             for item in items:
-                self.revocations.add(str(item.get("kind")), str(item.get("id")))
+                self.revocations.add_item(item)
             added += len(items)
             nxt = body.get("next_cursor")
             if nxt:
                 self.cursor = str(nxt)
-            if not items or not nxt:
+            more = body.get("has_more")
+            if not items or not nxt or more is False:
                 break
+        self.revocations.forget_expired()
         return added
 
     async def run_forever(self) -> None:

@@ -50,7 +50,7 @@ HISTORY_SCAN = 2000
 
 class TokenLimits(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    max_rows: int = Field(ge=1)
+    max_rows: int | None = Field(default=None, ge=1)
     min_group_size: int | None = Field(default=None, ge=1)
     epsilon_budget: float | None = Field(default=None, ge=0)
     query_quota: int | None = Field(default=None, ge=0)
@@ -143,7 +143,7 @@ class QueryService:
         k = None
         if grade_rank(grade) >= grade_rank("L3_sensitive"):
             k = max(m.min_group_size, grant.limits.min_group_size or 0)
-        rules = Rules(grade=grade, max_rows=min(m.max_rows, grant.limits.max_rows), k=k,
+        rules = Rules(grade=grade, max_rows=min(m.max_rows, grant.limits.max_rows or m.max_rows), k=k,
                       mask_value=self.mask_value)
         return Context(grant, bp, rules)
 

@@ -186,3 +186,32 @@ async def test_openapi_documents_the_query_endpoints(ds: RunningApp) -> None:
     assert post["summary"] and {"401", "403", "422"} <= set(post["responses"])
     assert "aggregate (L3)" in post["requestBody"]["content"]["application/json"]["examples"]
     assert spec["paths"]["/v1/schema"]["get"]["summary"]
+
+
+async def test_suspended_entitlement_works_again_once_reinstated(ds: RunningApp, data_token: TokenFactory) -> None:
+    token = data_token(ent="ent_paused")
+    revocations = ds.app.state.revocations
+    revocations.add_item({"kind": "entitlement", "id": "ent_paused", "event": "suspended"})
+    resp = await query(ds, token, COUNT)
+    assert resp.status_code == 401 and "suspended" in resp.json()["detail"]
+    revocations.add_item({"kind": "entitlement", "id": "ent_paused", "event": "reinstated"})
+    assert (await query(ds, token, COUNT)).status_code == 200
+    revocations.add_item({"kind": "entitlement", "id": "ent_paused", "event": "revoked"})
+    revocations.add_item({"kind": "entitlement", "id": "ent_paused", "event": "reinstated"})
+    assert (await query(ds, token, COUNT)).status_code == 401  # revocation is final
+
+
+async def test_revoked_tokens_are_forgotten_after_they_expire(ds: RunningApp) -> None:
+    revocations = ds.app.state.revocations
+    revocations.add_item({"kind": "token", "id": "old", "event": "revoked",
+                          "expires_at": "2020-01-01T00:00:00Z"})
+    revocations.add_item({"kind": "token", "id": "live", "event": "revoked",
+                          "expires_at": "2999-01-01T00:00:00Z"})
+    revocations.forget_expired()
+    assert set(revocations.tokens) == {"live"}
+
+
+async def test_token_without_max_rows_uses_the_mapping_cap(ds: RunningApp, data_token: TokenFactory) -> None:
+    resp = await query(ds, data_token(TRANSIT, limits={"max_rows": None}), {"select": ["trips"], "limit": 500})
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["rows"]) == 50
