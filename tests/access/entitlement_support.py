@@ -6,6 +6,7 @@ by their names ``market`` and ``deal``."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 import uuid
@@ -16,16 +17,21 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from services.access.bootstrap import PLATFORM_ORG_NAME
 from services.access.catalog_client import CatalogClient
-from services.access.models import Entitlement
+from services.access.keys import generate_signing_key
+from services.access.models import ApiClient, Entitlement, Organisation, SigningKey
 from services.access.tokens import sign
 from shared.events import AuditEvent
 from shared.outbox import outbox
-from tests.access.conftest import bearer, get_token, onboard
+from tests.access.conftest import OPERATOR_ID, OPERATOR_SECRET, bearer, get_token, onboard
 from tests.access.fake_catalog import FakeCatalog
-from tests.support import RunningApp
+from tests.conftest import DatabaseFactory
+from tests.support import RunningApp, TestKeys, run_app
 
 
 @dataclass
@@ -170,18 +176,57 @@ def _ensure_routers(svc: RunningApp) -> None:
             svc.app.include_router(router)
 
 
+@dataclass(frozen=True)
+class Seed:
+    """Rows made once per session: an operator client's Argon2 hash and an RSA
+    signing key. Writing them into each test's fresh database before the app
+    starts skips the bootstrap hash and the key generation, which cost one to
+    two seconds per test on a busy machine."""
+
+    operator_hash: str
+    key: dict[str, Any]
+
+
+@functools.cache
+def access_seed() -> Seed:
+    key = generate_signing_key(2048, None)
+    return Seed(
+        operator_hash=PasswordHasher().hash(OPERATOR_SECRET),
+        key={"kid": key.kid, "private_pem": key.private_pem, "public_jwk": key.public_jwk,
+             "status": "active", "created_at": key.created_at},
+    )
+
+
+async def seed_database(url: str, seed: Seed) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with AsyncSession(engine) as s, s.begin():
+            org = Organisation(id="org_platform_seed", name=PLATFORM_ORG_NAME, roles=["operator"],
+                               status="active")
+            s.add(org)
+            await s.flush()
+            s.add(ApiClient(client_id=OPERATOR_ID, organisation_id=org.id, name="bootstrap operator",
+                            secret_hash=seed.operator_hash, roles=["operator"], status="active"))
+            s.add(SigningKey(**seed.key))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(name="market")
-async def market_fixture(access: RunningApp) -> AsyncIterator[Market]:
-    _ensure_routers(access)
-    operator_token = mint(access, "operator", None, ["operator"])
-    fake = FakeCatalog()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
-        access.app.state.catalog_client = CatalogClient(
-            "http://catalog.test", http, access.app.state.service_token_source,
-            status_cache_seconds=0,
-        )
-        service_token = await access.app.state.service_token_source()
-        yield Market(access, fake, operator_token, service_token)
+async def market_fixture(database_url: DatabaseFactory, test_keys: TestKeys) -> AsyncIterator[Market]:
+    url = database_url("access")
+    await seed_database(url, access_seed())
+    async with run_app("access", url, keys=test_keys) as access:
+        _ensure_routers(access)
+        operator_token = mint(access, OPERATOR_ID, "org_platform_seed", ["operator"])
+        fake = FakeCatalog()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
+            access.app.state.catalog_client = CatalogClient(
+                "http://catalog.test", http, access.app.state.service_token_source,
+                status_cache_seconds=0,
+            )
+            service_token = await access.app.state.service_token_source()
+            yield Market(access, fake, operator_token, service_token)
 
 
 @dataclass
