@@ -118,7 +118,12 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = Database(settings.database_url, echo=settings.db_echo)
+        app.state.db = Database(
+            settings.database_url,
+            echo=settings.db_echo,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         app.state.http = create_http_client()
         app.state.verifier = None
         try:

@@ -79,9 +79,12 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
 class Database:
     """One engine and session factory per app, built in the app factory."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url, echo=echo)
+        pool = {} if is_sqlite(url) else {"pool_size": pool_size, "max_overflow": max_overflow}
+        self.engine = create_engine(url, echo=echo, **pool)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def ping(self) -> None:

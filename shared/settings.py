@@ -85,6 +85,12 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="Log one JSON object per line.")
     db_echo: bool = Field(default=False, description="Log every SQL statement.")
+    db_pool_size: int = Field(
+        default=10, ge=1, description="PostgreSQL connections kept open per process."
+    )
+    db_max_overflow: int = Field(
+        default=20, ge=0, description="Extra PostgreSQL connections a process may open under load."
+    )
 
     def model_post_init(self, __context: object) -> None:
         name = self.service_name
