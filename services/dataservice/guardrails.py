@@ -87,19 +87,45 @@ def most_similar(current: Sequence[Filter], earlier: Sequence[list[Filter]], n: 
 #: Above this many withheld groups the union of their people is not re-counted in SQL
 #: (the sum of per-group counts is used instead; see docs/dataservice.md).
 MAX_UNION_GROUPS = 500
+#: Complementary suppression normally settles in two or three rounds.
+MAX_SUPPRESSION_ROUNDS = 50
 
 
-def suppress(people: list[int], k: int) -> set[int]:
-    """Indices of groups to withhold: those under k, plus the smallest shown ones until the
-    withheld groups hold 0 or at least k people (counted as a sum per group)."""
+def suppress(people: list[int], k: int, keys: Sequence[tuple[Any, ...]] | None = None) -> set[int]:
+    """Indices of groups to withhold: those under k, plus complementary ones.
+
+    A buyer can ask for any coarser grouping of the same rows (drop one or more group_by
+    columns, down to the plain total) and subtract the shown groups. So within every
+    partition by all group columns but one (for one column: the total), the withheld groups
+    must hold 0 or at least k people; otherwise that partition's smallest shown groups are
+    withheld too, until it holds k or nothing is left. Partitions by fewer columns are unions
+    of those, so they are covered as well. People are summed per group here (see
+    :func:`suppress_exactly` for the distinct re-count of the total)."""
     hidden = {i for i, n in enumerate(people) if n < k}
-    hidden_people = sum(people[i] for i in hidden)
-    if 0 < hidden_people < k:
-        for i in sorted((i for i in range(len(people)) if i not in hidden), key=lambda i: people[i]):
-            hidden.add(i)
-            hidden_people += people[i]
-            if hidden_people >= k:
-                break
+    if not hidden:
+        return hidden
+    width = len(keys[0]) if keys else 0
+    dropped = range(width) if width > 0 else [None]
+    changed, rounds = True, 0
+    while changed:
+        changed, rounds = False, rounds + 1
+        if rounds > MAX_SUPPRESSION_ROUNDS:
+            return set(range(len(people)))  # a pathological cascade: withhold everything
+        for drop in dropped:
+            partitions: dict[tuple[Any, ...], list[int]] = {}
+            for i in range(len(people)):
+                key = () if drop is None or keys is None else keys[i][:drop] + keys[i][drop + 1:]
+                partitions.setdefault(key, []).append(i)
+            for members in partitions.values():
+                held = sum(people[i] for i in members if i in hidden)
+                if not 0 < held < k:
+                    continue
+                for i in sorted((i for i in members if i not in hidden), key=lambda i: people[i]):
+                    hidden.add(i)
+                    held += people[i]
+                    changed = True
+                    if held >= k:
+                        break
     return hidden
 
 
@@ -114,7 +140,7 @@ async def suppress_exactly(
 ) -> set[int]:
     """:func:`suppress`, then re-count the withheld groups' people as one set: a person
     with rows in several withheld groups must count once, so more groups may be withheld."""
-    hidden = suppress(people, k)
+    hidden = suppress(people, k, keys)
     if not hidden or not query.group_by or bp.mapping.person_column is None:
         return hidden
     where = where_clause(bp, query.where)

@@ -96,3 +96,19 @@ async def test_unrelated_queries_cannot_push_a_telling_earlier_query_out_of_view
     one_less = {**whole_d, "where": [*whole_d["where"], {"column": "kind", "op": "eq", "value": "x"}]}
     resp = await query(small, token, one_less)
     assert resp.status_code == 422 and resp.json()["rule"] == "differencing"
+
+
+def test_complementary_suppression_covers_every_coarser_grouping() -> None:
+    # district x band: in district X only band "90+" is small. Asking for district totals
+    # and subtracting X's shown bands would reveal it, so another band of X is withheld.
+    keys = [("X", "young"), ("X", "old"), ("X", "90+"), ("Y", "young"), ("Y", "old"), ("Y", "90+")]
+    people = [50, 30, 3, 60, 40, 20]
+    hidden = suppress(people, 10, keys)
+    assert {2, 1} <= hidden  # X/90+ and X's smallest other band
+    # per district and per band, the withheld groups now hold 0 or >= 10 people
+    for part in ("X", "Y"):
+        held = sum(people[i] for i in hidden if keys[i][0] == part)
+        assert held == 0 or held >= 10
+    for band in ("young", "old", "90+"):
+        held = sum(people[i] for i in hidden if keys[i][1] == band)
+        assert held == 0 or held >= 10
