@@ -176,6 +176,7 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
         if pg:  # one index build after the load is far quicker than 100k GIN insertions
             async with engine.begin() as conn:
                 await conn.execute(text("DROP INDEX ix_products_search"))
+                await conn.execute(text("DROP INDEX ix_products_title_search"))
         for lo in range(0, count, batch):
             made = [make_product(i, rng, now) for i in range(lo, min(count, lo + batch))]
             async with engine.begin() as conn:
@@ -191,6 +192,8 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
             async with engine.begin() as conn:
                 await conn.execute(
                     text("CREATE INDEX ix_products_search ON products USING GIN (search_vector)"))
+                await conn.execute(
+                    text("CREATE INDEX ix_products_title_search ON products USING GIN (title_vector)"))
             # VACUUM sets the visibility map (index-only scans), as autovacuum would in production.
             async with engine.connect() as conn:
                 await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
@@ -391,7 +394,13 @@ async def get_vs_bare(name: str, label: str, port: int, bare_port: int, paths: l
     print(f"[{name}] GET /v1/products/{{id}} ({label}): {get}", flush=True)
     print(f"[{name}] bare FastAPI, same JSON: {bare}", flush=True)
     print(f"[{name}] product GET / bare ({label}) = {ratio:.0%}", flush=True)
-    return {"product_get": get, "bare_fastapi": bare, "ratio": ratio}
+    # Where the time goes: the shared middleware alone (/healthz), plus token verification (/v1/me).
+    healthz = await hammer(port, ["/healthz"], {}, seconds=args.seconds / 2, concurrency=args.get_concurrency)
+    me = await hammer(port, ["/v1/me"], headers, seconds=args.seconds / 2, concurrency=args.get_concurrency)
+    print(f"[{name}] catalog /healthz (middleware only): {healthz}", flush=True)
+    print(f"[{name}] catalog /v1/me (middleware + token verification): {me}", flush=True)
+    return {"product_get": get, "bare_fastapi": bare, "ratio": ratio, "catalog_healthz": healthz,
+            "catalog_me": me}
 
 
 async def bench_backend(name: str, url: str, args: argparse.Namespace, pem: str, state_dir: Path,

@@ -8,7 +8,8 @@ search at 100k products never has to open JSON. The full content lives in
 editable working copy).
 
 Full-text search is dialect specific and not declared here: PostgreSQL has a
-generated ``search_vector`` tsvector column with a GIN index, SQLite an FTS5
+generated ``search_vector`` tsvector column with a GIN index (and ``title_vector``
+over title and tags for the first relevance tier), SQLite an FTS5
 table ``products_fts`` kept in step by triggers (see migration 0002).
 """
 

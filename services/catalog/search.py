@@ -1,10 +1,11 @@
 """Catalog search: filters, full-text relevance, facets and cursors.
 
 One interface, two engines: PostgreSQL matches ``plainto_tsquery`` against
-the generated ``search_vector`` (GIN index) and ranks with ``ts_rank_cd``;
-SQLite matches the FTS5 table ``products_fts`` and ranks with ``bm25``. Both
-stem English (Porter) and weight title above tags and summary above
-description, so the same query ranks the same products first on both.
+the generated ``search_vector`` (GIN index; ``title_vector`` for the first
+relevance tier) and ranks with ``ts_rank_cd``; SQLite matches the FTS5 table
+``products_fts`` (column filters for the first tier) and ranks with ``bm25``.
+Both stem English (Porter), drop the same stop words and put title and tag
+matches first, so the same query ranks the same products first on both.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import (
     column,
     func,
     literal_column,
+    not_,
     or_,
     select,
     table,
@@ -105,11 +107,6 @@ def query_words(q: str) -> list[str]:
     return [w for w in re.findall(r"\w+", q.lower()) if w not in STOP_WORDS][:32]
 
 
-def fts5_query(q: str) -> str | None:
-    """Words of ``q`` as an FTS5 AND-query of quoted terms (users never write FTS syntax)."""
-    return " ".join(f'"{w}"' for w in query_words(q)) or None
-
-
 class _Plan:
     """The FROM, WHERE and rank of one search, per dialect."""
 
@@ -118,6 +115,8 @@ class _Plan:
         self.where: list[ColumnElement[bool] | TextClause] = []
         self.rank: ColumnElement[Any] | None = None
         self.rank_desc = True
+        self._tiers: dict[int, list[ColumnElement[bool] | TextClause]] = {}
+        self._nothing = False
         self._visibility(principal, query)
         self._filters(query)
         if query.q and query.q.strip():
@@ -162,28 +161,36 @@ class _Plan:
             self.where.append(c.min_price <= query.max_price)
 
     def _text(self, dialect: str, q: str) -> None:
+        words = query_words(q)
+        if not words:
+            self._nothing = True
+            return
         if dialect == "postgresql":
-            words = query_words(q)
-            if not words:
-                self.where.append(literal_column("false", Boolean))
-                return
             vector: ColumnElement[Any] = literal_column("products.search_vector")
+            title_vector: ColumnElement[Any] = literal_column("products.title_vector")
             tsq = func.plainto_tsquery(literal_column("'english'"), " ".join(words))
-            self.where.append(vector.op("@@", return_type=Boolean)(tsq))
+            matches = vector.op("@@", return_type=Boolean)(tsq)
+            in_title = title_vector.op("@@", return_type=Boolean)(tsq)
+            self._tiers = {0: [matches], 1: [matches, in_title], 2: [matches, not_(in_title)]}
             self.rank = func.ts_rank_cd(vector, tsq)
             return
-        match = fts5_query(q)
-        if match is None:
-            self.where.append(literal_column("0", Boolean))  # nothing to match
-            return
+        match = " ".join(f'"{w}"' for w in words)
+        title_match = f"{{title tags_text}} : ({match})"
         self.from_ = _products.join(_fts, _fts.c.rowid == _products.c.pk)
-        self.where.append(text("products_fts MATCH :fts_query").bindparams(fts_query=match))
+        self._tiers = {
+            tier: [text("products_fts MATCH :fts_query").bindparams(fts_query=expr)]
+            for tier, expr in ((0, match), (1, title_match), (2, f"({match}) NOT ({title_match})"))
+        }
         # bm25 column weights follow the FTS5 column order: title, tags, summary, description
         self.rank = literal_column("bm25(products_fts, 10.0, 6.0, 4.0, 1.0)")
         self.rank_desc = False
 
-    def select(self, *cols: Any) -> Select[Any]:
-        return select(*cols).select_from(self.from_).where(and_(*self.where))
+    def select(self, *cols: Any, tier: int = 0) -> Select[Any]:
+        """Tier 0: every match; 1: all words in title or tags; 2: the other matches."""
+        where = [*self.where, *self._tiers.get(tier, [])]
+        if self._nothing:
+            where.append(literal_column("1 = 0", Boolean))
+        return select(*cols).select_from(self.from_).where(and_(*where))
 
 
 def _hit(row: Any) -> dict[str, Any]:
@@ -214,6 +221,36 @@ def _bad_cursor() -> BadRequest:
     )
 
 
+async def _relevance_page(
+    session: AsyncSession, plan: _Plan, query: SearchQuery, offset: int
+) -> tuple[list[Any], str | None]:
+    """Relevance order in two tiers: products with every word in the title or tags first,
+    then the other matches, each tier by rank. Only the (small) first tier is ranked unless
+    the page reaches past it, so common words do not rank every match in the catalog.
+    Ranks are per-query floats; the cursor is an offset."""
+    assert plan.rank is not None
+    c = _products.c
+    order = (plan.rank.desc() if plan.rank_desc else plan.rank.asc(), c.pk.desc())
+    want = query.limit + 1
+    stmt = plan.select(*_HIT_COLUMNS, tier=1).order_by(*order).offset(offset).limit(want)
+    rows = list((await session.execute(stmt)).all())
+    if len(rows) < want:
+        if rows:
+            first_tier = offset + len(rows)
+        else:
+            first_tier = (await session.execute(plan.select(func.count(), tier=1))).scalar_one()
+        stmt = (
+            plan.select(*_HIT_COLUMNS, tier=2)
+            .order_by(*order)
+            .offset(max(0, offset - first_tier))
+            .limit(want - len(rows))
+        )
+        rows += list((await session.execute(stmt)).all())
+    more = len(rows) > query.limit
+    nxt = encode_cursor({"s": "relevance", "o": offset + query.limit}) if more else None
+    return rows[: query.limit], nxt
+
+
 async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple[list[Any], str | None]:
     c = _products.c
     sort = query.sort
@@ -225,15 +262,7 @@ async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple
     stmt = plan.select(*_HIT_COLUMNS)
     try:
         if sort == "relevance":
-            assert plan.rank is not None
-            # Ranks are floats computed per query; an offset is the honest position.
-            offset = int(cur.get("o", 0))
-            order = plan.rank.desc() if plan.rank_desc else plan.rank.asc()
-            stmt = stmt.order_by(order, c.pk.desc()).offset(max(0, offset)).limit(query.limit + 1)
-            rows = list((await session.execute(stmt)).all())
-            more = len(rows) > query.limit
-            nxt = encode_cursor({"s": sort, "o": offset + query.limit}) if more else None
-            return rows[: query.limit], nxt
+            return await _relevance_page(session, plan, query, max(0, int(cur.get("o", 0))))
         if sort == "price":
             price = c.min_price if query.status == "listed" else func.coalesce(c.min_price, 0)
             if cur:

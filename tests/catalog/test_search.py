@@ -173,3 +173,16 @@ async def test_search_hits_carry_price_and_plan_kinds(catalog: RunningApp, token
     assert hit["id"] == seeded["commuter-flows"]
     assert (hit["currency"], hit["min_price"], hit["plan_kinds"]) == ("EUR", 1000, ["metered"])
     assert hit["tags"] == ["mobility", "commuting"] and hit["status"] == "listed"
+
+
+async def test_a_title_match_beats_many_description_matches(catalog: RunningApp, tokens: Tokens) -> None:
+    await create_listed(catalog, tokens.provider_a, spec(
+        slug="wordy", title="Regional statistics", summary="Tables.",
+        description="Ozone ozone ozone ozone ozone readings and more ozone.", tags=["stats"]))
+    await create_listed(catalog, tokens.provider_a, spec(
+        slug="titled", title="Ozone levels", summary="Tables.", description="Hourly readings.", tags=["air"]))
+    page = await find(catalog, tokens, q="ozone")
+    assert slugs(page) == ["titled", "wordy"]
+    first = await find(catalog, tokens, q="ozone", limit=1)
+    second = await find(catalog, tokens, q="ozone", limit=1, cursor=first["next_cursor"])
+    assert slugs(first) + slugs(second) == ["titled", "wordy"] and second["next_cursor"] is None

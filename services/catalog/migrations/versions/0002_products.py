@@ -28,6 +28,14 @@ ALTER TABLE products ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
 ) STORED
 """
 
+# All query words in the title or tags: the first relevance tier (see services/catalog/search.py).
+PG_TITLE_VECTOR = """
+ALTER TABLE products ADD COLUMN title_vector tsvector GENERATED ALWAYS AS (
+    setweight(to_tsvector('english', coalesce(title, '')), 'A') ||
+    setweight(to_tsvector('english', coalesce(tags_text, '')), 'B')
+) STORED
+"""
+
 SQLITE_FTS = [
     """CREATE VIRTUAL TABLE products_fts USING fts5(
         title, tags_text, summary, description,
@@ -123,6 +131,8 @@ def upgrade() -> None:
     if dialect == "postgresql":
         op.execute(PG_SEARCH_VECTOR)
         op.execute("CREATE INDEX ix_products_search ON products USING GIN (search_vector)")
+        op.execute(PG_TITLE_VECTOR)
+        op.execute("CREATE INDEX ix_products_title_search ON products USING GIN (title_vector)")
     elif dialect == "sqlite":
         for stmt in SQLITE_FTS:
             op.execute(stmt)
@@ -135,6 +145,7 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         op.execute("DROP TABLE IF EXISTS products_fts")
     elif dialect == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_products_title_search")
         op.execute("DROP INDEX IF EXISTS ix_products_search")
     op.drop_table("product_versions")
     op.drop_index("ix_product_tags_tag", table_name="product_tags")
