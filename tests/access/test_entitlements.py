@@ -151,12 +151,16 @@ async def test_revoking_an_order_without_entitlement_is_404(market: Market) -> N
     assert resp.status_code == 404
 
 
-async def test_buyers_cannot_revoke_or_suspend(deal: Deal) -> None:
+async def test_buyers_and_providers_cannot_revoke_or_suspend(deal: Deal) -> None:
     m, ent_id = deal.market, deal.ent["id"]
-    for action in ("revoke", "suspend"):
-        resp = await m.client.post(f"/v1/entitlements/{ent_id}/{action}", json={"reason": "x"},
-                                   headers=deal.buyer.headers)
-        assert resp.status_code == 403
+    for url in (f"/v1/entitlements/{ent_id}/revoke", f"/v1/entitlements/{ent_id}/suspend",
+                f"/v1/entitlements/by-order/{deal.ent['order_id']}/revoke",
+                f"/v1/products/{deal.product_id}/suspend-entitlements"):
+        for party in (deal.buyer, deal.provider):
+            resp = await m.client.post(url, json={"reason": "x"}, headers=party.headers)
+            assert resp.status_code == 403, url
+    got = await m.client.get(f"/v1/entitlements/{ent_id}", headers=deal.buyer.headers)
+    assert got.json()["status"] == "active"
 
 
 async def test_regulator_suspends_and_reinstates_with_feed_entries(deal: Deal) -> None:
