@@ -428,7 +428,8 @@ async def set_product_suspension(
 
 
 async def reconcile_organisation_suspensions(
-    session: AsyncSession, org_id: str | None = None, reason: str | None = None
+    session: AsyncSession, org_id: str | None = None, reason: str | None = None,
+    actor: Principal | Actor | None = None,
 ) -> list[str]:
     """Bring ``org_suspended`` (and the feed) in line with the organisations
     table, for one organisation or all; returns the entitlement ids changed.
@@ -468,17 +469,20 @@ async def reconcile_organisation_suspensions(
             )
         await audit(session,
                     "entitlement.suspended" if now_suspended else "entitlement.reinstated",
-                    subject_type="entitlement", subject_id=ent.id, actor=Actor(sub="access"),
-                    reason=why, source="organisation", organisation_id=org_id)
+                    subject_type="entitlement", subject_id=ent.id,
+                    actor=actor or Actor(sub="access"), reason=why, source="organisation",
+                    organisation_id=org_id)
     return changed
 
 
 async def on_organisation_status_changed(
-    session: AsyncSession, org_id: str, status: str, reason: str | None = None
+    session: AsyncSession, org_id: str, status: str, reason: str | None = None,
+    actor: Principal | Actor | None = None,
 ) -> list[str]:
-    """Call in the transaction that changes an organisation's status: suspends
-    (or reinstates) the entitlements it buys or provides and adds feed entries."""
+    """Call in the transaction that changes an organisation's status (after the
+    change is flushed): suspends or reinstates the entitlements it buys or
+    provides, adds feed entries and audit events; returns the ids changed."""
     why = f"organisation {org_id} {'suspended' if status != 'active' else 'reinstated'}"
     if reason:
         why += f": {reason}"
-    return await reconcile_organisation_suspensions(session, org_id, why)
+    return await reconcile_organisation_suspensions(session, org_id, why, actor)
