@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from jose import jwt
 
@@ -10,13 +11,13 @@ from tests.access.entitlement_support import Deal, deal_fixture, market_fixture,
 from tests.access.fake_catalog import DATA_SERVICE_URL
 
 
-async def decode(deal: Deal, token: str) -> dict:
+async def decode(deal: Deal, token: str) -> dict[str, Any]:
     jwks = (await deal.market.client.get("/.well-known/jwks.json")).json()
     header = jwt.get_unverified_header(token)
     assert header["typ"] == "at+jwt"
     key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-    return jwt.decode(token, key, algorithms=["RS256"], audience=DATA_SERVICE_URL,
-                      issuer=deal.market.svc.settings.token_issuer)
+    return dict(jwt.decode(token, key, algorithms=["RS256"], audience=DATA_SERVICE_URL,
+                      issuer=deal.market.svc.settings.token_issuer))
 
 
 async def test_token_is_an_rfc9068_jwt_for_the_entitlements_data_service(deal: Deal) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from jose import jwt
 
 from tests.access.entitlement_support import Deal, Market, deal_fixture, market_fixture, problem_type  # noqa: F401
@@ -75,7 +76,7 @@ async def test_unknown_version_plan_or_buyer_is_a_clear_422(deal: Deal) -> None:
         "unknown-buyer-organisation"
 
 
-async def _post(m: Market, deal: Deal, **over: object):  # type: ignore[no-untyped-def]
+async def _post(m: Market, deal: Deal, **over: object) -> httpx.Response:
     body = {"order_id": "ord_" + str(abs(hash(str(over))))[:10], "buyer_org": deal.buyer.org_id,
             "product_id": deal.product_id, "version": 1, "plan_id": "plan_monthly",
             "purpose": "research", "valid_from": "2026-11-01T00:00:00Z",

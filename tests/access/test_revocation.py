@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.access.conftest import OPERATOR_ID, OPERATOR_SECRET, basic
 from tests.access.entitlement_support import Deal, Market, deal_fixture, market_fixture, problem_type  # noqa: F401
 
 
-async def introspect(m: Market, token: str, headers: dict[str, str]) -> dict:
+async def introspect(m: Market, token: str, headers: dict[str, str]) -> dict[str, Any]:
     resp = await m.client.post("/oauth/introspect", data={"token": token}, headers=headers)
     assert resp.status_code == 200, resp.text
     assert resp.headers["cache-control"] == "no-store"
@@ -169,7 +171,7 @@ async def test_feed_polled_during_concurrent_revocations_misses_nothing(deal: De
                 return
             await asyncio.sleep(0)
 
-    async def revoke(e: dict) -> None:
+    async def revoke(e: dict[str, Any]) -> None:
         resp = await m.client.post(f"/v1/entitlements/{e['id']}/revoke", json={"reason": "r"},
                                    headers=m.operator)
         assert resp.status_code == 200

@@ -7,13 +7,14 @@ import asyncio
 import secrets
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from tests.access.entitlement_support import Deal, deal_fixture, market_fixture, problem_type  # noqa: F401
 
 
-async def entitlement(deal: Deal) -> dict:
+async def entitlement(deal: Deal) -> dict[str, Any]:
     resp = await deal.market.client.get(f"/v1/entitlements/{deal.ent['id']}", headers=deal.buyer.headers)
     return dict(resp.json())
 
