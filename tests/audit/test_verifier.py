@@ -158,3 +158,41 @@ async def test_command_without_a_reachable_service_exits_2(tmp_path: Path, capsy
     code = await run(["--url", "http://audit.test", "--token", "t"], httpx.MockTransport(refuse))
     assert code == 2
     assert "could not reach the audit service" in capsys.readouterr().err
+
+
+class HostRouter(httpx.AsyncBaseTransport):
+    """Routes requests to in-process apps by host name."""
+
+    def __init__(self, apps: dict[str, object]) -> None:
+        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}  # type: ignore[arg-type]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.transports[request.url.host].handle_async_request(request)
+
+
+async def test_command_gets_a_regulator_token_by_client_credentials(
+    service_app: AppFactory, service_headers, capsys
+) -> None:
+    """The verifier obtains its token from the real access service (client
+    credentials) and the audit service accepts it."""
+    from shared.auth import StaticKeySource
+    from shared.events import new_event
+    from tests.access.conftest import OPERATOR_ID, OPERATOR_SECRET, get_token, onboard
+
+    async with service_app("access", bootstrap_client_id=OPERATOR_ID, bootstrap_client_secret=OPERATOR_SECRET,
+                           signing_key_bits=2048) as access, service_app("audit") as audit:
+        audit.app.state.verifier.keys = StaticKeySource(access.app.state.keys.verification_keys)
+        regulator = await onboard(access, await get_token(access, OPERATOR_ID, OPERATOR_SECRET),
+                                  "Market Regulator", ["regulator"])
+        await audit.app.state.log_writer.append([
+            new_event(service="orders", action="orders.order.paid", subject_type="order", subject_id=f"ord_{i}")
+            for i in range(7)
+        ])
+        await sign_checkpoint(audit)
+        router = HostRouter({"access.test": access.app, "audit.test": audit.app})
+        code = await run(["--url", "http://audit.test", "--access-url", "http://access.test",
+                          "--client-id", regulator["client_id"], "--client-secret", regulator["client_secret"]],
+                         router)
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "events 0..6: recomputed from their contents, the root equals the signed root" in out
