@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -438,19 +438,23 @@ async def reconcile_organisation_suspensions(
     feed read, so the feed is right even if a status change was made without
     calling :func:`on_organisation_status_changed`.
     """
-    suspended_org = exists().where(
-        Organisation.status != "active",
-        or_(Organisation.id == Entitlement.buyer_org, Organisation.id == Entitlement.provider_org),
-    )
+    # Both queries use indexes (buyer/provider org, org_suspended): the feed
+    # runs this on every poll, so it must not scan every entitlement.
+    suspended_orgs = select(Organisation.id).where(Organisation.status != "active")
     scope = [] if org_id is None else [
         or_(Entitlement.buyer_org == org_id, Entitlement.provider_org == org_id)
     ]
-    stale = await _open_entitlements(
-        session,
-        or_(and_(Entitlement.org_suspended.is_(False), suspended_org),
-            and_(Entitlement.org_suspended.is_(True), ~suspended_org)),
+    to_suspend = await _open_entitlements(
+        session, Entitlement.org_suspended.is_(False),
+        or_(Entitlement.buyer_org.in_(suspended_orgs), Entitlement.provider_org.in_(suspended_orgs)),
         *scope,
     )
+    to_lift = await _open_entitlements(
+        session, Entitlement.org_suspended.is_(True),
+        Entitlement.buyer_org.not_in(suspended_orgs), Entitlement.provider_org.not_in(suspended_orgs),
+        *scope,
+    )
+    stale = [*to_suspend, *to_lift]
     changed: list[str] = []
     if stale:
         await revocation.lock_feed(session)

@@ -73,6 +73,8 @@ class Entitlement(Base):
         Index("ix_entitlements_buyer_created", "buyer_org", "created_at"),
         Index("ix_entitlements_provider_created", "provider_org", "created_at"),
         Index("ix_entitlements_product", "product_id"),
+        # Few rows are true; the feed looks them up on every poll.
+        Index("ix_entitlements_org_suspended", "org_suspended"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

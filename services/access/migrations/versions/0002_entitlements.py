@@ -56,6 +56,7 @@ def upgrade() -> None:
     op.create_index("ix_entitlements_buyer_created", "entitlements", ["buyer_org", "created_at"])
     op.create_index("ix_entitlements_provider_created", "entitlements", ["provider_org", "created_at"])
     op.create_index("ix_entitlements_product", "entitlements", ["product_id"])
+    op.create_index("ix_entitlements_org_suspended", "entitlements", ["org_suspended"])
     op.create_table(
         "revocations",
         sa.Column("id", _BIGINT_ID, nullable=False, autoincrement=True),
@@ -99,6 +100,7 @@ def downgrade() -> None:
     op.drop_table("usage_records")
     op.drop_index("ix_revocations_subject", table_name="revocations")
     op.drop_table("revocations")
+    op.drop_index("ix_entitlements_org_suspended", table_name="entitlements")
     op.drop_index("ix_entitlements_product", table_name="entitlements")
     op.drop_index("ix_entitlements_provider_created", table_name="entitlements")
     op.drop_index("ix_entitlements_buyer_created", table_name="entitlements")
