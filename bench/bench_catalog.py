@@ -40,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 ISSUER = "http://bench-issuer"
 SCRIPT = str(Path(__file__).resolve())
+LOG_DIR = Path(tempfile.gettempdir()) / f"sluice-bench-catalog-logs-{os.getpid()}"
+LOG_DIR.mkdir(exist_ok=True)
 
 
 def write_json(path: str, data: Any) -> None:
@@ -261,15 +263,15 @@ def serve_bare(port: int, state_dir: Path) -> None:
 
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Server output goes to a file: an unread pipe would fill up and stall the server.
+    log = open(LOG_DIR / f"server-{len(list(LOG_DIR.iterdir()))}.log", "wb")
+    return subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
 async def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
         if proc.poll() is not None:
-            err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-            raise RuntimeError(f"server on {port} exited: {err}")
+            raise RuntimeError(f"server on {port} exited; see the logs in {LOG_DIR}")
         try:
             status, _ = await fetch_once(port, path, {})
             if status == 200:
@@ -440,7 +442,7 @@ async def bench_backend(name: str, url: str, args: argparse.Namespace, pem: str,
         print(f"[{name}] search mixed: {searches['mixed']}", flush=True)
         result["search"] = searches
         result["get_popular_cached"] = await get_vs_bare(
-            name, "Zipf-popular ids, default 2 s public-view cache", port, bare_port,
+            name, "Zipf-popular ids, default 10 s public-view cache", port, bare_port,
             [f"/v1/products/{i}" for i in popular], headers, args)
     finally:
         proc.terminate()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.catalog.auth_cache import VerifiedTokens
 from services.catalog.cache import PublicViewCache, TtlCache
 from services.catalog.routers import dcat, internal, products, review, search
 from services.catalog.settings import CatalogSettings
@@ -48,4 +49,5 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         settings.public_view_cache_seconds, settings.public_view_cache_entries
     )
     app.state.facet_cache = TtlCache(settings.search_facet_cache_seconds)
+    app.state.verified_tokens = VerifiedTokens()
     return app

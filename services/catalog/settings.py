@@ -13,7 +13,7 @@ class CatalogSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICE_CATALOG_", extra="ignore")
 
     public_view_cache_seconds: float = Field(
-        default=2.0,
+        default=10.0,
         ge=0,
         description="How long a published product's public JSON may be served from this process's "
         "memory (0 disables). Transitions in this process invalidate at once; other replicas "

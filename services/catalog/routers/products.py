@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from services.catalog import dcat, lifecycle, rules, views
+from services.catalog.auth_cache import AnyPrincipal
 from services.catalog.cache import PublicViewCache
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
 from shared.auth import CurrentPrincipal, Provider
-from shared.db import DbSession
+from shared.db import Database, DbSession
 from shared.errors import NotFound
 from shared.problems import problem_docs
 
@@ -64,9 +65,7 @@ async def create_product(spec: ProductSpec, session: DbSession, principal: Provi
     "for DCAT-AP 3 JSON-LD.",
     responses={**_JSONLD_DOC, **problem_docs(401, 404)},
 )
-async def get_product(
-    product_id: str, request: Request, session: DbSession, principal: CurrentPrincipal
-) -> Response:
+async def get_product(product_id: str, request: Request, principal: AnyPrincipal) -> Response:
     cache = public_cache(request)
     wants_ld = JSON_LD in request.headers.get("accept", "")
     privileged = lifecycle.is_regulator(principal)
@@ -74,7 +73,10 @@ async def get_product(
         hit = cache.get(product_id)
         if hit is not None and not ("provider" in principal.roles and principal.org_id == hit[0]):
             return Response(hit[1], media_type="application/json")
-    product, version = await lifecycle.get_visible_with_latest(session, principal, product_id)
+    # A read-only session opened only on a cache miss (no transaction to commit).
+    db: Database = request.app.state.db
+    async with db.sessionmaker() as session:
+        product, version = await lifecycle.get_visible_with_latest(session, principal, product_id)
     owner_view = lifecycle.can_see_draft(principal, product)
     if version is None:
         if wants_ld:
