@@ -62,10 +62,14 @@ assert set(AuditEvent.model_fields) == {*_BEFORE_RECEIVED_AT, "request_id", *_AF
 )
 
 
+_REQUEST_ID_KEY = b',"request_id":'
+_SERVICE_KEY = b',"service":'
+
+
 @dataclass
 class _Prepared:
-    """An event serialised once, before the writer lock: canonical JSON of its
-    members in three pieces, around where ``received_at`` and ``seq`` go."""
+    """An event serialised once, before the writer lock: its canonical JSON cut
+    in three pieces, around where ``received_at`` and ``seq`` go."""
 
     event: AuditEvent
     event_id: str
@@ -100,22 +104,29 @@ def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
     so a bad event is refused before it can reach the writer."""
     out = []
     for i, event in enumerate(batch):
-        dump = event.model_dump(mode="json")
         try:
-            head = canonical_json({k: dump[k] for k in _BEFORE_RECEIVED_AT})
-            request_id = canonical_json(dump["request_id"])
-            tail = canonical_json({k: dump[k] for k in _AFTER_SEQ})
+            whole = canonical_json(event.model_dump(mode="json"))
         except ValueError as exc:
             raise RuleViolation(
                 f"events[{i}] cannot be canonicalised as RFC 8785 JSON ({exc}); "
                 "use integers within ±2^53 and finite numbers in details.",
                 rule="canonical-json",
             ) from exc
-        if b"\\u0000" in head or b"\\u0000" in request_id or b"\\u0000" in tail:
+        if b"\\u0000" in whole:
             raise RuleViolation(
                 f"events[{i}] contains a NUL character; remove it from every string.",
                 rule="no-nul-characters",
             )
+        # Cut at the top-level keys: inside JSON strings every '"' is escaped,
+        # so ',"key":' only occurs at object keys, and after the top-level
+        # request_id only service and subject ({"id","type"}) follow; the last
+        # occurrence of each marker is therefore the top-level one (details,
+        # which may nest such keys, comes earlier).
+        at_request_id = whole.rindex(_REQUEST_ID_KEY)
+        at_service = whole.rindex(_SERVICE_KEY)
+        head = whole[:at_request_id] + b"}"
+        request_id = whole[at_request_id + len(_REQUEST_ID_KEY) : at_service]
+        tail = b"{" + whole[at_service + 1 :]
         out.append(_Prepared(event, str(event.event_id), head, request_id, tail))
     return out
 

@@ -123,7 +123,10 @@ def test_service_leaf_assembly_equals_the_verifier_definition() -> None:
     from tests.audit.conftest import make_event
 
     received = datetime(2026, 11, 28, 1, 2, 3, 456789, tzinfo=UTC)
-    samples = [make_event(3), make_event(0, details={"z": [1.5, {"é": None}], "\U0001f600": "x", "a": -0.0},
+    samples = [make_event(3),
+               make_event(1, details={"request_id": "x\\\",\"request_id\":", "service": {"seq": 1}},
+                          request_id=',"service":"', subject={"type": ',"request_id":', "id": '"},'}),
+               make_event(0, details={"z": [1.5, {"é": None}], "\U0001f600": "x", "a": -0.0},
                                          actor={"sub": None, "org": None, "role": None}, request_id=None)]
     for raw in samples:
         event = AuditEvent.model_validate(raw)
