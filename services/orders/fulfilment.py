@@ -12,6 +12,7 @@ Failures raise, so the outbox keeps the message and retries with backoff.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 
 from services.orders.context import OrdersContext
 from services.orders.orders import FULFILLED, GRANT, PAID, REVOKE, Who, load_for_update, transition
-from shared.outbox import OutboxMessage, OutboxRelay, running
+from shared.outbox import OutboxMessage, OutboxRelay
 from shared.service_auth import ServiceTokenProvider, TokenSource
 
 logger = logging.getLogger("sluice.orders")
@@ -59,7 +60,9 @@ def access_deliverer(
                                        f"{resp.status_code} {resp.text[:300]}")
                 ent = resp.json().get("id") if resp.headers.get("content-type", "").startswith(
                     "application/json") else None
-                await mark_fulfilled(ctx, order_id, str(ent) if ent else None)
+                # Shielded: a shutdown that cancels the relay must not interrupt this
+                # transaction half-way (an interrupted SQLite write can hold the lock).
+                await asyncio.shield(mark_fulfilled(ctx, order_id, str(ent) if ent else None))
             elif message.kind == REVOKE:
                 resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/revoke",
                                   {"reason": message.payload.get("reason", "refund")})
@@ -88,6 +91,22 @@ async def fulfilment_relay(app: FastAPI) -> AsyncIterator[None]:
         batch_size=20, poll_interval=ctx.settings.fulfilment_poll_seconds, max_backoff=30.0,
     )
     ctx.fulfilment = relay
-    async with running([relay]):
+    task = asyncio.create_task(relay.run_forever(), name="outbox-access")
+    try:
         yield
-    ctx.fulfilment = None
+    finally:
+        ctx.fulfilment = None
+        await stop(task)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` until it ends.
+
+    On Python 3.11 ``asyncio.wait_for`` can swallow a cancellation that arrives while the
+    awaited event fires (the relay's wake-up), so a single ``cancel()`` may be lost and
+    ``shared.outbox.running`` would wait forever; cancel again until the task is done."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.2)
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()

@@ -1,0 +1,116 @@
+"""In-process stand-ins for the catalog internal API and the access entitlements endpoint,
+implementing exactly the shapes of docs/contracts.md."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+SERVICE_TOKEN = "svc-orders-test-token"
+
+PLANS: dict[str, dict[str, Any]] = {
+    "plan_free": {"id": "plan_free", "name": "Free", "kind": "free", "currency": "EUR", "price": 0,
+                  "period": None, "price_per_query": 0, "included_queries": 0, "tiers": [],
+                  "query_quota": 100, "access_days": 30},
+    "plan_monthly": {"id": "plan_monthly", "name": "Monthly", "kind": "subscription", "currency": "EUR",
+                     "price": 4900, "period": "month", "price_per_query": 0, "included_queries": 0,
+                     "tiers": [], "query_quota": 10000, "access_days": None},
+    "plan_once_jpy": {"id": "plan_once_jpy", "name": "One-off (JPY)", "kind": "one_time", "currency": "JPY",
+                      "price": 5000, "period": None, "price_per_query": 0, "included_queries": 0,
+                      "tiers": [], "query_quota": None, "access_days": 90},
+    "plan_metered": {"id": "plan_metered", "name": "Metered", "kind": "metered", "currency": "EUR",
+                     "price": 1000, "period": "month", "price_per_query": 0, "included_queries": 1000,
+                     "tiers": [{"up_to": 1000, "unit_price": 5}, {"up_to": None, "unit_price": 3}],
+                     "query_quota": None, "access_days": None},
+}
+
+
+def product_version(product_id: str = "prd_mobility", version: int = 1, *, provider_org: str = "org_provider",
+                    purposes: list[str] | None = None, status: str = "listed") -> dict[str, Any]:
+    return {
+        "product_id": product_id, "version": version, "status": status, "provider_org": provider_org,
+        "slug": "mobility-2024", "title": "Mobility 2024", "grade": "L3_sensitive",
+        "personal_data": "deidentified",
+        "delivery": {"data_service_url": "http://127.0.0.1:8010", "mode": "aggregates"},
+        "usage_policy": {"allowed_purposes": purposes if purposes is not None else ["research", "statistics"],
+                         "max_duration_days": 365, "resale_allowed": False, "territories": ["EU"]},
+        "guardrails": {"max_rows": 1000, "min_group_size": 10, "epsilon_budget": 1.0},
+        "plans": copy.deepcopy(list(PLANS.values())),
+    }
+
+
+def _check_service(authorization: str | None) -> None:
+    if authorization != f"Bearer {SERVICE_TOKEN}":
+        raise HTTPException(401, "service token required")
+
+
+class FakeCatalog:
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, int], dict[str, Any]] = {}
+        self.calls = 0
+        self.app = FastAPI()
+
+        @self.app.get("/internal/v1/products/{product_id}/versions/{version}")
+        async def get_version(product_id: str, version: int,
+                              authorization: str | None = Header(default=None)) -> dict[str, Any]:
+            _check_service(authorization)
+            self.calls += 1
+            found = self.versions.get((product_id, version))
+            if found is None:
+                raise HTTPException(404, "no such version")
+            return found
+
+        @self.app.get("/internal/v1/products/{product_id}")
+        async def get_product(product_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+            _check_service(authorization)
+            mine = [v for (p, _), v in self.versions.items() if p == product_id]
+            if not mine:
+                raise HTTPException(404, "no such product")
+            latest = max(mine, key=lambda v: v["version"])
+            return {"product_id": product_id, "status": latest["status"],
+                    "provider_org": latest["provider_org"], "latest_version": latest["version"]}
+
+    def add(self, version: dict[str, Any]) -> dict[str, Any]:
+        self.versions[(version["product_id"], version["version"])] = version
+        return version
+
+
+class FakeAccess:
+    def __init__(self) -> None:
+        self.entitlements: dict[str, dict[str, Any]] = {}
+        self.grant_requests: list[dict[str, Any]] = []
+        self.revocations: list[str] = []
+        self.fail_with: int | None = None
+        self.app = FastAPI()
+
+        @self.app.post("/v1/entitlements")
+        async def grant(request: Request, authorization: str | None = Header(default=None)) -> JSONResponse:
+            _check_service(authorization)
+            if self.fail_with:
+                return JSONResponse({"detail": "down"}, status_code=self.fail_with)
+            body = await request.json()
+            self.grant_requests.append(body)
+            existing = self.entitlements.get(body["order_id"])
+            if existing is not None:
+                return JSONResponse(existing, status_code=200)
+            ent = {"id": "ent_" + secrets.token_hex(6), "status": "active", **body}
+            self.entitlements[body["order_id"]] = ent
+            return JSONResponse(ent, status_code=201)
+
+        @self.app.post("/v1/entitlements/by-order/{order_id}/revoke")
+        async def revoke(order_id: str, request: Request,
+                         authorization: str | None = Header(default=None)) -> JSONResponse:
+            _check_service(authorization)
+            if self.fail_with:
+                return JSONResponse({"detail": "down"}, status_code=self.fail_with)
+            ent = self.entitlements.get(order_id)
+            if ent is None:
+                return JSONResponse({"detail": "no entitlement"}, status_code=404)
+            self.revocations.append(order_id)
+            ent["status"] = "revoked"
+            ent["revoked_reason"] = (await request.json()).get("reason")
+            return JSONResponse(ent, status_code=200)
