@@ -98,10 +98,14 @@ async def fetch_token(
     return str(resp.json()["access_token"])
 
 
-async def _verifier_key(client: httpx.AsyncClient, pinned: str | None, report: Report) -> NoteVerifier:
+async def _verifier_key(
+    client: httpx.AsyncClient, pinned: str | None, report: Report
+) -> tuple[NoteVerifier, str | None]:
+    """The key to check signatures with, and the origin the log announces
+    (only when the key itself came from the log)."""
     if pinned:
         try:
-            return parse_verifier_key(pinned)
+            return parse_verifier_key(pinned), None
         except VerificationError as exc:
             raise CannotVerify(f"the --public-key given is not a valid verifier key: {exc}") from exc
     served = await _get_json(client, "/v1/public-key")
@@ -110,7 +114,7 @@ async def _verifier_key(client: httpx.AsyncClient, pinned: str | None, report: R
         f"({served['verifier_key']}); compare it with the one the operator published"
     )
     try:
-        return parse_verifier_key(served["verifier_key"])
+        return parse_verifier_key(served["verifier_key"]), served.get("origin")
     except VerificationError as exc:
         raise CannotVerify(f"the log serves an invalid verifier key: {exc}") from exc
 
@@ -226,7 +230,8 @@ async def verify_log(
 ) -> Report:
     """Run every check against the audit service behind ``client``."""
     report = Report()
-    verifier = await _verifier_key(client, public_key, report)
+    verifier, served_origin = await _verifier_key(client, public_key, report)
+    origin = origin or served_origin
     latest = await _get_json(client, "/v1/checkpoint")
     try:
         cp = open_checkpoint(latest["note"], verifier, origin)

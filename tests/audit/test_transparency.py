@@ -152,3 +152,19 @@ async def test_configured_key_signs_checkpoints(service_app: AppFactory, service
         await post_events(svc, service_headers, [make_event(1)])
         cp = open_checkpoint((await sign_checkpoint(svc))["note"], signer.verifier())
         assert cp.tree_size == 1 and unb64(served["verifier_key"].split("+", 2)[2])[0] == 1
+
+
+def test_keygen_prints_a_usable_signer_key(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from services.audit.verifylib import parse_signer_key
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    env["SLUICE_AUDIT_LOG_ORIGIN"] = "example.org/audit"
+    out = subprocess.run([sys.executable, "-m", "services.audit", "keygen"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, check=True)
+    signer = parse_signer_key(out.stdout.strip())
+    assert signer.name == "example.org/audit"
+    assert signer.verifier().vkey in out.stderr
