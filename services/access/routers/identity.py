@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from services.access import identity
+from services.access import entitlements, identity
 from services.access.audit_events import audit
 from services.access.keys import KeyStore
 from services.access.schemas import (
@@ -85,6 +85,10 @@ async def suspend_organisation(
     org = await identity.set_organisation_status(session, org_id, "suspended", body.reason)
     await audit(session, "organisation.suspended", subject_type="organisation", subject_id=org.id,
                 actor=operator, reason=body.reason)
+    # Its entitlements stop at once: no new data-access tokens, and the
+    # revocation feed tells data services to refuse live ones.
+    await entitlements.on_organisation_status_changed(
+        session, org.id, "suspended", body.reason, actor=operator)
     return Organisation.model_validate(org)
 
 
@@ -97,6 +101,8 @@ async def reinstate_organisation(
     org = await identity.set_organisation_status(session, org_id, "active", body.reason)
     await audit(session, "organisation.reinstated", subject_type="organisation", subject_id=org.id,
                 actor=operator, reason=body.reason)
+    await entitlements.on_organisation_status_changed(
+        session, org.id, "active", body.reason, actor=operator)
     return Organisation.model_validate(org)
 
 
