@@ -173,6 +173,10 @@ async def place_order(
         raise NotFound(f"No quote {quote_id} for your organisation; get one with POST /v1/quotes.",
                        problem="quote-not-found")
     if quote.order_id is not None:
+        # A concurrent request with this same key may have used it since our first look.
+        existing = await _by_key(ctx, org, key)
+        if existing is not None:
+            return await _replay(ctx, existing, body_hash, key), False
         raise Conflict(f"Quote {quote_id} was already used by order {quote.order_id}; get a new quote.",
                        problem="quote-used", order_id=quote.order_id)
     if quote.expires_at <= now:

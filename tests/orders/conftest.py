@@ -26,7 +26,7 @@ from tests.orders.fakes import SERVICE_TOKEN, FakeAccess, FakeCatalog, product_v
 from tests.support import ROOT, TestKeys
 
 WEBHOOK_SECRET = "whsec_orders_tests"
-_TOKENS: dict[tuple[tuple[str, ...], str, str | None], dict[str, str]] = {}
+_TOKENS: dict[tuple[str, tuple[str, ...], str, str | None], dict[str, str]] = {}
 PROVIDER_ORG = "org_provider"
 
 
@@ -83,7 +83,7 @@ class Harness:
 
     def auth(self, roles: list[str], org: str, sub: str | None = None) -> dict[str, str]:
         # Signing a test token parses the private key (~60 ms): sign each identity once.
-        cache_key = (tuple(roles), org, sub)
+        cache_key = (self.keys.kid, tuple(roles), org, sub)
         if cache_key not in _TOKENS:
             token = self.keys.token(roles=roles, org=org, sub=sub or f"cli_{org}")
             _TOKENS[cache_key] = {"Authorization": f"Bearer {token}"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-
 from typing import Any
 
 from sqlalchemy import select, update
