@@ -168,3 +168,11 @@ def test_keygen_prints_a_usable_signer_key(tmp_path) -> None:
     signer = parse_signer_key(out.stdout.strip())
     assert signer.name == "example.org/audit"
     assert signer.verifier().vkey in out.stderr
+
+
+async def test_checkpoint_as_a_bare_signed_note(audit: RunningApp, service_headers) -> None:
+    await post_events(audit, service_headers, [make_event(1)])
+    body = await sign_checkpoint(audit)
+    resp = await audit.client.get("/v1/checkpoint", headers={"Accept": "text/plain"})
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert resp.text == body["note"]

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.audit import checkpoints, log
@@ -39,13 +40,18 @@ def checkpoint_out(cp: StoredCheckpoint) -> CheckpointOut:
     response_model=CheckpointOut,
     summary="The latest signed checkpoint (public)",
     description="The newest C2SP checkpoint the log signed. A new one is signed every few seconds "
-    "while events arrive." + PUBLIC,
-    responses=problem_docs(404),
+    "while events arrive. With `Accept: text/plain` the answer is the bare signed note, as "
+    "transparency-log tooling expects." + PUBLIC,
+    responses={200: {"content": {"text/plain": {"example": "sluice.dev/audit-log\n5000\n...\n"}}},
+               **problem_docs(404)},
 )
-async def latest_checkpoint(session: DbSession) -> CheckpointOut:
+async def latest_checkpoint(request: Request, session: DbSession) -> CheckpointOut | Response:
     cp = await checkpoints.latest(session)
     if cp is None:
         raise NotFound("No checkpoint has been signed yet; retry in a few seconds.")
+    accept = request.headers.get("accept", "")
+    if "text/plain" in accept and "application/json" not in accept:
+        return PlainTextResponse(cp.note)
     return checkpoint_out(cp)
 
 
