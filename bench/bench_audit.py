@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -455,6 +456,7 @@ async def main(args: argparse.Namespace) -> None:
             results[backend] = {"append": append, "proofs_and_export": proofs}
     finally:
         jwks.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)  # the SQLite logs are ~0.5 GB per million events
     summary = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                            "load_average": os.getloadavg()}, "results": results}
     print(json.dumps(summary, indent=2))
