@@ -116,3 +116,16 @@ async def test_a_lost_webhook_is_repaired_by_the_reconciler(orders_http: Harness
     assert (await h.get(untouched["id"]))["status"] == "pending_payment"
     by = {e.subject.id: e.details["by"] for e in await h.events("orders.order.p")}
     assert by[ok["id"]] == by[bad["id"]] == "reconciler"
+
+
+async def test_an_unknown_payment_method_is_a_422_and_the_order_stays_payable(orders_http: Harness) -> None:
+    h = orders_http
+    order = await h.placed("plan_monthly")
+    bad = await h.client.post(f"/v1/orders/{order['id']}/pay", json={"payment_method": "pm_does_not_exist"},
+                              headers=h.buyer())
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["rule"] == "payment-method-valid"
+    assert (await h.get(order["id"]))["status"] == "pending_payment"
+    good = await h.client.post(f"/v1/orders/{order['id']}/pay", json={"payment_method": "pm_card_visa"},
+                               headers=h.buyer())
+    assert good.status_code == 200 and good.json()["status"] == "paid"
