@@ -441,6 +441,8 @@ async def bench_backend(name: str, url: str, args: argparse.Namespace, pem: str,
                                          concurrency=args.search_concurrency)
         print(f"[{name}] search mixed: {searches['mixed']}", flush=True)
         result["search"] = searches
+        result["get_one_hot_product"] = await get_vs_bare(
+            name, "one product, always cached", port, bare_port, [f"/v1/products/{ids[0]}"], headers, args)
         result["get_popular_cached"] = await get_vs_bare(
             name, "Zipf-popular ids, default 10 s public-view cache", port, bare_port,
             [f"/v1/products/{i}" for i in popular], headers, args)
@@ -512,7 +514,7 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--products", type=int, default=int(os.environ.get("SLUICE_BENCH_PRODUCTS", 100_000)),
                    help="catalog size (default 100000; env SLUICE_BENCH_PRODUCTS)")
-    p.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
+    p.add_argument("--seconds", type=float, default=6.0, help="duration of each throughput run")
     p.add_argument("--backends", default="postgresql,sqlite", help="comma list: postgresql,sqlite")
     p.add_argument("--postgres-url", default=os.environ.get(
         "SLUICE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"))

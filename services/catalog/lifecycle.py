@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select
@@ -449,8 +450,6 @@ async def review_queue(
 ) -> list[Product]:
     stmt = select(Product).where(Product.draft_status == "in_review")
     if after is not None:
-        from datetime import datetime
-
         ts = datetime.fromisoformat(after[0])
         stmt = stmt.where(
             (Product.submitted_at > ts) | ((Product.submitted_at == ts) & (Product.pk > after[1]))
