@@ -162,12 +162,12 @@ async def place_order(
         raise RuleViolation("Your token has no organisation (org claim); buyers act for an organisation.",
                             rule="buyer-organisation")
     body_hash = request_hash(quote_id, purpose)
-    existing = await _by_key(ctx, org, key)
+    async with ctx.sessionmaker() as s:
+        existing = (await s.execute(select(Order).where(
+            Order.buyer_org == org, Order.idempotency_key == key))).scalar_one_or_none()
+        quote = None if existing is not None else await s.get(Quote, quote_id)
     if existing is not None:
         return await _replay(ctx, existing, body_hash, key), False
-
-    async with ctx.sessionmaker() as s:
-        quote = await s.get(Quote, quote_id)
     now = utcnow()
     if quote is None or quote.buyer_org != org:
         raise NotFound(f"No quote {quote_id} for your organisation; get one with POST /v1/quotes.",

@@ -28,15 +28,19 @@ from shared.service_auth import ServiceTokenProvider, TokenSource
 logger = logging.getLogger("sluice.orders")
 
 
-async def mark_fulfilled(ctx: OrdersContext, order_id: str, entitlement_id: str | None) -> bool:
+async def mark_fulfilled(ctx: OrdersContext, granted: Sequence[tuple[str, str | None]]) -> int:
+    """Make each granted order ``fulfilled`` (only if still ``paid``), in one transaction."""
+    done = 0
     async with ctx.sessionmaker() as s, s.begin():
-        order = await load_for_update(s, order_id)
-        if order is None or order.status != PAID:
-            return False  # already fulfilled, or refunded meanwhile (the revoke follows)
-        await transition(s, order, FULFILLED, Who(system="fulfilment"),
-                         details={"entitlement_id": entitlement_id},
-                         changes={"entitlement_id": entitlement_id})
-        return True
+        for order_id, entitlement_id in granted:
+            order = await load_for_update(s, order_id)
+            if order is None or order.status != PAID:
+                continue  # already fulfilled, or refunded meanwhile (the revoke follows)
+            await transition(s, order, FULFILLED, Who(system="fulfilment"),
+                             details={"entitlement_id": entitlement_id},
+                             changes={"entitlement_id": entitlement_id})
+            done += 1
+    return done
 
 
 def access_deliverer(
@@ -51,26 +55,33 @@ def access_deliverer(
         return resp
 
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
-        for message in messages:
-            order_id = str(message.payload["order_id"])
-            if message.kind == GRANT:
-                resp = await post(f"{base}/v1/entitlements", message.payload)
-                if resp.status_code not in (200, 201):
-                    raise RuntimeError(f"access refused the grant for {order_id}: "
-                                       f"{resp.status_code} {resp.text[:300]}")
-                ent = resp.json().get("id") if resp.headers.get("content-type", "").startswith(
-                    "application/json") else None
+        granted: list[tuple[str, str | None]] = []
+        try:
+            for message in messages:
+                order_id = str(message.payload["order_id"])
+                if message.kind == GRANT:
+                    resp = await post(f"{base}/v1/entitlements", message.payload)
+                    if resp.status_code not in (200, 201):
+                        raise RuntimeError(f"access refused the grant for {order_id}: "
+                                           f"{resp.status_code} {resp.text[:300]}")
+                    ent = resp.json().get("id") if resp.headers.get("content-type", "").startswith(
+                        "application/json") else None
+                    granted.append((order_id, str(ent) if ent else None))
+                elif message.kind == REVOKE:
+                    resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/revoke",
+                                      {"reason": message.payload.get("reason", "refund")})
+                    if resp.status_code not in (200, 201, 204):
+                        raise RuntimeError(f"access refused the revocation for {order_id}: "
+                                           f"{resp.status_code} {resp.text[:300]}")
+                else:
+                    logger.error("unknown outbox command %s (%s); skipping it",
+                                 message.kind, message.message_id)
+        finally:
+            if granted:
                 # Shielded: a shutdown that cancels the relay must not interrupt this
-                # transaction half-way (an interrupted SQLite write can hold the lock).
-                await asyncio.shield(mark_fulfilled(ctx, order_id, str(ent) if ent else None))
-            elif message.kind == REVOKE:
-                resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/revoke",
-                                  {"reason": message.payload.get("reason", "refund")})
-                if resp.status_code not in (200, 201, 204):
-                    raise RuntimeError(f"access refused the revocation for {order_id}: "
-                                       f"{resp.status_code} {resp.text[:300]}")
-            else:
-                logger.error("unknown outbox command %s (%s); skipping it", message.kind, message.message_id)
+                # transaction half-way. Grants confirmed before a failure are recorded too
+                # (the batch is retried; access answers 200 for a repeated grant).
+                await asyncio.shield(mark_fulfilled(ctx, granted))
 
     return deliver
 
