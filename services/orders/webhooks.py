@@ -67,6 +67,9 @@ async def handle(ctx: OrdersContext, event: dict[str, Any]) -> tuple[str, bool]:
                         outcome = await settlement.payment_failed(s, intent, "stripe-webhook")
                 record.outcome = outcome
         except IntegrityError:
+            async with ctx.sessionmaker() as check:
+                if await check.get(StripeEvent, event["id"]) is None:
+                    raise  # not a repeated delivery: a real fault, let Stripe retry
             return "duplicate", True
     logger.info("stripe event %s (%s): %s", event["id"], etype, outcome)
     ctx.wake_fulfilment()
