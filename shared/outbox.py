@@ -66,6 +66,29 @@ async def enqueue(
     )
 
 
+HTTP_COMMAND = "http_command"
+
+
+async def enqueue_command(
+    session: AsyncSession,
+    *,
+    destination: str,
+    message_id: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+) -> None:
+    """Queue an HTTP call ``method path`` (JSON ``body``) to another service, in
+    the caller's transaction; ``shared.command_relay`` delivers it."""
+    await enqueue(
+        session,
+        kind=HTTP_COMMAND,
+        destination=destination,
+        message_id=message_id,
+        payload={"method": method, "path": path, "body": body or {}},
+    )
+
+
 def actor_of(principal: Principal | None, role: str | None = None) -> Actor:
     if principal is None:
         return Actor()

@@ -13,6 +13,7 @@ published is "not found" to you, so its existence does not leak.
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -27,7 +28,7 @@ from services.catalog.schemas import ProductSpec
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.outbox import record_event
+from shared.outbox import enqueue_command, record_event
 
 SERVICE = "catalog"
 REGULATOR_ROLES = frozenset({"regulator", "operator"})
@@ -399,6 +400,15 @@ def _transition_conflict(product: Product, action: str, allowed: str) -> Conflic
     )
 
 
+async def _tell_access(session: AsyncSession, product: Product, command: str, reason: str) -> None:
+    """Entitlements of a suspended product must stop (and restart on reinstatement):
+    the access service learns it through the outbox, in this transaction."""
+    await enqueue_command(
+        session, destination="access", message_id=f"{command}:{product.id}:{uuid.uuid4().hex}",
+        method="POST", path=f"/v1/products/{product.id}/{command}", body={"reason": reason},
+    )
+
+
 async def suspend(session: AsyncSession, principal: Principal, product_id: str, reason: str) -> Product:
     product = await get_for_regulator(session, product_id)
     if product.status != "listed":
@@ -408,6 +418,7 @@ async def suspend(session: AsyncSession, principal: Principal, product_id: str, 
     product.updated_at = utcnow()
     await session.flush()
     await _audit(session, principal, product, "suspended", version=product.latest_version, reason=reason)
+    await _tell_access(session, product, "suspend-entitlements", reason)
     return product
 
 
@@ -420,6 +431,7 @@ async def reinstate(session: AsyncSession, principal: Principal, product_id: str
     product.updated_at = utcnow()
     await session.flush()
     await _audit(session, principal, product, "reinstated", version=product.latest_version, reason=reason)
+    await _tell_access(session, product, "reinstate-entitlements", reason)
     return product
 
 

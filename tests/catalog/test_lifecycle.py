@@ -76,7 +76,8 @@ async def test_audit_events_name_who_acted(catalog: RunningApp, tokens: Tokens) 
 
     from shared.outbox import outbox
     async with catalog.app.state.db.sessionmaker() as s:
-        payloads = (await s.execute(select(outbox.c.payload))).scalars().all()
+        payloads = (await s.execute(select(outbox.c.payload)
+                                    .where(outbox.c.kind == "audit_event"))).scalars().all()
     listed = next(p for p in payloads if p["action"] == "catalog.product.listed")
     assert listed["actor"] == {"sub": "cli_prov_a", "org": "org_provider_a", "role": "provider"}
     assert listed["subject"] == {"type": "product", "id": product["id"]}
@@ -167,3 +168,25 @@ async def test_suspension_shows_at_once_even_after_the_product_was_read(catalog:
     await catalog.client.post(f"/v1/products/{pid}/suspend", json={"reason": "investigation"}, headers=tokens.regulator)
     seen = (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer)).json()
     assert seen["status"] == "suspended"
+
+
+async def test_suspension_and_reinstatement_are_sent_to_access_through_the_outbox(
+    catalog: RunningApp, tokens: Tokens
+) -> None:
+    from sqlalchemy import select
+
+    from shared.outbox import outbox
+
+    product = await create_listed(catalog, tokens.provider_a, spec())
+    for action in ("suspend", "reinstate"):
+        resp = await catalog.client.post(f"/v1/products/{product['id']}/{action}",
+                                         json={"reason": "licence check"}, headers=tokens.regulator)
+        assert resp.status_code == 200, resp.text
+    async with catalog.app.state.db.sessionmaker() as s:
+        rows = (await s.execute(select(outbox.c.destination, outbox.c.payload)
+                                .where(outbox.c.kind == "http_command").order_by(outbox.c.id))).all()
+    assert [(d, p["path"]) for d, p in rows] == [
+        ("access", f"/v1/products/{product['id']}/suspend-entitlements"),
+        ("access", f"/v1/products/{product['id']}/reinstate-entitlements"),
+    ]
+    assert rows[0][1]["body"] == {"reason": "licence check"}
