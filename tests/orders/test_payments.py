@@ -50,7 +50,8 @@ async def test_quote_order_pay_webhook_paid_fulfilled(orders_http: Harness) -> N
     assert fulfilled["entitlement_id"] == h.access.entitlements[order["id"]]["id"]
     # localstripe's webhook arrives about a second later and changes nothing.
     events = await stripe_events(h, pi)
-    assert [(e.type, e.outcome) for e in events] == [("payment_intent.succeeded", "already_fulfilled")]
+    assert [e.type for e in events] == ["payment_intent.succeeded"]
+    assert events[0].outcome in ("already_paid", "already_fulfilled")  # it changed nothing
     again = await h.client.post(f"/v1/orders/{order['id']}/pay", json={"payment_method": "pm_card_visa"},
                                 headers=h.buyer())
     assert again.status_code == 200 and again.json()["status"] == "fulfilled"
