@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from services.orders.catalog_client import CatalogClient
 from services.orders.context import OrdersContext
-from services.orders.fulfilment import fulfilment_relay
+from services.orders.fulfilment import fulfilment_relay, stripe_refund_relay
 from services.orders.payments import PaymentGateway
 from services.orders.reconciler import reconciler
 from services.orders.routers import ledger, orders, quotes, webhooks
@@ -77,7 +77,7 @@ def create_app(
         description=DESCRIPTION,
         routers=[quotes.router, orders.router, webhooks.router, ledger.router],
         lifespan_steps=[orders_runtime(outbound_http, token_source), audit_relay, fulfilment_relay,
-                        reconciler],
+                        stripe_refund_relay, reconciler],
         openapi_tags=[
             {"name": "quotes", "description": "Priced offers pinned to a catalog version"},
             {"name": "orders", "description": "Orders, payment, cancellation and refunds"},

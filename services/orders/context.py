@@ -19,8 +19,11 @@ class OrdersContext:
     catalog: CatalogClient
     gateway: PaymentGateway
     fulfilment: OutboxRelay | None = None
+    refunds: OutboxRelay | None = None
 
     def wake_fulfilment(self) -> None:
         """Deliver entitlement commands now (call after the transaction that wrote them)."""
         if self.fulfilment is not None:
             self.fulfilment.wake()
+        if self.refunds is not None:
+            self.refunds.wake()

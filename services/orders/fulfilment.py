@@ -22,7 +22,8 @@ from fastapi import FastAPI
 
 from services.orders.context import OrdersContext
 from services.orders.orders import FULFILLED, GRANT, PAID, REVOKE, Who, load_for_update, transition
-from shared.outbox import OutboxMessage, OutboxRelay
+from services.orders.settlement import STRIPE_DESTINATION
+from shared.outbox import OutboxMessage, OutboxRelay, record_event
 from shared.service_auth import ServiceTokenProvider, TokenSource
 
 logger = logging.getLogger("sluice.orders")
@@ -121,3 +122,35 @@ async def stop(task: asyncio.Task[None]) -> None:
         await asyncio.wait([task], timeout=0.2)
     with contextlib.suppress(asyncio.CancelledError):
         task.result()
+
+
+def stripe_refund_deliverer(ctx: OrdersContext) -> Callable[[Sequence[OutboxMessage]], Awaitable[None]]:
+    """Refunds payments no order needs (duplicates); Stripe's idempotency key is per intent."""
+
+    async def deliver(messages: Sequence[OutboxMessage]) -> None:
+        for message in messages:
+            pi, order_id = str(message.payload["payment_intent_id"]), str(message.payload["order_id"])
+            refund_id = await ctx.gateway.refund(pi, order_id, key=f"{pi}-unneeded-refund")
+            async with ctx.sessionmaker() as s, s.begin():
+                await record_event(s, service="orders", action="orders.payment.refunded",
+                                   subject_type="order", subject_id=order_id,
+                                   details={"payment_intent_id": pi, "stripe_refund_id": refund_id,
+                                            "reason": message.payload.get("reason")})
+
+    return deliver
+
+
+@contextlib.asynccontextmanager
+async def stripe_refund_relay(app: FastAPI) -> AsyncIterator[None]:
+    """Lifespan step: give back payments that no order needs (see ``settlement``)."""
+    ctx: OrdersContext = app.state.orders
+    relay = OutboxRelay(ctx.sessionmaker, STRIPE_DESTINATION, stripe_refund_deliverer(ctx),
+                        batch_size=10, poll_interval=max(1.0, ctx.settings.fulfilment_poll_seconds),
+                        max_backoff=300.0)
+    ctx.refunds = relay
+    task = asyncio.create_task(relay.run_forever(), name="outbox-stripe")
+    try:
+        yield
+    finally:
+        ctx.refunds = None
+        await stop(task)

@@ -167,11 +167,11 @@ class PaymentGateway:
             raise _unavailable(exc, "cancelling the payment") from exc
         return intent_from(pi)
 
-    async def refund(self, payment_intent_id: str, order_id: str) -> str:
+    async def refund(self, payment_intent_id: str, order_id: str, *, key: str | None = None) -> str:
         try:
             refund = await self.client.v1.refunds.create_async(
                 {"payment_intent": payment_intent_id, "metadata": {"order_id": order_id}},
-                {"idempotency_key": f"{order_id}-refund"},
+                {"idempotency_key": key or f"{order_id}-refund"},
             )
         except stripe.StripeError as exc:
             raise _unavailable(exc, "refunding the payment") from exc

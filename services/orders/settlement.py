@@ -15,9 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.orders.models import Order, PaymentAttempt
 from services.orders.orders import CANCELLED, FAILED, PAID, PENDING, Who, load_for_update, transition
 from services.orders.payments import Intent
-from shared.outbox import record_event
+from shared.outbox import enqueue, record_event
 
 logger = logging.getLogger("sluice.orders")
+
+STRIPE_DESTINATION = "stripe"
+REFUND_PAYMENT = "refund_payment"
 
 
 async def _order_of(session: AsyncSession, intent: Intent) -> tuple[Order | None, str]:
@@ -56,12 +59,16 @@ async def payment_succeeded(session: AsyncSession, intent: Intent, source: str) 
         return "paid"
     if order.payment_intent_id == intent.id:
         return "already_" + order.status
-    if order.status == CANCELLED:
-        # The buyer cancelled but an older attempt still took the money: an operator refunds it.
-        await _anomaly(session, order, "succeeded_after_cancel", intent, source)
-        return "paid_after_cancel"
-    await _anomaly(session, order, "duplicated", intent, source, paid_with=order.payment_intent_id)
-    return "duplicate_payment"
+    # Money the order does not need (a second successful attempt, or a payment that
+    # succeeded after the buyer cancelled): give it back, through the outbox.
+    verb, outcome = (("succeeded_after_cancel", "paid_after_cancel") if order.status == CANCELLED
+                     else ("duplicated", "duplicate_payment"))
+    await _anomaly(session, order, verb, intent, source, paid_with=order.payment_intent_id,
+                   refund="automatic")
+    await enqueue(session, kind=REFUND_PAYMENT, destination=STRIPE_DESTINATION,
+                  message_id=f"refund:{intent.id}",
+                  payload={"payment_intent_id": intent.id, "order_id": order.id, "reason": outcome})
+    return outcome
 
 
 async def payment_failed(session: AsyncSession, intent: Intent, source: str,

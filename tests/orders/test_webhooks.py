@@ -10,7 +10,7 @@ from typing import Any
 import stripe
 from sqlalchemy import select
 
-from services.orders.models import LedgerEntry, StripeEvent
+from services.orders.models import LedgerEntry, PaymentAttempt, StripeEvent
 from shared.outbox import outbox
 from tests.orders.conftest import WEBHOOK_SECRET, Harness
 
@@ -110,3 +110,32 @@ async def test_events_for_unknown_payment_intents_and_other_types_are_acknowledg
     assert unknown.status_code == other.status_code == 200
     assert unknown.json()["outcome"] == "unknown_payment_intent" and other.json()["outcome"] == "ignored"
     assert (await orders.get(order["id"]))["status"] == "pending_payment"
+
+
+async def test_a_second_successful_payment_for_a_paid_order_is_refunded_automatically(orders: Harness) -> None:
+    order = await orders.placed("plan_monthly")
+    paid = await orders.client.post(f"/v1/orders/{order['id']}/pay", json={"payment_method": "pm_card_visa"},
+                                    headers=orders.buyer())
+    assert paid.json()["status"] == "paid"
+    # A second attempt of the same order that also took money (e.g. two browser tabs).
+    second = await orders.ctx.gateway.create_intent(order_id=order["id"], attempt=9, amount=4900,
+                                                    currency="EUR", metadata={})
+    async with orders.ctx.sessionmaker() as s, s.begin():
+        s.add(PaymentAttempt(payment_intent_id=second.id, order_id=order["id"], attempt=9, amount=4900,
+                             currency="EUR"))
+    await orders.ctx.gateway.confirm(second.id, "pm_card_visa")
+    resp = await deliver(orders, event("evt_dup", "payment_intent.succeeded", order, pi=second.id))
+    assert resp.json()["outcome"] == "duplicate_payment"
+    for _ in range(100):
+        refunded = [e for e in await orders.events("orders.payment.refunded")
+                    if e.details["payment_intent_id"] == second.id]
+        if refunded:
+            break
+        await asyncio.sleep(0.05)
+    assert refunded and refunded[0].details["stripe_refund_id"].startswith("re_")
+    refunds = await orders.ctx.gateway.client.v1.refunds.list_async({"payment_intent": second.id})
+    assert [r.amount for r in refunds.data] == [4900]
+    assert (await orders.get(order["id"]))["status"] in ("paid", "fulfilled")
+    async with orders.ctx.sessionmaker() as s:
+        booked = (await s.execute(select(LedgerEntry).where(LedgerEntry.order_id == order["id"]))).scalars().all()
+    assert len(booked) == 3  # the duplicate was never revenue
