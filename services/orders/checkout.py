@@ -38,7 +38,7 @@ from services.orders.payments import Intent, PaymentDeclined
 from services.orders.quotes import allowed_purposes, require_listed
 from shared.auth import Principal
 from shared.db import utcnow
-from shared.errors import Conflict, Forbidden, NotFound, ProblemError, RuleViolation
+from shared.errors import Conflict, Forbidden, NotFound, ProblemError, RuleViolation, ServiceUnavailable
 from shared.outbox import record_event
 
 #: How long the request that holds the lease may take to create a PaymentIntent.
@@ -226,7 +226,14 @@ async def place_order(
     if order.gross == 0:
         ctx.wake_fulfilment()
         return order, True
-    return await _attach_new_intent(ctx, order), True
+    try:
+        return await _attach_new_intent(ctx, order), True
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(
+            f"Order {order.id} was created but its payment could not be started ({exc.detail}) "
+            "Repeat the same request with the same Idempotency-Key to finish it.",
+            problem=exc.problem, title=exc.title, order_id=order.id, headers={"Retry-After": "2"},
+        ) from exc
 
 
 # --- paying ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from services.orders.models import Order, PaymentAttempt, Quote
+from services.orders.payments import PaymentGateway
 from shared.db import utcnow
 from tests.orders.conftest import Harness
 
@@ -172,3 +173,20 @@ async def test_concurrent_orders_with_the_same_key_make_one_order_and_one_paymen
         attempts = (await s.execute(select(PaymentAttempt))).scalars().all()
         assert [a.payment_intent_id for a in attempts] == created
         assert len((await s.execute(select(Order))).scalars().all()) == 1
+
+
+async def test_stripe_down_leaves_the_order_and_the_same_key_finishes_it(orders: Harness) -> None:
+    working = orders.ctx.gateway
+    orders.ctx.gateway = PaymentGateway("sk_test_x", "http://127.0.0.1:9", timeout=2)
+    quote = await orders.quote("plan_monthly")
+    try:
+        down = await orders.order(quote["id"], key="stripe-down")
+    finally:
+        await orders.ctx.gateway.aclose()
+        orders.ctx.gateway = working
+    assert down.status_code == 503
+    problem = down.json()
+    assert problem["type"].endswith("payment-provider-unavailable") and "same Idempotency-Key" in problem["detail"]
+    again = await orders.order(quote["id"], key="stripe-down")
+    assert again.status_code == 200 and again.json()["id"] == problem["order_id"]
+    assert again.json()["payment"]["payment_intent_id"].startswith("pi_")
