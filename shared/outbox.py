@@ -221,8 +221,11 @@ class OutboxRelay:
             if delivered >= self.batch_size:
                 continue  # more may be waiting
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that races with the wake-up, and shutdown would hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
 
 
 @contextlib.asynccontextmanager
@@ -233,7 +236,15 @@ async def running(relays: Sequence[OutboxRelay]) -> AsyncIterator[None]:
         yield
     finally:
         for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+            await stop_task(t)
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has really ended (cancel again if a
+    cancellation was absorbed somewhere inside it)."""
+    while not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("background task %s failed: %r", task.get_name(), task.exception())

@@ -181,8 +181,9 @@ class TestKeys:
             "roles": roles or [], "scope": " ".join(roles or []),
         }
         claims.update(extra)
-        return jwt.encode(claims, self.private_pem.decode(), algorithm="RS256",
-                          headers={"kid": kid or self.kid, "typ": typ})
+        token: str = jwt.encode(claims, self.private_pem.decode(), algorithm="RS256",
+                                headers={"kid": kid or self.kid, "typ": typ})
+        return token
 
 
 # --- Running apps in-process -------------------------------------------------------
