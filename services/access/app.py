@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from services.access.bootstrap import bootstrap_identity
 from services.access.keys import KeyStore
-from services.access.routers import identity, oauth
+from services.access.routers import entitlements, identity, oauth, revocation, usage
 from services.access.settings import AccessSettings
 from services.access.tokens import LocalServiceToken
 from shared.app import create_service_app
@@ -29,6 +29,9 @@ Identity and tokens for the Sluice marketplace.
 * **OAuth 2.0 client credentials** at `POST /oauth/token`; tokens are RS256 JWTs with `kid`,
   verifiable offline with the keys at `/.well-known/jwks.json`.
 * **Signing-key rotation** without downtime.
+* **Entitlements** granted from paid orders, **data-access tokens** (RFC 9068) for them,
+  revocation (RFC 7009), introspection (RFC 7662), the revocation feed, and the usage ledger
+  (see docs/access-entitlements.md).
 
 Errors are RFC 9457 `application/problem+json`, except on `/oauth/*`, which follows RFC 6749.
 """
@@ -88,11 +91,14 @@ def create_app(settings: AccessSettings | None = None) -> FastAPI:
         settings,
         title="Sluice access",
         description=DESCRIPTION,
-        routers=[oauth.router, identity.router],
+        routers=[oauth.router, identity.router, entitlements.router, revocation.router, usage.router],
         lifespan_steps=[keys_and_bootstrap, audit_relay],
         openapi_tags=[
             {"name": "oauth", "description": "OAuth 2.0 token endpoint and discovery"},
             {"name": "identity", "description": "Organisations, API clients and signing keys"},
+            {"name": "entitlements", "description": "Entitlements and data-access tokens"},
+            {"name": "revocation", "description": "Token revocation, introspection, revocation feed"},
+            {"name": "usage", "description": "Usage records, quota and privacy-budget ledger"},
             {"name": "operations", "description": "Health, readiness and metrics"},
         ],
     )

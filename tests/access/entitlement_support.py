@@ -166,16 +166,6 @@ def problem_type(resp: httpx.Response) -> str:
     return str(resp.json()["type"]).rsplit("/", 1)[-1]
 
 
-def _ensure_routers(svc: RunningApp) -> None:
-    # Until app.py registers them (a one-line change at the end of issue 6).
-    from services.access.routers import entitlements, revocation, usage
-
-    paths = {getattr(r, "path", None) for r in svc.app.router.routes}
-    if "/v1/usage" not in paths:
-        for router in (entitlements.router, revocation.router, usage.router):
-            svc.app.include_router(router)
-
-
 @dataclass(frozen=True)
 class Seed:
     """Rows made once per session: an operator client's Argon2 hash and an RSA
@@ -217,7 +207,6 @@ async def market_fixture(database_url: DatabaseFactory, test_keys: TestKeys) -> 
     url = database_url("access")
     await seed_database(url, access_seed())
     async with run_app("access", url, keys=test_keys) as access:
-        _ensure_routers(access)
         operator_token = mint(access, OPERATOR_ID, "org_platform_seed", ["operator"])
         fake = FakeCatalog()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
