@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,6 +97,16 @@ async def open_data_source(settings: DataServiceSettings) -> DataSource:
     return source
 
 
+async def _first_poll(poller: RevocationPoller) -> None:
+    """Read the feed before serving, so a restart does not open a window for revoked tokens
+    (briefly: the access service may still be starting; the loop keeps trying)."""
+    try:
+        await asyncio.wait_for(poller.poll_once(), timeout=3.0)
+    except Exception as exc:
+        logger.warning("revocation feed not read before start (%s: %s); polling in the background",
+                       type(exc).__name__, exc)
+
+
 @contextlib.asynccontextmanager
 async def data_service(app: FastAPI) -> AsyncIterator[None]:
     """Lifespan step: provider data, query service, revocation feed, usage relay."""
@@ -135,6 +146,7 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(running(relays))
             if token is not None:
+                await _first_poll(app.state.revocation_poller)
                 await stack.enter_async_context(polling(app.state.revocation_poller))
             yield
     finally:

@@ -215,3 +215,22 @@ async def test_token_without_max_rows_uses_the_mapping_cap(ds: RunningApp, data_
     resp = await query(ds, data_token(TRANSIT, limits={"max_rows": None}), {"select": ["trips"], "limit": 500})
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["rows"]) == 50
+
+
+async def test_service_starts_and_answers_while_access_is_unreachable(
+    service_app, demo_data_url: str, products_file, test_keys: TestKeys
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    async with service_app("dataservice", data_url=demo_data_url, products_file=str(products_file),
+                           access_url=f"http://127.0.0.1:{port}", service_client_secret="secret") as svc:
+        assert time.monotonic() - t0 < 10
+        assert svc.app.state.usage_relay is not None
+        token = test_keys.token(typ="at+jwt", aud=svc.settings.token_audience, iss=f"http://127.0.0.1:{port}",
+                                scope="query", ent="ent_x", product=HEALTH, version=1, purpose="research",
+                                grade="L3_sensitive", limits={"max_rows": 100})
+        assert (await query(svc, token, COUNT)).status_code == 200
