@@ -15,7 +15,7 @@ from typing import Any
 
 from jose import jwt
 from jose.exceptions import JWTError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -32,6 +32,17 @@ DATA_TOKEN_TYP = "at+jwt"  # noqa: S105 - a JWT type, not a secret
 MAX_LIFETIME = 900
 #: Epsilon counters are floats; a remainder below this is "spent".
 EPSILON_SLACK = 1e-9
+
+
+# One round trip for the entitlement and both organisations' status; built once
+# (aliases cost more to build than the query costs to run).
+_buyer, _provider = aliased(Organisation), aliased(Organisation)
+_ENTITLEMENT_AND_ORGS = (
+    select(Entitlement, _buyer.status, _provider.status)
+    .outerjoin(_buyer, _buyer.id == Entitlement.buyer_org)
+    .outerjoin(_provider, _provider.id == Entitlement.provider_org)
+    .where(Entitlement.id == bindparam("ent_id"))
+)
 
 
 @dataclass(frozen=True)
@@ -117,14 +128,7 @@ async def issue(
     issuer: str,
     lifetime: int,
 ) -> IssuedDataToken:
-    # One round trip for the entitlement and both organisations' status.
-    buyer, provider = aliased(Organisation), aliased(Organisation)
-    row = (await session.execute(
-        select(Entitlement, buyer.status, provider.status)
-        .outerjoin(buyer, buyer.id == Entitlement.buyer_org)
-        .outerjoin(provider, provider.id == Entitlement.provider_org)
-        .where(Entitlement.id == ent_id)
-    )).first()
+    row = (await session.execute(_ENTITLEMENT_AND_ORGS, {"ent_id": ent_id})).first()
     ent = row[0] if row is not None else None
     if ent is None or principal.org_id is None or ent.buyer_org != principal.org_id:
         # Another buyer's entitlement looks exactly like a missing one.
