@@ -404,7 +404,7 @@ async def _tell_access(session: AsyncSession, product: Product, command: str, re
     """Entitlements of a suspended product must stop (and restart on reinstatement):
     the access service learns it through the outbox, in this transaction."""
     await enqueue_command(
-        session, destination="access", message_id=f"{command}:{product.id}:{uuid.uuid4().hex}",
+        session, destination="access", message_id=uuid.uuid4().hex,
         method="POST", path=f"/v1/products/{product.id}/{command}", body={"reason": reason},
     )
 

@@ -74,11 +74,17 @@ def rfc3339(value: datetime) -> str:
 def grant_payload(order: Order) -> dict[str, Any]:
     """The body of ``POST {access}/v1/entitlements`` (docs/contracts.md)."""
     assert order.valid_from is not None and order.valid_until is not None
-    return {
+    body: dict[str, Any] = {
         "order_id": order.id, "buyer_org": order.buyer_org, "product_id": order.product_id,
         "version": order.version, "plan_id": order.plan_id, "purpose": order.purpose,
         "valid_from": rfc3339(order.valid_from), "valid_until": rfc3339(order.valid_until),
     }
+    # What the buyer paid for (e.g. a metered plan's bought queries), so access
+    # does not have to re-derive it from the plan.
+    quota = (order.access or {}).get("query_quota")
+    if quota is not None:
+        body["query_quota"] = int(quota)
+    return body
 
 
 @dataclass(frozen=True)
