@@ -82,10 +82,13 @@ async def bench_verification(n: int) -> None:
         return time.perf_counter() - t0
 
     raw(), await ours()  # warm-up
-    best_raw = min(raw() for _ in range(3))
-    best_ours = min([await ours() for _ in range(3)])
+    # Alternate the two so a busy machine slows both alike; keep the best round of each.
+    best_raw = best_ours = float("inf")
+    for _ in range(5):
+        best_raw = min(best_raw, raw())
+        best_ours = min(best_ours, await ours())
     await app.state.http.aclose()
-    print(f"token verification ({n} tokens, best of 3):")
+    print(f"token verification ({n} tokens, best of 5 alternating rounds):")
     print(f"  raw python-jose jwt.decode : {n / best_raw:10.0f} tokens/s")
     print(f"  dataservice verification   : {n / best_ours:10.0f} tokens/s "
           f"({100 * best_raw / best_ours:.0f}% of raw; target >= 70%)")
