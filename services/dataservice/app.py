@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.dataservice.aliases import AliasWatcher
 from services.dataservice.config import load_products
 from services.dataservice.datasource import DataSource, data_engine
 from services.dataservice.demo_data import demo_tables_present, seed_demo
@@ -22,7 +23,7 @@ from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
 from shared.auth import InvalidToken, JWKSKeySource, TokenVerifier
 from shared.db import Database
-from shared.outbox import OutboxRelay, running
+from shared.outbox import OutboxRelay, running, stop_task
 
 logger = logging.getLogger("sluice.dataservice")
 
@@ -142,8 +143,15 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
     app.state.revocation_poller = RevocationPoller(
         app.state.revocations, app.state.http, settings.access_url, token,
         interval=settings.revocation_poll_seconds)
+    watcher_task = None
+    if settings.product_aliases_file:
+        watcher = AliasWatcher(source, settings.product_aliases_file)
+        watcher.reload_if_changed()
+        watcher_task = asyncio.create_task(watcher.run(), name="product-aliases")
     try:
         async with contextlib.AsyncExitStack() as stack:
+            if watcher_task is not None:
+                stack.push_async_callback(stop_task, watcher_task)
             await stack.enter_async_context(running(relays))
             if token is not None:
                 await _first_poll(app.state.revocation_poller)

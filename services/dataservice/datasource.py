@@ -130,6 +130,12 @@ class DataSource:
         self.products = products
         self.bound: dict[str, BoundProduct] = {}
         self.unavailable: dict[str, str] = {}
+        #: catalog product id → mapped product id (see services.dataservice.aliases)
+        self.aliases: dict[str, str] = {}
+
+    def resolve(self, product_id: str) -> str:
+        """The mapped product a token's product id stands for."""
+        return self.aliases.get(product_id, product_id)
 
     async def reflect(self) -> None:
         """Reflect every mapped table; a product whose table or columns are missing is

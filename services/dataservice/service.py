@@ -123,11 +123,12 @@ class QueryService:
                 f"This token is for product {grant.product!r}, not {requested_product!r}. Get a "
                 "token for the entitlement of the product you want to query.",
                 token_product=grant.product)
-        if grant.product in self.data.unavailable:
+        mapped = self.data.resolve(grant.product)
+        if mapped in self.data.unavailable:
             raise ServiceUnavailable(
                 f"Product {grant.product!r} is configured here but its table cannot be read; the "
                 "provider has been told (see the service log). Try again later.")
-        bp = self.data.bound.get(grant.product)
+        bp = self.data.bound.get(mapped)
         if bp is None:
             raise ProductNotServed(
                 f"This data service does not serve product {grant.product!r}. Use the data service "

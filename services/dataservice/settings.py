@@ -27,6 +27,11 @@ class DataServiceSettings(ServiceSettings):
         description="YAML or JSON mapping of product id → table/view, exposed, masked and "
         "personal-identifier columns, grade (default: the shipped demo mapping).",
     )
+    product_aliases_file: str = Field(
+        default="",
+        description="YAML file binding catalog product ids to mapped products "
+        "(`aliases: {prd_...: <mapped id>}`), re-read when it changes; empty = none.",
+    )
     demo_transit_product_id: str = Field(
         default="prd_demo_transit",
         description="Product id the demo mapping gives the L1 transit statistics.",

@@ -1,0 +1,66 @@
+"""Product aliases: catalog product ids bound to mapped products, without a restart.
+
+A provider registers a product in the catalog and only then learns its id
+(`prd_...`). The aliases file binds such ids to entries of the product mapping:
+
+    aliases:
+      prd_5e0b1c9a2f3d4e6a: prd_demo_health
+
+The file is re-read when it changes (checked every ``interval`` seconds), so
+binding a newly listed product needs no restart. Aliases can only point at
+products the mapping already defines: they never widen what leaves the building.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import yaml
+
+from services.dataservice.datasource import DataSource
+
+logger = logging.getLogger("sluice.dataservice.aliases")
+
+
+def read_aliases(path: Path, known: set[str]) -> dict[str, str]:
+    doc = yaml.safe_load(path.read_text()) or {}
+    raw = doc.get("aliases", {}) if isinstance(doc, dict) else {}
+    aliases: dict[str, str] = {}
+    for alias, target in (raw or {}).items():
+        if str(target) not in known:
+            logger.error("alias %s → %s ignored: %s is not in the product mapping", alias, target, target)
+            continue
+        aliases[str(alias)] = str(target)
+    return aliases
+
+
+class AliasWatcher:
+    def __init__(self, source: DataSource, path: str, interval: float = 2.0) -> None:
+        self.source = source
+        self.path = Path(path)
+        self.interval = interval
+        self._mtime: float | None = None
+
+    def reload_if_changed(self) -> bool:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime:
+            return False
+        self._mtime = mtime
+        try:
+            aliases = read_aliases(self.path, set(self.source.products)) if mtime is not None else {}
+        except (OSError, yaml.YAMLError) as exc:
+            logger.error("cannot read product aliases from %s (%s); keeping the old ones", self.path, exc)
+            return False
+        self.source.aliases = aliases
+        logger.info("product aliases loaded from %s: %d", self.path, len(aliases))
+        return True
+
+    async def run(self) -> None:
+        while True:
+            self.reload_if_changed()
+            await asyncio.sleep(self.interval)
