@@ -42,5 +42,9 @@ bench: $(STAMP)
 	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks yet"; fi; \
 	for f in "$${files[@]}"; do echo "==> $$f"; $(PY) $$f || exit 1; done
 
+# The marketplace story (starts `make run` first if it is not up).
+demo: $(STAMP) var/dev.env
+	@deploy/local/demo.sh
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

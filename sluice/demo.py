@@ -145,22 +145,19 @@ def product_specs(data_service_url: str, suffix: str) -> tuple[dict[str, Any], d
     return transit, health
 
 
-def bind_products(mapping_file: Path, transit_id: str, health_id: str) -> None:
-    """The provider points its data service at the catalog ids of its products.
-
-    The reference data service re-reads its mapping file when it changes."""
-    from services.dataservice.settings import DEMO_PRODUCTS_FILE
-
-    source = mapping_file if mapping_file.exists() else Path(DEMO_PRODUCTS_FILE)
-    doc = yaml.safe_load(source.read_text())
-    products = doc["products"]
-    template = yaml.safe_load(Path(DEMO_PRODUCTS_FILE).read_text())["products"]
-    products[transit_id] = template["prd_demo_transit"]
-    products[health_id] = template["prd_demo_health"]
-    mapping_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = mapping_file.with_suffix(".tmp")
+def bind_products(aliases_file: Path, transit_id: str, health_id: str) -> None:
+    """The provider binds the catalog ids of its products to its data service's
+    mapped products; the reference data service re-reads the file when it changes."""
+    doc: dict[str, Any] = {"aliases": {}}
+    if aliases_file.exists():
+        doc = yaml.safe_load(aliases_file.read_text()) or doc
+    doc.setdefault("aliases", {})
+    doc["aliases"][transit_id] = "prd_demo_transit"
+    doc["aliases"][health_id] = "prd_demo_health"
+    aliases_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = aliases_file.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(mapping_file)
+    tmp.replace(aliases_file)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -209,8 +206,9 @@ def run(args: argparse.Namespace) -> int:
     story.ok(f"approved → {approved['status']}, version {approved['version']} frozen")
 
     story.step("provider", "Point the data service at the listed products")
-    bind_products(Path(args.mapping_file), transit["id"], health["id"])
-    story.ok(f"mapping written to {args.mapping_file}; the data service reloads it")
+    bind_products(Path(args.aliases_file), transit["id"], health["id"])
+    story.ok(f"{transit['id']} → prd_demo_transit, {health['id']} → prd_demo_health "
+             f"(in {args.aliases_file}; the data service picks it up without a restart)")
 
     story.step("buyer", "Search the catalog")
     found = buyer.search_products("health visits")
@@ -247,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
              f"expires in {issued.get('expires_in')}s")
 
     story.step("buyer", "Run an aggregate query on the L3 product")
-    with story.progress("waiting for the data service to load the new mapping"):
+    with story.progress("waiting for the data service to load the new aliases"):
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -300,8 +298,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sluice.demo", description=__doc__)
     p.add_argument("--env-file", default="var/dev.env", help="where `make run` keeps local secrets")
-    p.add_argument("--mapping-file", default=os.environ.get("SLUICE_DATASERVICE_PRODUCTS_FILE",
-                                                           "var/dataservice-products.yaml"))
+    p.add_argument("--aliases-file", default=os.environ.get("SLUICE_DATASERVICE_PRODUCT_ALIASES_FILE",
+                                                           "var/dataservice-aliases.yaml"))
     p.add_argument("--checkpoint-file", default="var/regulator-checkpoint.txt")
     p.add_argument("--quiet", action="store_true", help="do not print each HTTP call")
     args = p.parse_args(argv)

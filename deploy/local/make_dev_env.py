@@ -12,11 +12,20 @@ import sys
 from pathlib import Path
 
 SERVICE_CLIENTS = ("catalog", "orders", "audit", "dataservice")
+STATIC_SETTINGS = (
+    # Providers bind catalog product ids to the demo data here (make demo does).
+    "SLUICE_DATASERVICE_PRODUCT_ALIASES_FILE=var/dataservice-aliases.yaml",
+)
 
 
 def main(path: str = "var/dev.env") -> int:
     target = Path(path)
     if target.exists():
+        # Keep the secrets; add settings that newer versions introduced.
+        text = target.read_text()
+        missing = [line for line in STATIC_SETTINGS if line.split("=", 1)[0] + "=" not in text]
+        if missing:
+            target.write_text(text.rstrip("\n") + "\n" + "\n".join(missing) + "\n")
         return 0
     target.parent.mkdir(parents=True, exist_ok=True)
     svc = {name: "sls_" + secrets.token_urlsafe(24) for name in SERVICE_CLIENTS}
@@ -32,6 +41,7 @@ def main(path: str = "var/dev.env") -> int:
     for name, secret in svc.items():
         lines.append(f"SLUICE_{name.upper()}_SERVICE_CLIENT_SECRET={secret}")
     lines.append(f"SLUICE_ORDERS_STRIPE_WEBHOOK_SECRET=whsec_{secrets.token_hex(16)}")
+    lines.extend(STATIC_SETTINGS)
     target.write_text("\n".join(lines) + "\n")
     target.chmod(0o600)
     print(f"wrote {target} (local secrets; not committed)", file=sys.stderr)
