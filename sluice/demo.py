@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
     story.step("regulator", "Review and approve the L3 product")
     queue = regulator.review_queue()
-    story.info(f"review queue: {[p['id'] for p in queue['items']]}")
+    story.info(f"review queue: {[p['product_id'] for p in queue['items']]}")
     approved = regulator.approve_product(health["id"], "Attestation checked: k=10, aggregates only.")
     story.ok(f"approved → {approved['status']}, version {approved['version']} frozen")
 
@@ -276,11 +276,12 @@ def run(args: argparse.Namespace) -> int:
     story.step("regulator", "Trace the purchase in the audit log")
     with story.progress("waiting for every service's outbox to deliver"):
         time.sleep(2.5)
-    trail = regulator.audit_events(subject_id=order["id"], limit=50)
-    for ev in trail["items"]:
-        who = ev["actor"].get("role") or ev["actor"].get("sub")
-        story.info(f"  #{ev['seq']:<5} {ev['action']:<32} {ev['outcome']:<8} by {who}")
-    story.ok(f"{len(trail['items'])} events about order {order['id']}")
+    trail = [*regulator.audit_events(subject_id=order["id"], limit=50)["items"],
+             *regulator.audit_events(subject_id=ent["id"], limit=50)["items"]]
+    for ev in sorted(trail, key=lambda e: e["seq"]):
+        who = ev["actor"].get("role") or ev["actor"].get("sub") or f"{ev['service']} (system)"
+        story.info(f"  #{ev['seq']:<5} {ev['action']:<34} {ev['outcome']:<8} by {who}")
+    story.ok(f"{len(trail)} events about order {order['id']} and entitlement {ent['id']}")
 
     story.step("regulator", "Verify the log cryptographically (standalone verifier)")
     from services.audit import verify
