@@ -42,7 +42,9 @@ def render_table(data: Any) -> str:
         cols = [k for k, v in data[0].items() if not isinstance(v, dict | list)][:7] or list(data[0])[:7]
         rows = [[_cell(r.get(c)) for c in cols] for r in data]
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
         return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in rows)])
     if isinstance(data, dict):
         width = max((len(k) for k in data), default=0)
@@ -81,7 +83,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, ...], Handl
         if group not in subs:
             subs[group] = groups.add_parser(group).add_subparsers(dest="command", required=True)
         handlers[(group, name)] = fn
-        return subs[group].add_parser(name, help=help_text)
+        parser: argparse.ArgumentParser = subs[group].add_parser(name, help=help_text)
+        return parser
 
     subs: dict[str, Any] = {}
 
