@@ -143,7 +143,10 @@ class TokenVerifier:
         required_typ: str | None = None,
         leeway: int = 30,
         extra_check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        how_to_get_one: str = "Get one with the client credentials grant at the access "
+        "service's POST /oauth/token.",
     ) -> None:
+        self.how_to_get_one = how_to_get_one
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
@@ -218,9 +221,9 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
+        verifier_: TokenVerifier = request.app.state.verifier
         raise Unauthorized(
-            "This endpoint needs a bearer token. Get one with the client credentials "
-            "grant at the access service's POST /oauth/token.",
+            f"This endpoint needs a bearer token. {verifier_.how_to_get_one}",
             headers={"WWW-Authenticate": 'Bearer realm="sluice"'},
         )
     verifier: TokenVerifier = request.app.state.verifier

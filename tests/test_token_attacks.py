@@ -130,7 +130,8 @@ async def test_missing_token_is_401_with_www_authenticate(target: tuple[RunningA
     resp = await me(svc, None)
     assert resp.status_code == 401
     assert resp.headers["www-authenticate"].startswith("Bearer")
-    assert "POST /oauth/token" in resp.json()["detail"]
+    expected = "/tokens" if svc.settings.service_name == "dataservice" else "POST /oauth/token"
+    assert expected in resp.json()["detail"]
 
 
 async def test_data_access_token_is_not_a_platform_token(service_app: AppFactory, test_keys: TestKeys) -> None:

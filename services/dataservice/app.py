@@ -77,6 +77,8 @@ def data_token_verifier(app: FastAPI) -> TokenVerifier:
         audience=settings.token_audience,
         required_typ="at+jwt",
         extra_check=_token_checks(app),
+        how_to_get_one="Send a data-access token from the access service's "
+        "POST /v1/entitlements/{id}/tokens (for an entitlement to this data service's product).",
     )
 
 
