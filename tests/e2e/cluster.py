@@ -8,6 +8,7 @@ set), is migrated with its real ``migrate`` command, started with its real
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,11 @@ from tests.support import PG_DB_PREFIX, POSTGRES_URL, ROOT, recreate_pg_database
 
 OPERATOR_ID = "operator"
 OPERATOR_SECRET = "e2e-operator-secret"
+STRIPE_WEBHOOK_SECRET = "whsec_e2e_cluster"
+STRIPE_WEBHOOK_ID = "sluice-e2e"
+#: Orders' reconciler in the cluster: pending orders are checked against Stripe
+#: after this long (the "webhook lost" scenario waits for it).
+RECONCILE_AFTER_SECONDS = 2.0
 
 
 def free_port() -> int:
@@ -94,17 +100,73 @@ class Proc:
 
 
 @dataclass
+class LocalStripe:
+    """localstripe on a free port, from scratch (it keeps everything in memory)."""
+
+    port: int
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.popen = subprocess.Popen(
+            [str(Path(sys.executable).with_name("localstripe")), "--port", str(self.port),
+             "--from-scratch"],
+            cwd=self.log.parent, stdout=out, stderr=out, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.popen.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"localstripe did not start:\n{self.log.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+
+    def register_webhook(self, url: str, secret: str = STRIPE_WEBHOOK_SECRET) -> None:
+        """Point localstripe's (only) webhook at ``url``; re-registering replaces it."""
+        resp = httpx.post(f"{self.url}/_config/webhooks/{STRIPE_WEBHOOK_ID}",
+                          data={"url": url, "secret": secret}, timeout=5)
+        resp.raise_for_status()
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=5)
+
+
+@dataclass
 class Cluster:
     workdir: Path
     backend: str = "sqlite"
     services: tuple[str, ...] = ("access", "audit", "catalog", "orders", "dataservice")
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
+    stripe: LocalStripe | None = None
 
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in ("access", "audit", "catalog", "orders", "dataservice")}
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
         self.service_secrets = {name: f"e2e-{name}-secret" for name in self.services if name != "access"}
+        # The dataservice generates its demo data under var/ of its working directory,
+        # and reads the provider's product bindings from this file.
+        self.aliases_file = self.workdir / "dataservice-aliases.yaml"
+        if "orders" in self.services:
+            self.stripe = LocalStripe(free_port(), self.workdir / "localstripe.log")
 
     def database_url(self, service: str) -> str:
         if self.backend == "postgresql":
@@ -114,6 +176,7 @@ class Cluster:
     def env_for(self, service: str, database_url: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
         env["PYTHONPATH"] = str(ROOT)
+        env["SLUICE_E2E_CWD"] = str(self.workdir)
         prefix = f"SLUICE_{service.upper()}_"
         env[prefix + "DATABASE_URL"] = database_url
         for other, url in self.urls.items():
@@ -130,10 +193,25 @@ class Cluster:
                 {f"svc-{name}": secret for name, secret in self.service_secrets.items()})
         else:
             env[prefix + "SERVICE_CLIENT_SECRET"] = self.service_secrets[service]
+        if service == "audit":
+            env[prefix + "CHECKPOINT_INTERVAL_SECONDS"] = "0.5"
+        if service == "orders":
+            assert self.stripe is not None
+            env[prefix + "STRIPE_API_BASE"] = self.stripe.url
+            env[prefix + "STRIPE_WEBHOOK_SECRET"] = STRIPE_WEBHOOK_SECRET
+            env[prefix + "RECONCILE_AFTER_SECONDS"] = str(RECONCILE_AFTER_SECONDS)
+            env[prefix + "RECONCILE_INTERVAL_SECONDS"] = "0.5"
+            env[prefix + "FULFILMENT_POLL_SECONDS"] = "0.2"
+        if service == "dataservice":
+            env[prefix + "PRODUCT_ALIASES_FILE"] = str(self.aliases_file)
+            env[prefix + "REVOCATION_POLL_SECONDS"] = "1"
         env.update({k: v for k, v in self.extra_env.items() if k.startswith(prefix)})
         return env
 
     def start(self) -> None:
+        (self.workdir / "var").mkdir(parents=True, exist_ok=True)
+        if self.stripe is not None:
+            self.stripe.start()
         for name in self.services:
             env = self.env_for(name, self.database_url(name))
             subprocess.run(
@@ -145,10 +223,20 @@ class Cluster:
             proc.start()
         for proc in self.procs.values():
             proc.wait_healthy()
+        if self.stripe is not None:
+            self.stripe.register_webhook(self.webhook_url)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.urls['orders']}/v1/webhooks/stripe"
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.stop()
+        try:
+            for proc in self.procs.values():
+                proc.stop()
+        finally:
+            if self.stripe is not None:
+                self.stripe.stop()
 
     def logs(self) -> str:
         return "\n\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs.values())

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cluster import Cluster
+from tests.e2e.market import Market, open_market
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +31,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_backend: str) -> I
         c.stop()
 
 
+@pytest.fixture(scope="module")
+def market(cluster: Cluster) -> Market:
+    """The demo's parties and its two listed products, on this module's cluster."""
+    return open_market(cluster)
+
+
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
     if call.when == "call" and call.excinfo is not None:
-        c = item.funcargs.get("cluster") if hasattr(item, "funcargs") else None
+        funcargs = getattr(item, "funcargs", {})
+        c = funcargs.get("cluster")
+        if c is None and isinstance(funcargs.get("market"), Market):
+            c = funcargs["market"].cluster
         if isinstance(c, Cluster):
             print("\n" + c.logs())
 

@@ -1,0 +1,123 @@
+"""The demo's story (`make demo`) as assertions, on real processes: a provider lists
+an open and a sensitive product, a regulator approves the sensitive one, a buyer
+orders and pays through localstripe, receives exactly one entitlement and a data
+token, queries aggregates only, and the regulator traces and verifies it all."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sluice.client import ApiError
+from sluice.demo import product_specs
+from tests.e2e.market import (
+    AGGREGATE_QUERY,
+    ENTITLEMENT_ACTIONS,
+    ORDER_ACTIONS,
+    QUERY_ACTIONS,
+    Market,
+    assert_exactly_once,
+    assert_log_is_consistent,
+    wait_until,
+)
+
+
+@pytest.fixture(scope="module")
+def purchase(market: Market) -> dict[str, Any]:
+    """The buyer orders the L3 product for research, pays by card and gets a data token."""
+    order = market.place_health_order("research")
+    assert order["status"] == "pending_payment"
+    paid = market.buyer.pay_order(order["id"], "pm_card_visa")
+    assert paid["status"] in ("paid", "fulfilled")
+    fulfilled = market.wait_for_status(order["id"], "fulfilled")
+    [ent] = market.buyer.list_entitlements(order_id=order["id"])
+    token = market.buyer.issue_data_token(ent["id"])
+    return {"order": fulfilled, "entitlement": ent, "token": token["access_token"]}
+
+
+def query(market: Market, token: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{market.data_url}/v1/query", json=body,
+                      headers={"Authorization": f"Bearer {token}"}, timeout=20)
+
+
+def test_l1_lists_itself_and_l3_waits_for_the_regulator(market: Market) -> None:
+    assert market.transit["status"] == "listed"  # L1: self-service on submit
+    assert (market.health["status"], market.health["version"]) == ("listed", 1)  # L3: approved
+    # Another L3 product waits in the regulator's queue and is invisible to buyers meanwhile.
+    _, spec = product_specs(market.data_url, uuid.uuid4().hex[:6])
+    draft = market.provider.create_product(spec)
+    assert market.provider.submit_product(draft["id"])["status"] == "in_review"
+    queue = market.regulator.review_queue()
+    assert draft["id"] in [p["product_id"] for p in queue["items"]]
+    found = [p["id"] for p in market.buyer.search_products("health visits")["items"]]
+    assert market.health["id"] in found and draft["id"] not in found
+
+
+def test_quote_prices_in_minor_units_with_the_platform_fee(market: Market) -> None:
+    plan = market.health["plans"][0]
+    quote = market.buyer.quote(market.health["id"], market.health["version"], plan["id"])
+    price = quote["price"]
+    assert (price["currency"], price["total"]) == ("EUR", 4900)
+    assert price["platform_fee"] == 490 and price["provider_share"] == 4410
+
+
+def test_a_purpose_outside_the_usage_policy_is_refused(market: Market) -> None:
+    with pytest.raises(ApiError) as refused:
+        market.place_health_order("marketing")
+    assert refused.value.status == 422
+    assert "marketing" in str(refused.value.problem.get("detail"))
+
+
+def test_a_paid_order_is_fulfilled_with_exactly_one_entitlement(market: Market,
+                                                              purchase: dict[str, Any]) -> None:
+    order, ent = purchase["order"], purchase["entitlement"]
+    assert order["entitlement_id"] == ent["id"]
+    [held] = market.entitlements_of(order["id"])
+    assert held["id"] == ent["id"]
+    assert (held["status"], held["purpose"], held["product_id"]) == ("active", "research",
+                                                                     market.health["id"])
+    assert held["buyer_org"] == market.buyer_org and held["grade"] == "L3_sensitive"
+    assert held["audience"] == market.data_url
+
+
+def test_the_buyer_gets_aggregates_with_small_groups_suppressed(market: Market,
+                                                               purchase: dict[str, Any]) -> None:
+    def answered() -> httpx.Response | None:  # the data service re-reads the aliases within ~2 s
+        resp = query(market, purchase["token"], AGGREGATE_QUERY)
+        return resp if resp.status_code == 200 else None
+    result = wait_until(answered, "the data service to serve the bound product", timeout=15).json()
+    assert result["columns"] == ["district", "count", "avg_cost"]
+    assert result["rows"] and all(row[1] >= 10 for row in result["rows"])
+    assert result["suppressed_groups"] >= 0
+
+
+def test_row_level_queries_on_the_l3_product_are_refused(market: Market,
+                                                         purchase: dict[str, Any]) -> None:
+    resp = query(market, purchase["token"], {"select": ["district", "cost_eur"], "limit": 10})
+    assert resp.status_code in (403, 422), resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_platform_token_is_not_a_data_token(market: Market) -> None:
+    resp = query(market, market.buyer.bearer(), AGGREGATE_QUERY)
+    assert resp.status_code == 401, resp.text
+
+
+def test_the_regulator_traces_each_step_exactly_once_and_verifies_the_log(
+        market: Market, purchase: dict[str, Any], tmp_path: Path) -> None:
+    order_id, ent_id = purchase["order"]["id"], purchase["entitlement"]["id"]
+    # At least one query ran on this entitlement (the test above, or this one).
+    assert query(market, purchase["token"], AGGREGATE_QUERY).status_code == 200
+    expected = {order_id: ORDER_ACTIONS, ent_id: (*ENTITLEMENT_ACTIONS, "access.data_token.issued")}
+    trail = market.wait_for_trail({order_id: ORDER_ACTIONS, ent_id: (*ENTITLEMENT_ACTIONS, *QUERY_ACTIONS)})
+    assert_exactly_once(trail, expected)
+    paid = next(e for e in trail if e["action"] == "orders.order.paid")
+    assert paid["details"]["by"] in ("stripe-confirm", "webhook", "reconciler")
+    assert market.verify_log(tmp_path / "checkpoint.txt") == 0
+    assert_log_is_consistent(market.export())
+    # A second run checks consistency with the checkpoint saved by the first.
+    assert market.verify_log(tmp_path / "checkpoint.txt") == 0
