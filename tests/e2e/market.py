@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,7 +97,7 @@ class Market:
                                            {"subject_id": sid, "limit": 200})
         return sorted(events, key=lambda e: e["seq"])
 
-    def wait_for_trail(self, expected: dict[str, Iterable[str]], timeout: float = 30.0) -> list[JSON]:
+    def wait_for_trail(self, expected: Mapping[str, Iterable[str]], timeout: float = 30.0) -> list[JSON]:
         """Wait until every expected action has reached the audit log for its subject
         (``{subject_id: actions}``); return the events about those subjects."""
         def complete() -> list[JSON] | None:
@@ -112,7 +112,7 @@ class Market:
                             "--checkpoint-file", str(checkpoint_file)])
 
 
-def assert_exactly_once(events: list[JSON], expected: dict[str, Iterable[str]]) -> None:
+def assert_exactly_once(events: list[JSON], expected: Mapping[str, Iterable[str]]) -> None:
     """Each expected (subject, action) appears exactly once, and no event id twice."""
     ids = Counter(e["event_id"] for e in events)
     assert not [i for i, n in ids.items() if n > 1], f"event ids stored twice: {ids}"
@@ -137,8 +137,10 @@ def stripe_js_confirms(stripe_url: str, payment_intent_id: str, payment_method: 
     (the orders service learns the outcome only from a webhook or its reconciler)."""
     auth = {"Authorization": "Bearer sk_test_sluice"}
     with httpx.Client(base_url=stripe_url, headers=auth, timeout=10) as http:
-        resp = http.post(f"/v1/payment_intents/{payment_intent_id}/confirm",
-                         data={"payment_method": payment_method})
+        # localstripe takes the payment method as an update, then a bare confirm.
+        resp = http.post(f"/v1/payment_intents/{payment_intent_id}", data={"payment_method": payment_method})
+        assert resp.status_code == 200, resp.text
+        resp = http.post(f"/v1/payment_intents/{payment_intent_id}/confirm")
         assert resp.status_code == 200, resp.text
         return dict(resp.json())
 
