@@ -116,3 +116,97 @@ def test_a_lost_webhook_is_repaired_by_the_reconciler(market: Market) -> None:
     assert_exactly_once(trail, expected)
     paid = next(e for e in trail if e["action"] == "orders.order.paid")
     assert paid["details"]["by"] == "reconciler"
+
+
+class Burst:
+    """Writers creating products as fast as the catalog answers, each outcome recorded."""
+
+    def __init__(self, url: str, token: str, spec: dict[str, Any], writers: int = 8) -> None:
+        self.url, self.token, self.spec = url, token, spec
+        self.acked: dict[str, str] = {}   # slug → product id: the catalog answered 201
+        self.in_flight: set[str] = set()  # sent, but the connection died before an answer
+        self.never_sent: set[str] = set()  # connection refused: the catalog never saw it
+        self.unexpected: list[str] = []
+        self.killed = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.write, args=(n,), daemon=True) for n in range(writers)]
+
+    def write(self, n: int) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        with httpx.Client(timeout=15) as http:
+            for i in range(10_000):
+                slug = f"burst-{n}-{i}-{uuid.uuid4().hex[:6]}"
+                try:
+                    resp = http.post(self.url, json={**self.spec, "slug": slug}, headers=headers)
+                except httpx.ConnectError:
+                    with self.lock:
+                        self.never_sent.add(slug)
+                    if self.killed.is_set():
+                        return
+                    continue
+                except httpx.HTTPError:
+                    with self.lock:
+                        self.in_flight.add(slug)
+                    if self.killed.is_set():
+                        return
+                    continue
+                with self.lock:
+                    if resp.status_code == 201:
+                        self.acked[slug] = str(resp.json()["id"])
+                    else:
+                        self.unexpected.append(f"{resp.status_code} {resp.text[:200]}")
+                        return
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join(timeout=30)
+        assert not any(t.is_alive() for t in self.threads), "a writer is stuck"
+
+
+def test_catalog_killed_mid_burst_leaves_no_half_written_product(market: Market) -> None:
+    """SIGKILL while product creations are in flight, with audit down so every event is
+    still in the catalog's outbox: after restarts, each product the catalog acknowledged
+    exists, whole, with exactly one `catalog.product.created` event, and nothing exists (no
+    product, no event) for a creation whose transaction the kill rolled back."""
+    cluster = market.cluster
+    provider, org = market.party("provider", "Burst Data Co")
+    spec, _ = product_specs(market.data_url, "burst")
+    burst = Burst(f"{cluster.urls['catalog']}/v1/products", provider.bearer(), spec)
+    with stopped(cluster, "audit"):
+        burst.start()
+        wait_until(lambda: len(burst.acked) >= 40 or burst.unexpected, "40 acknowledged creations", 30)
+        cluster.procs["catalog"].kill()
+        burst.killed.set()
+        burst.join()
+        assert not burst.unexpected, burst.unexpected
+        assert burst.in_flight, "the kill hit no request in flight; the test proved nothing"
+        cluster.procs["catalog"].start()
+        cluster.procs["catalog"].wait_healthy()
+    # What the catalog holds for this provider, after the crash.
+    products = list(provider.pages(f"{cluster.urls['catalog']}/v1/products",
+                                   {"status": "draft", "provider": org, "limit": 100, "facets": False}))
+    stored = {p["slug"]: p["id"] for p in products}
+    assert len(stored) == len(products), "a slug is stored twice"
+    for slug, product_id in burst.acked.items():
+        assert stored.get(slug) == product_id, f"acknowledged product {slug} ({product_id}) is gone"
+    assert set(stored) <= set(burst.acked) | burst.in_flight, "a product nobody created exists"
+    for product_id in stored.values():  # whole: the draft with every field, not a bare row
+        full = provider.get_product(product_id)
+        assert full["title"] == spec["title"] and full["plans"] and full["schema"], full
+    # The outbox re-delivers every committed creation's event, exactly once; none for rollbacks.
+    def created_events() -> list[dict[str, Any]] | None:
+        events = list(market.regulator.pages(
+            f"{cluster.urls['audit']}/v1/events",
+            {"action": "catalog.product.created", "actor_org": org, "limit": 200}))
+        return events if {e["subject"]["id"] for e in events} >= set(stored.values()) else None
+    events = wait_until(created_events, "a created event for every stored product", timeout=60)
+    counts = Counter(e["subject"]["id"] for e in events)
+    assert counts == Counter(set(stored.values())), (
+        f"events vs products: doubled {[i for i, n in counts.items() if n > 1]}, "
+        f"orphans {set(counts) - set(stored.values())}")
+    print(f"burst: {len(burst.acked)} acknowledged, {len(burst.in_flight)} in flight at the kill "
+          f"({len(set(stored) & burst.in_flight)} of them committed), {len(burst.never_sent)} refused")
