@@ -107,6 +107,26 @@ def test_a_platform_token_is_not_a_data_token(market: Market) -> None:
     assert resp.status_code == 401, resp.text
 
 
+def test_a_free_l1_order_gives_row_level_access(market: Market) -> None:
+    plan = market.transit["plans"][0]
+    quote = market.buyer.quote(market.transit["id"], market.transit["version"], plan["id"])
+    assert quote["price"]["total"] == 0
+    order = market.buyer.create_order(quote["id"], "planning")
+    fulfilled = market.wait_for_status(order["id"], "fulfilled")  # no payment needed
+    [ent] = market.entitlements_of(order["id"])
+    assert fulfilled["entitlement_id"] == ent["id"] and ent["grade"] == "L1_public"
+    token = market.buyer.issue_data_token(ent["id"])["access_token"]
+
+    def answered() -> httpx.Response | None:
+        resp = query(market, token, {"select": ["district", "year", "month", "trips"],
+                                     "where": [{"column": "year", "op": "eq", "value": 2024}],
+                                     "limit": 5})
+        return resp if resp.status_code == 200 else None
+    rows = wait_until(answered, "a row-level answer", timeout=15).json()
+    assert rows["columns"] == ["district", "year", "month", "trips"]
+    assert 0 < len(rows["rows"]) <= 5 and all(r[1] == 2024 for r in rows["rows"])
+
+
 def test_the_regulator_traces_each_step_exactly_once_and_verifies_the_log(
         market: Market, purchase: dict[str, Any], tmp_path: Path) -> None:
     order_id, ent_id = purchase["order"]["id"], purchase["entitlement"]["id"]
