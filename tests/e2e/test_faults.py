@@ -210,3 +210,24 @@ def test_catalog_killed_mid_burst_leaves_no_half_written_product(market: Market)
         f"orphans {set(counts) - set(stored.values())}")
     print(f"burst: {len(burst.acked)} acknowledged, {len(burst.in_flight)} in flight at the kill "
           f"({len(set(stored) & burst.in_flight)} of them committed), {len(burst.never_sent)} refused")
+
+
+def test_orders_killed_with_a_grant_still_in_its_outbox_fulfils_once_after_restart(
+        market: Market) -> None:
+    """The grant command is written with the `paid` transition; SIGKILL orders while access is
+    down (so the command is still undelivered): after both restart, the order is fulfilled
+    with exactly one entitlement and each audit event once."""
+    cluster = market.cluster
+    order = market.place_health_order()
+    with stopped(cluster, "access"):
+        assert market.buyer.pay_order(order["id"], "pm_card_visa")["status"] == "paid"
+        cluster.procs["orders"].kill()
+        cluster.procs["orders"].start()
+        cluster.procs["orders"].wait_healthy()
+        # (No order reads here: the fresh orders process cannot fetch the JWKS while access is
+        # down, so it cannot verify the buyer's token yet.)
+    fulfilled = market.wait_for_status(order["id"], "fulfilled", timeout=45)
+    [ent] = market.entitlements_of(order["id"])
+    assert fulfilled["entitlement_id"] == ent["id"]
+    expected = {order["id"]: ORDER_ACTIONS, ent["id"]: ENTITLEMENT_ACTIONS}
+    assert_exactly_once(market.wait_for_trail(expected), expected)
