@@ -35,7 +35,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy shared services sluice
+	@$(VENV)/bin/mypy shared services sluice deploy/local/config_reference.py
 
 bench: $(STAMP)
 	@shopt -s nullglob; files=(bench/bench_*.py); \
