@@ -22,7 +22,7 @@ from jose import jwk, jwt
 from jose.backends.base import Key
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
 
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 logger = logging.getLogger("sluice.auth")
 
@@ -86,6 +86,8 @@ class JWKSKeySource:
         self.min_refetch_seconds = min_refetch_seconds
         self._keys: dict[str, Key] = {}
         self._fetched_at = float("-inf")
+        #: The last fetch failed (the access service is unreachable or broken).
+        self.fetch_failed = False
         self._lock = asyncio.Lock()
 
     async def get(self, kid: str) -> Key | None:
@@ -112,7 +114,9 @@ class JWKSKeySource:
                         continue
                     keys[entry["kid"]] = build_public_key(entry)
                 self._keys = keys
+                self.fetch_failed = False
             except (httpx.HTTPError, ValueError, JWTError) as exc:
+                self.fetch_failed = True
                 # Keep the old keys: the access service being down must not
                 # lock everybody out of tokens that are still valid.
                 logger.warning("could not fetch JWKS from %s: %s; retrying later", self.url, exc)
@@ -171,6 +175,15 @@ class TokenVerifier:
             raise InvalidToken("The token header has no key id (kid).")
         key = await self.keys.get(kid)
         if key is None:
+            if getattr(self.keys, "fetch_failed", False):
+                # We cannot tell a forged token from a new key: say so instead of a 401.
+                raise ServiceUnavailable(
+                    "The verification keys cannot be fetched from the access service right now; "
+                    "retry in a few seconds.",
+                    problem="keys-unavailable",
+                    title="Verification keys unavailable",
+                    headers={"Retry-After": "5"},
+                )
             raise InvalidToken("The token was signed with an unknown key.")
         try:
             claims: dict[str, Any] = jwt.decode(
