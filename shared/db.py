@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -35,12 +34,6 @@ NAMING_CONVENTION = {
 
 def make_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class Base(DeclarativeBase):
-    """Base for services that do not need their own metadata (tests, helpers)."""
-
-    metadata = make_metadata()
 
 
 def is_sqlite(url: str) -> bool:
