@@ -28,13 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.access.models import SigningKey
 from shared.auth import ALGORITHM
-from shared.db import utcnow
+from shared.db import serialise_with_replicas, utcnow
 
 logger = logging.getLogger("sluice.access.keys")
 
 #: Tokens may be verified with this much clock skew; a retiring key outlives
 #: its last token by at least this margin.
 VERIFY_LEEWAY = timedelta(seconds=60)
+
+#: Replicas starting together on an empty database take this lock before creating the first
+#: signing key and the bootstrap clients, so exactly one replica creates them.
+FIRST_START_LOCK = 0x51_1CE_B007
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,10 @@ class KeyStore:
 
     # --- loading and rotating ------------------------------------------------
     async def load(self) -> None:
-        """Read the keys; create the first one on an empty database."""
+        """Read the keys; create the first one on an empty database (once, however many
+        replicas start at the same moment)."""
         async with self.sessionmaker() as session, session.begin():
+            await serialise_with_replicas(session, FIRST_START_LOCK, SigningKey.__table__)
             rows = await self._current_rows(session)
             if not any(r.status == "active" for r in rows):
                 row = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from services.dataservice.aliases import AliasWatcher
 from services.dataservice.config import load_products
 from services.dataservice.datasource import DataSource, data_engine
-from services.dataservice.demo_data import demo_tables_present, seed_demo
+from services.dataservice.demo_data import seed_demo_once
 from services.dataservice.revocations import RevocationList, RevocationPoller, polling
 from services.dataservice.routers import query
 from services.dataservice.service import QueryService
@@ -91,8 +91,8 @@ async def open_data_source(settings: DataServiceSettings) -> DataSource:
                   "prd_demo_health": settings.demo_health_product_id}
     products = load_products(settings.products_file, rename)
     engine = data_engine(settings.data_url)
-    if settings.uses_demo and settings.demo_autoseed and not await demo_tables_present(engine):
-        rows = await seed_demo(engine, people=settings.demo_people)
+    if settings.uses_demo and settings.demo_autoseed and (
+            rows := await seed_demo_once(engine, people=settings.demo_people)):
         logger.info("generated the demo data set (%d health-service visits) at %s", rows,
                     settings.data_url)
     source = DataSource(engine, products)
