@@ -38,7 +38,16 @@ for _path in (str(REPO), str(HERE)):  # run as a script, or loaded by the tests
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from balancer import Backend, check_config, ensure_haproxy, render_config, server_states  # noqa: E402
+from balancer import (  # noqa: E402
+    Backend,
+    check_config,
+    ensure_haproxy,
+    haproxy_path,
+    render_config,
+    server_states,
+)
+
+__all__ = ["ClusterConfig", "LocalCluster", "ensure_haproxy", "haproxy_path", "main"]
 
 #: Start order matters only a little: access first (the others fetch its keys).
 SERVICES = ("access", "audit", "catalog", "orders", "dataservice")

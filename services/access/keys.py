@@ -7,7 +7,16 @@ another replica.
 
 Rotation: the new key becomes ``active`` and signs from now on; the previous
 active key becomes ``retiring`` and stays in the JWKS until every token it
-signed has expired (``retire_after``), so rotation needs no downtime.
+signed has expired (``retire_after``), so rotation needs no downtime. Other
+replicas keep signing with the old key until their next refresh, so the grace
+period counts that interval too.
+
+A replica that is asked about a key it does not know (a token signed by a key
+another replica just created), or serves the JWKS, re-reads the keys first, at
+most once a second: a rotation is visible on every replica at once, not after
+the next periodic refresh. The JWKS says how long it may be cached (never past
+the moment a retiring key retires), so verifiers elsewhere drop a retired key
+in time.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +45,9 @@ logger = logging.getLogger("sluice.access.keys")
 #: Tokens may be verified with this much clock skew; a retiring key outlives
 #: its last token by at least this margin.
 VERIFY_LEEWAY = timedelta(seconds=60)
+
+#: Least time between two on-demand re-reads of the keys (unknown kid, JWKS request).
+ON_DEMAND_REFRESH_SECONDS = 1.0
 
 #: Replicas starting together on an empty database take this lock before creating the first
 #: signing key and the bootstrap clients, so exactly one replica creates them.
@@ -103,13 +116,17 @@ class KeyStore:
         bits: int = 2048,
         passphrase: bytes | None = None,
         max_token_lifetime: timedelta = timedelta(minutes=15),
+        refresh_interval: timedelta = timedelta(seconds=30),
     ) -> None:
         self.sessionmaker = sessionmaker
         self.bits = bits
         self.passphrase = passphrase
         self.max_token_lifetime = max_token_lifetime
+        self.refresh_interval = refresh_interval
         self._keys: dict[str, LoadedKey] = {}
         self._active: LoadedKey | None = None
+        self._loaded_at = float("-inf")
+        self._refresh_lock = asyncio.Lock()
 
     # --- reading -----------------------------------------------------------
     @property
@@ -125,6 +142,31 @@ class KeyStore:
             for k in self._keys.values()
             if k.status == "active" or (k.retire_after is not None and k.retire_after > now)
         }
+
+    async def get(self, kid: str) -> Key | None:
+        """The key that verifies ``kid`` (a ``KeySource``). A kid this replica does not know
+        may be a key another replica has just created: read the keys again before saying no."""
+        key = self.verification_keys().get(kid)
+        if key is None and await self.refresh_if_older_than(ON_DEMAND_REFRESH_SECONDS):
+            key = self.verification_keys().get(kid)
+        return key
+
+    async def refresh_if_older_than(self, seconds: float) -> bool:
+        """Re-read the keys unless that happened less than ``seconds`` ago (so a flood of
+        unknown kids costs one query a second); whether it did."""
+        async with self._refresh_lock:
+            if time.monotonic() - self._loaded_at < seconds:
+                return False
+            await self.refresh()
+            return True
+
+    def jwks_max_age(self, cap: int) -> int:
+        """How long a verifier may cache the JWKS: ``cap`` seconds, but never past the moment a
+        retiring key retires (so nobody keeps accepting it after its grace period)."""
+        now = utcnow()
+        left = [(k.retire_after - now).total_seconds() for k in self._keys.values()
+                if k.status != "active" and k.retire_after is not None and k.retire_after > now]
+        return max(0, int(min([float(cap), *left])))
 
     def jwks(self) -> dict[str, Any]:
         now = utcnow()
@@ -175,18 +217,23 @@ class KeyStore:
         self._keys = loaded
         if actives:
             self._active = actives[-1]
+        self._loaded_at = time.monotonic()
 
     async def refresh(self) -> None:
+        started = time.monotonic()
         async with self.sessionmaker() as session:
             rows = await self._current_rows(session)
         await self._apply(rows)
+        self._loaded_at = started  # what the database said then, however long loading took
 
     async def rotate(self) -> SigningKey:
         """Store a new active key (own transaction: it must be committed before
         this replica signs with it), retire the previous one, and reload."""
         new = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)
         now = utcnow()
-        retire_after = now + self.max_token_lifetime + VERIFY_LEEWAY
+        # Other replicas sign with the old key until their next refresh; its last token
+        # expires a token lifetime after that; verifiers accept it a leeway longer.
+        retire_after = now + self.refresh_interval + self.max_token_lifetime + VERIFY_LEEWAY
         async with self.sessionmaker() as session, session.begin():
             for row in await self._current_rows(session):
                 if row.status == "active":

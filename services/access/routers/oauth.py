@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from services.access.audit_events import audit
 from services.access.identity import ClientAuthError, authenticate_client
-from services.access.keys import KeyStore
+from services.access.keys import ON_DEMAND_REFRESH_SECONDS, KeyStore
 from services.access.schemas import OAuthError, TokenResponse
 from services.access.settings import AccessSettings
 from services.access.tokens import issue_platform_token
@@ -21,6 +21,9 @@ from shared.db import DbSession
 from shared.events import Actor
 
 logger = logging.getLogger("sluice.access.oauth")
+#: How long verifiers may cache the JWKS at most (shorter while a retiring key nears its end).
+JWKS_MAX_AGE_SECONDS = 60
+
 router = APIRouter(tags=["oauth"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -140,7 +143,9 @@ async def issue_token(
 @router.get("/.well-known/jwks.json", summary="Public keys that verify platform and data tokens")
 async def jwks(request: Request) -> JSONResponse:
     keys: KeyStore = request.app.state.keys
-    return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
+    await keys.refresh_if_older_than(ON_DEMAND_REFRESH_SECONDS)  # a rotation elsewhere shows at once
+    max_age = keys.jwks_max_age(cap=JWKS_MAX_AGE_SECONDS)
+    return JSONResponse(keys.jwks(), headers={"Cache-Control": f"public, max-age={max_age}"})
 
 
 @router.get(
