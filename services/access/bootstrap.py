@@ -7,14 +7,14 @@ import logging
 import sys
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.access import identity
 from services.access.audit_events import audit
-from services.access.keys import FIRST_START_LOCK
+from services.access.keys import serialise_startup
 from services.access.models import ApiClient, Organisation
 from services.access.settings import AccessSettings
-from shared.db import serialise_with_replicas
 from shared.events import Actor
 
 logger = logging.getLogger("sluice.access.bootstrap")
@@ -32,10 +32,13 @@ async def _platform_org(session: AsyncSession) -> Organisation:
 async def bootstrap_identity(
     sessionmaker: async_sessionmaker[AsyncSession], settings: AccessSettings
 ) -> None:
-    async with sessionmaker() as session, session.begin():
-        # Replicas starting together: one creates, the others then find what it created.
-        await serialise_with_replicas(session, FIRST_START_LOCK, ApiClient.__table__)
-        await _bootstrap(session, settings)
+    try:
+        async with sessionmaker() as session, session.begin():
+            await serialise_startup(session)
+            await _bootstrap(session, settings)
+    except IntegrityError:
+        # Another replica bootstrapped at the same moment; its result stands.
+        logger.info("bootstrap raced with another replica; keeping theirs")
 
 
 async def _bootstrap(session: AsyncSession, settings: AccessSettings) -> None:

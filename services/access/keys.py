@@ -12,9 +12,10 @@ replicas keep signing with the old key until their next refresh, so the grace
 period counts that interval too.
 
 A replica that is asked about a key it does not know (a token signed by a key
-another replica just created), or serves the JWKS, re-reads the keys first, at
-most once a second: a rotation is visible on every replica at once, not after
-the next periodic refresh. The JWKS says how long it may be cached (never past
+another replica just created), or serves the JWKS, re-reads the keys first
+(concurrent askers share one read, so a flood of unknown kids costs one query
+at a time): a rotation is visible on every replica at once, not after the next
+periodic refresh. The JWKS says how long it may be cached (never past
 the moment a retiring key retires), so verifiers elsewhere drop a retired key
 in time.
 """
@@ -46,12 +47,6 @@ logger = logging.getLogger("sluice.access.keys")
 #: its last token by at least this margin.
 VERIFY_LEEWAY = timedelta(seconds=60)
 
-#: Least time between two on-demand re-reads of the keys (unknown kid, JWKS request).
-ON_DEMAND_REFRESH_SECONDS = 1.0
-
-#: Replicas starting together on an empty database take this lock before creating the first
-#: signing key and the bootstrap clients, so exactly one replica creates them.
-FIRST_START_LOCK = 0x51_1CE_B007
 
 
 @dataclass(frozen=True)
@@ -62,6 +57,20 @@ class LoadedKey:
     verifying: Key
     public_jwk: dict[str, Any]
     retire_after: datetime | None
+
+
+#: pg_advisory_xact_lock key of start-up work (first key, bootstrap clients): "sluice access init".
+_STARTUP_LOCK = 0x51AC1417
+
+
+async def serialise_startup(session: AsyncSession) -> None:
+    """Make replicas starting together (``serve --workers N``) do their first-start work one
+    after the other, so the second sees what the first created instead of creating it twice.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: a write that matches no row first,
+    so the transaction holds the database write lock before it reads.
+    """
+    await serialise_with_replicas(session, _STARTUP_LOCK, SigningKey.__table__)
 
 
 def _new_kid() -> str:
@@ -146,19 +155,19 @@ class KeyStore:
     async def get(self, kid: str) -> Key | None:
         """The key that verifies ``kid`` (a ``KeySource``). A kid this replica does not know
         may be a key another replica has just created: read the keys again before saying no."""
+        asked = time.monotonic()
         key = self.verification_keys().get(kid)
-        if key is None and await self.refresh_if_older_than(ON_DEMAND_REFRESH_SECONDS):
+        if key is None:
+            await self.read_since(asked)
             key = self.verification_keys().get(kid)
         return key
 
-    async def refresh_if_older_than(self, seconds: float) -> bool:
-        """Re-read the keys unless that happened less than ``seconds`` ago (so a flood of
-        unknown kids costs one query a second); whether it did."""
+    async def read_since(self, moment: float) -> None:
+        """Make sure the keys in memory were read from the database after ``moment`` (a
+        ``time.monotonic()``): callers waiting together share one read."""
         async with self._refresh_lock:
-            if time.monotonic() - self._loaded_at < seconds:
-                return False
-            await self.refresh()
-            return True
+            if self._loaded_at < moment:
+                await self.refresh()
 
     def jwks_max_age(self, cap: int) -> int:
         """How long a verifier may cache the JWKS: ``cap`` seconds, but never past the moment a
@@ -188,8 +197,9 @@ class KeyStore:
     async def load(self) -> None:
         """Read the keys; create the first one on an empty database (once, however many
         replicas start at the same moment)."""
+        started = time.monotonic()
         async with self.sessionmaker() as session, session.begin():
-            await serialise_with_replicas(session, FIRST_START_LOCK, SigningKey.__table__)
+            await serialise_startup(session)
             rows = await self._current_rows(session)
             if not any(r.status == "active" for r in rows):
                 row = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)
@@ -198,6 +208,7 @@ class KeyStore:
                 rows.append(row)
                 logger.info("created the first signing key %s", row.kid)
         await self._apply(rows)
+        self._loaded_at = started
 
     async def _current_rows(self, session: AsyncSession) -> list[SigningKey]:
         result = await session.scalars(
@@ -217,7 +228,6 @@ class KeyStore:
         self._keys = loaded
         if actives:
             self._active = actives[-1]
-        self._loaded_at = time.monotonic()
 
     async def refresh(self) -> None:
         started = time.monotonic()

@@ -1,46 +1,43 @@
-"""Two access replicas starting at the same moment on an empty database (make cluster starts
-all replicas at once): one creates the first signing key and the bootstrap clients, the other
-finds them; neither fails, and they sign with the same key."""
+"""``serve --workers N``: replicas starting at the same moment on an empty database."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from services.access.bootstrap import PLATFORM_ORG_NAME
+from services.access.bootstrap import PLATFORM_ORG_NAME, bootstrap_identity
+from services.access.keys import KeyStore
 from services.access.models import ApiClient, Organisation, SigningKey
+from services.access.settings import AccessSettings
+from shared.db import Database
 from tests.conftest import DatabaseFactory
-from tests.support import RunningApp, run_app
-
-BOOTSTRAP = {"bootstrap_client_id": "operator", "bootstrap_client_secret": "op-secret-for-tests",
-             "bootstrap_service_clients": {"svc-catalog": "svc-secret-for-tests"}}
 
 
-async def start_together(url: str, n: int, stack: contextlib.AsyncExitStack) -> list[RunningApp]:
-    """``n`` replicas (each its own engine and pool, like separate processes), started at once."""
-    return list(await asyncio.gather(*(stack.enter_async_context(run_app("access", url, **BOOTSTRAP))
-                                       for _ in range(n))))
+async def test_replicas_starting_together_create_one_key_one_platform_org_and_each_client_once(
+    database_url: DatabaseFactory,
+) -> None:
+    url = database_url("access")
+    settings = AccessSettings(
+        database_url=url, bootstrap_client_id="operator", bootstrap_client_secret=SecretStr("s" * 24),
+        bootstrap_service_clients={"svc-orders": SecretStr("o" * 24)},
+    )
+    replicas = [Database(url) for _ in range(3)]
 
+    async def start(db: Database) -> None:
+        await KeyStore(db.sessionmaker, bits=2048).load()
+        await bootstrap_identity(db.sessionmaker, settings)
 
-async def test_replicas_starting_together_create_one_signing_key_and_sign_with_it(
-        database_url: DatabaseFactory) -> None:
-    async with contextlib.AsyncExitStack() as stack:
-        replicas = await start_together(database_url("access"), 3, stack)
-        async with replicas[0].app.state.db.sessionmaker() as session:
+    try:
+        await asyncio.gather(*(start(db) for db in replicas))
+        async with replicas[0].sessionmaker() as session:
             active = await session.scalar(
                 select(func.count()).select_from(SigningKey).where(SigningKey.status == "active"))
-        assert active == 1
-        assert len({r.app.state.keys.active.kid for r in replicas}) == 1
-
-
-async def test_replicas_starting_together_bootstrap_the_clients_once(database_url: DatabaseFactory) -> None:
-    async with contextlib.AsyncExitStack() as stack:
-        replicas = await start_together(database_url("access"), 3, stack)
-        async with replicas[0].app.state.db.sessionmaker() as session:
+            orgs = await session.scalar(
+                select(func.count()).select_from(Organisation).where(Organisation.name == PLATFORM_ORG_NAME))
             clients = sorted(await session.scalars(select(ApiClient.client_id)))
-            orgs = await session.scalar(select(func.count()).select_from(Organisation)
-                                        .where(Organisation.name == PLATFORM_ORG_NAME))
-        assert clients == ["operator", "svc-catalog"]
-        assert orgs == 1
+    finally:
+        for db in replicas:
+            await db.dispose()
+    assert (active, orgs, clients) == (1, 1, ["operator", "svc-orders"])

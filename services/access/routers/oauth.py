@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from services.access.audit_events import audit
 from services.access.identity import ClientAuthError, authenticate_client
-from services.access.keys import ON_DEMAND_REFRESH_SECONDS, KeyStore
+from services.access.keys import KeyStore
 from services.access.schemas import OAuthError, TokenResponse
 from services.access.settings import AccessSettings
 from services.access.tokens import issue_platform_token
@@ -143,7 +144,7 @@ async def issue_token(
 @router.get("/.well-known/jwks.json", summary="Public keys that verify platform and data tokens")
 async def jwks(request: Request) -> JSONResponse:
     keys: KeyStore = request.app.state.keys
-    await keys.refresh_if_older_than(ON_DEMAND_REFRESH_SECONDS)  # a rotation elsewhere shows at once
+    await keys.read_since(time.monotonic())  # a rotation on another replica shows at once
     max_age = keys.jwks_max_age(cap=JWKS_MAX_AGE_SECONDS)
     return JSONResponse(keys.jwks(), headers={"Cache-Control": f"public, max-age={max_age}"})
 
