@@ -297,6 +297,7 @@ class ReplicatedCluster(Cluster):
     ``urls`` are the balancer's; ``replicas[service]`` are the processes behind it."""
 
     replica_count: int = 2
+    db_prefix: str = ""  # the databases are <db_prefix>_<service> (default: the tests' prefix)
     local: Any = None
 
     def __post_init__(self) -> None:
@@ -304,7 +305,7 @@ class ReplicatedCluster(Cluster):
         mod = local_cluster_module()
         self.service_secrets = {name: f"e2e-{name}-secret" for name in self.services if name != "access"}
         self.aliases_file = self.workdir / "dataservice-aliases.yaml"
-        self.db_prefix = f"{PG_DB_PREFIX}_e2e_cluster"
+        self.db_prefix = self.db_prefix or f"{PG_DB_PREFIX}_e2e_cluster"
         config = mod.ClusterConfig(
             workdir=self.workdir, cwd=self.workdir, replicas=self.replica_count,
             lb_ports={s: free_port() for s in mod.SERVICES},
