@@ -54,13 +54,14 @@ class Story:
         print(f"    {_c(DIM, text)}")
 
     def http(self, method: str, url: str, body: dict[str, Any] | None, resp: httpx.Response) -> None:
+        """Print the call as it went over the wire: its headers that matter, and the body
+        exactly as sent (a form for /oauth/token, JSON elsewhere)."""
         if self.quiet_http:
             return
         colour = GREEN if resp.status_code < 300 else YELLOW if resp.status_code < 500 else RED
         print(f"    {_c(CYAN, method):<6} {url} → {_c(colour, str(resp.status_code))}")
-        if body:
-            text = json.dumps(body, separators=(",", ":"))
-            print(f"      {_c(DIM, 'body: ' + (text if len(text) < 160 else text[:157] + '...'))}")
+        for line in sent(resp.request):
+            print(f"      {_c(DIM, line)}")
 
     @contextmanager
     def progress(self, text: str) -> Iterator[Callable[[str], None]]:
@@ -87,6 +88,26 @@ class Story:
             if TTY:
                 print("\r\033[K", end="")
             self.ok(f"{text} ({time.monotonic() - start:.1f}s)")
+
+
+#: Request headers worth showing: how the call authenticates and what makes it safe to retry.
+SHOWN_HEADERS = ("authorization", "content-type", "idempotency-key")
+
+
+def sent(request: httpx.Request) -> list[str]:
+    """The request's interesting headers (credentials elided) and its body as sent."""
+    lines = []
+    for name in SHOWN_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        if name == "authorization":
+            value = value.split(" ", 1)[0] + " …"
+        lines.append(f"{name.title()}: {value}")
+    body = request.content.decode("utf-8", "replace")
+    if body:
+        lines.append("body: " + (body if len(body) < 160 else body[:157] + "..."))
+    return lines
 
 
 def read_dev_env(path: Path) -> dict[str, str]:
