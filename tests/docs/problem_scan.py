@@ -93,4 +93,5 @@ def raised_problem_types() -> dict[str, list[str]]:
 
 if __name__ == "__main__":
     for slug, where in sorted(raised_problem_types().items()):
-        print(f"{slug:40} {where[0]}{' (+%d)' % (len(where) - 1) if len(where) > 1 else ''}")
+        more = f" (+{len(where) - 1})" if len(where) > 1 else ""
+        print(f"{slug:40} {where[0]}{more}")
