@@ -42,6 +42,22 @@ NOT_LISTED_NEXT_STEP = {
 }
 
 
+def require_current(version: dict[str, Any]) -> None:
+    """New quotes are for the product's latest version only.
+
+    A provider publishes a new version to change terms (a price rise among them); quoting
+    the version it replaces would let buyers dodge the change. Orders and subscriptions
+    that already pinned the old version keep it, and a quote made before the new version
+    was published stays good for its 15 minutes."""
+    latest = version.get("latest_version")
+    if isinstance(latest, int) and int(version.get("version") or 0) < latest:
+        raise RuleViolation(
+            f"Version {version.get('version')} of product {version.get('product_id')} has been "
+            f"superseded by version {latest}; quote version {latest}.",
+            rule="version-current", latest_version=latest,
+        )
+
+
 def find_plan(version: dict[str, Any], plan_id: str) -> dict[str, Any]:
     plans: list[dict[str, Any]] = list(version.get("plans") or [])
     for plan in plans:
@@ -78,6 +94,7 @@ async def create_quote(
                             rule="buyer-organisation")
     frozen = await catalog.product_version(product_id, version)
     require_listed(frozen)
+    require_current(frozen)
     plan = find_plan(frozen, plan_id)
     terms = PlanTerms.from_catalog(plan)
     max_days = (frozen.get("usage_policy") or {}).get("max_duration_days")
