@@ -61,6 +61,14 @@ def test_every_guide_is_run() -> None:
 
 # --- the CLI commands mentioned in prose ---------------------------------------------
 
+def words(command: str) -> list[str]:
+    """A command line's words (quotes honoured where they balance)."""
+    try:
+        return shlex.split(command)
+    except ValueError:  # a line cut inside a quoted argument
+        return command.split()
+
+
 def resolve(argv: list[str]) -> str | None:
     """None if the sluice command line names a real command and only its options; else why."""
     cmd = get_command(app)
@@ -84,7 +92,7 @@ def resolve(argv: list[str]) -> str | None:
 def test_cli_commands_in_prose_exist(doc: str) -> None:
     bad = []
     for line in inline_commands((REPO / doc).read_text()):
-        why = resolve(shlex.split(line.replace("...", "x")))
+        why = resolve(words(line.replace("...", "x")))
         if why:
             bad.append(f"`sluice {line}`: {why}")
     assert not bad, f"{doc}: {bad}"
@@ -98,7 +106,7 @@ def test_cli_commands_in_blocks_exist() -> None:
             for line in b.text.replace("\\\n", " ").splitlines():
                 if ".venv/bin/sluice " in line:
                     cmd = line.split(".venv/bin/sluice ", 1)[1].split("#")[0].split(")")[0]
-                    why = resolve(shlex.split(cmd))
+                    why = resolve(words(cmd))
                     if why:
                         bad.append(f"{b.where}: {why}")
     assert not bad, bad
@@ -142,3 +150,10 @@ def test_a_skip_needs_a_reason_and_is_not_run(tmp_path: Path) -> None:
 def test_an_unset_variable_fails(tmp_path: Path) -> None:
     outcome, _ = run_text(tmp_path, "```sh\necho \"$NEVER_SET\"\n```\n")
     assert outcome.returncode != 0
+
+
+def test_the_prose_check_catches_drift() -> None:
+    assert resolve(["orders", "list", "--status", "paid", "-o", "json"]) is None
+    assert "no option" in str(resolve(["orders", "list", "--provider-org", "x"]))
+    assert "no command" in str(resolve(["orders", "show", "x"]))
+    assert "needs a subcommand" in str(resolve(["orders"]))
