@@ -106,15 +106,15 @@ class Tokens:
 def with_retries(outcomes: Outcomes, kind: str, send: Callable[[], httpx.Response],
                  tokens: Tokens | None = None, attempts: int = 8) -> httpx.Response | None:
     """Send until a final answer, at most ``attempts`` times. Not final: no answer, 502/503/504,
-    and any answer with ``Retry-After`` (e.g. 409 order-in-progress); a 401 gets a new token
-    once."""
+    and a 409 with ``Retry-After`` (order-in-progress); a 401 gets a new token once."""
     for attempt in range(attempts):
         resp = outcomes.call(kind, send)
         status: int | str = "connection" if resp is None else resp.status_code
         if status == 401 and tokens is not None and attempt == 0:
             tokens.refused()
             continue
-        if status not in RETRYABLE and (resp is None or "retry-after" not in resp.headers):
+        if status not in RETRYABLE and not (status in (409, 503) and resp is not None
+                                            and "retry-after" in resp.headers):
             return resp
         time.sleep(min(2.0, 0.2 * 2 ** attempt))
     return None

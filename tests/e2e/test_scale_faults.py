@@ -34,6 +34,8 @@ from jose import jwt
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.dataservice.aliases import bind
+from sluice.demo import product_specs
 from tests.e2e.cluster import ReplicatedCluster, cluster_mode_unavailable
 from tests.e2e.load import Ledger, Load, Outcomes, Party
 from tests.e2e.market import (
@@ -64,7 +66,12 @@ REVOCATION_POLL_SECONDS = 1.0
 #: two poll intervals (the poll running when it happened, then the next one), plus the time one
 #: poll takes, generously counted on a machine this loaded.
 REVOCATION_BOUND_SECONDS = 2 * REVOCATION_POLL_SECONDS + 3.0
-EPSILON_QUERY = {**AGGREGATE_QUERY, "epsilon": 0.1}
+#: An L3 answer charged 0.1 of the entitlement's ε share (2.0 on the demo plan) and of the
+#: product's ε per period (10.0 in the demo mapping, for every buyer together).
+DP_QUERY = {**AGGREGATE_QUERY, "epsilon": 0.1}
+#: Rows of the L1 product, on a plan of ROWS_QUOTA queries.
+ROWS_QUERY = {"select": ["district", "year", "month", "trips"], "limit": 10}
+ROWS_QUOTA = 25
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +97,7 @@ class Run:
     outcomes: Outcomes
     ledger: Ledger
     checkpoint_file: Path
-    querier_entitlements: dict[str, str]  # kind of query → entitlement id
+    querier_entitlements: dict[str, str]  # "query-rows" / "query-dp" → entitlement id
     forged: dict[str, str]  # "platform"/"data" → a long-lived token signed with the retired key
     retire_after: datetime
     revocation_seconds: dict[str, float]  # data-service replica → seconds until it refused
@@ -175,13 +182,26 @@ def revocation_reaches_replicas(market: Market, cluster: ReplicatedCluster,
     return seen
 
 
-def bought_entitlement(market: Market) -> tuple[str, str]:
-    """A paid, fulfilled order of the L3 product; (order id, entitlement id)."""
+def bought_entitlement(market: Market) -> str:
+    """The entitlement of a paid, fulfilled order of the L3 product."""
     order = market.place_health_order()
     market.buyer.pay_order(order["id"], "pm_card_visa")
     market.wait_for_status(order["id"], "fulfilled", timeout=60)
     [ent] = market.entitlements_of(order["id"])
-    return order["id"], ent["id"]
+    return str(ent["id"])
+
+
+def quota_entitlement(market: Market) -> str:
+    """The entitlement of a free order of an L1 product whose plan allows ROWS_QUOTA queries."""
+    spec, _ = product_specs(market.data_url, f"quota-{uuid.uuid4().hex[:6]}")
+    spec["plans"][0]["query_quota"] = ROWS_QUOTA
+    product = market.provider.submit_product(market.provider.create_product(spec)["id"])
+    bind(market.cluster.aliases_file, product["id"], "prd_demo_transit", {"prd_demo_transit", "prd_demo_health"})
+    quote = market.buyer.quote(product["id"], product["version"], product["plans"][0]["id"])
+    order = market.buyer.create_order(quote["id"], "research")
+    market.wait_for_status(order["id"], "fulfilled", timeout=60)
+    [ent] = market.entitlements_of(order["id"])
+    return str(ent["id"])
 
 
 @pytest.fixture(scope="module")
@@ -189,15 +209,15 @@ def run(cluster: ReplicatedCluster, market: Market, tmp_path_factory: pytest.Tem
     """The load with the faults, once for the module; the figures are printed."""
     urls = cluster.urls
     buyer = Party(str(market.buyer.client_id), str(market.buyer.client_secret))
-    queriers = {kind: bought_entitlement(market)[1] for kind in ("query", "query-eps")}
-    _, revoked_ent = bought_entitlement(market)
+    queriers = {"query-rows": quota_entitlement(market), "query-dp": bought_entitlement(market)}
+    revoked_ent = bought_entitlement(market)
     checkpoint = tmp_path_factory.mktemp("regulator") / "checkpoint.txt"
     assert market.verify_log(checkpoint) == 0  # the regulator's checkpoint, before any fault
 
     # The attacker's copy of the signing key that is about to be retired, and tokens forged with it.
     old = scalar(cluster.database_url("access"), "SELECT json_build_object('kid', kid, 'pem', private_pem) "
                  "FROM signing_keys WHERE status = 'active'")
-    data_token = market.buyer.issue_data_token(queriers["query"])["access_token"]
+    data_token = market.buyer.issue_data_token(queriers["query-dp"])["access_token"]
     forged = {"platform": forge(market.operator.bearer(), old["pem"], old["kid"]),
               "data": forge(data_token, old["pem"], old["kid"])}
     assert accepted_by(urls["catalog"], "/v1/me", forged["platform"]) == 200  # before: valid
@@ -207,8 +227,8 @@ def run(cluster: ReplicatedCluster, market: Market, tmp_path_factory: pytest.Tem
     load = Load(urls, outcomes, ledger)
     load.add("purchases-1", load.purchases(buyer, market.health))
     load.add("purchases-2", load.purchases(buyer, market.health))
-    load.add("queries", load.queries(buyer, queriers["query"], AGGREGATE_QUERY, kind="query"))
-    load.add("queries-eps", load.queries(buyer, queriers["query-eps"], EPSILON_QUERY, kind="query-eps"))
+    load.add("queries-rows", load.queries(buyer, queriers["query-rows"], ROWS_QUERY, kind="query-rows"))
+    load.add("queries-dp", load.queries(buyer, queriers["query-dp"], DP_QUERY, kind="query-dp"))
     load.add("audit", load.audit_appends("svc-catalog", cluster.service_secrets["catalog"], "catalog"))
     load.add("search", load.searches(buyer))
     result = Run(outcomes, ledger, checkpoint, queriers, forged, retire_after=datetime.max,
@@ -289,16 +309,28 @@ def test_every_event_is_in_the_audit_log_exactly_once_and_it_verifies_against_th
 def test_no_query_quota_or_privacy_budget_is_overspent(run: Run, market: Market) -> None:
     answered = {kind: sum(n for (k, s), n in run.outcomes.counts.items() if k == kind and s == 200)
                 for kind in run.querier_entitlements}
-    for kind, ent_id in run.querier_entitlements.items():
+    for ent_id in run.querier_entitlements.values():  # the access service's ledger
         ent = market.operator.request("GET", f"{market.endpoints.access}/v1/entitlements/{ent_id}")
         limits, usage = ent["limits"], ent["usage"]
-        assert usage["queries_used"] <= limits["query_quota"], ent
-        assert usage["epsilon_used"] <= limits["epsilon_budget"] + 1e-9, ent
-        assert answered[kind] <= limits["query_quota"], f"{answered[kind]} answers on a quota of {limits}"
-        if kind == "query-eps":
-            assert answered[kind] * EPSILON_QUERY["epsilon"] <= limits["epsilon_budget"] + 1e-9
-    # The load asked for more than the limits allow: the refusals were exercised.
-    assert run.outcomes.counts[("query", 403)] + run.outcomes.counts[("query-eps", 403)] > 0, run.outcomes.report()
+        if limits["query_quota"] is not None:
+            assert usage["queries_used"] <= limits["query_quota"], ent
+        if limits["epsilon_budget"] is not None:
+            assert usage["epsilon_used"] <= limits["epsilon_budget"] + 1e-9, ent
+    assert answered["query-rows"] <= ROWS_QUOTA, f"{answered['query-rows']} answers on a quota of {ROWS_QUOTA}"
+    # The data service's own books: the product's ε per period and every entitlement's share.
+    [spend] = market.regulator.pages(f"{market.data_url}/v1/privacy/budgets", {"product_id": "prd_demo_health"})
+    assert spend["epsilon_spent"] <= spend["epsilon_total"] + 1e-9, spend
+    charges = list(market.regulator.pages(f"{market.data_url}/v1/privacy/charges",
+                                          {"product_id": "prd_demo_health", "limit": 200}))
+    assert abs(sum(c["epsilon"] for c in charges) - spend["epsilon_spent"]) < 1e-6
+    share = Counter[str]()
+    for c in charges:
+        share[c["entitlement_id"]] += c["epsilon"]
+    assert share[run.querier_entitlements["query-dp"]] <= 2.0 + 1e-9, share
+    assert answered["query-dp"] * DP_QUERY["epsilon"] <= 2.0 + 1e-9
+    # The load asked for more than the limits allow, and was refused: the limits were exercised.
+    refused = {k: run.outcomes.counts[(k, 403)] + run.outcomes.counts[(k, 429)] for k in answered}
+    assert all(refused.values()), run.outcomes.report()
 
 
 def test_a_token_signed_with_the_retired_key_is_refused_everywhere_after_its_grace_period(
