@@ -196,6 +196,11 @@ class Load:
             paid = with_retries(self.outcomes, "pay", lambda: http.post(
                 f"{orders}/v1/orders/{order_id}/pay", json={"payment_method": "pm_card_visa"},
                 headers=tokens.bearer()), tokens)
+            if paid is not None and paid.status_code == 409:  # "may be confirmed already": look
+                paid = with_retries(self.outcomes, "order-read", lambda: http.get(
+                    f"{orders}/v1/orders/{order_id}", headers=tokens.bearer()), tokens)
+                if paid is not None and paid.json().get("status") not in ("paid", "fulfilled"):
+                    return
             if paid is not None and paid.status_code == 200:
                 with self.ledger.lock:
                     self.ledger.orders_paid.add(order_id)
