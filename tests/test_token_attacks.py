@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from jose import jwk, jwt
 
-from tests.conftest import AppFactory
 from shared.settings import PLATFORM_AUDIENCE
+from tests.conftest import AppFactory
 from tests.support import SERVICES, RunningApp, TestKeys
 
 
