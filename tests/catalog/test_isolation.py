@@ -50,7 +50,7 @@ async def test_buyer_sees_the_published_version_not_the_pending_draft(catalog: R
     await catalog.client.put(f"/v1/products/{pid}", json=spec(title="Secret new title v2"), headers=tokens.provider_a)
     seen = (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer)).json()
     assert seen["title"] == "Weather station readings" and seen["pending_draft"] is None
-    assert (await catalog.client.get(f"/v1/products/{pid}/draft", headers=tokens.buyer)).status_code == 404
+    assert (await catalog.client.get(f"/v1/products/{pid}/draft", headers=tokens.buyer)).status_code == 403
     owner = (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.provider_a)).json()
     assert owner["pending_draft"] == "draft"
     draft = (await catalog.client.get(f"/v1/products/{pid}/draft", headers=tokens.provider_a)).json()
