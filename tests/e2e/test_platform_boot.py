@@ -85,23 +85,25 @@ def test_every_route_answers_each_kind_of_caller_as_docs_security_md_says(
 
 def test_a_rotated_key_is_picked_up_by_every_service(market: Market, data_token: Callable[[], str]) -> None:
     cluster = market.cluster
-    operator = cluster.operator_token()
+
+    def accepted(name: str, token: str) -> bool:
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.get(f"{cluster.urls[name]}/v1/me", headers=headers, timeout=10).status_code == 200
+
+    old = {name: data_token() if name == "dataservice" else cluster.operator_token() for name in cluster.urls}
+    for name, token in old.items():  # every service has fetched the current keys
+        assert accepted(name, token), name
     resp = httpx.post(f"{cluster.urls['access']}/v1/signing-keys/rotate",
-                      headers={"Authorization": f"Bearer {operator}"})
+                      headers={"Authorization": f"Bearer {old['access']}"})
     assert resp.status_code == 201
-    fresh = cluster.operator_token()
-    assert jwt.get_unverified_header(fresh)["kid"] == resp.json()["kid"]
-    fresh_data = data_token()
-    assert jwt.get_unverified_header(fresh_data)["kid"] == resp.json()["kid"]
+    fresh = {name: data_token() if name == "dataservice" else cluster.operator_token() for name in cluster.urls}
+    assert {jwt.get_unverified_header(t)["kid"] for t in fresh.values()} == {resp.json()["kid"]}
     # An unknown kid makes each service refetch the JWKS (throttled to 1 s in this cluster).
-    for name, url in cluster.urls.items():
-        token = fresh_data if name == "dataservice" else fresh
-        wait_until(lambda url=url, token=token: httpx.get(f"{url}/v1/me", headers={
-            "Authorization": f"Bearer {token}"}).status_code == 200, f"{name} to accept the new key", 10)
-    # The old token still works everywhere until it expires.
-    for name, url in cluster.urls.items():
-        if name != "dataservice":
-            assert httpx.get(f"{url}/v1/me", headers={"Authorization": f"Bearer {operator}"}).status_code == 200
+    for name, token in fresh.items():
+        wait_until(lambda name=name, token=token: accepted(name, token), f"{name} to accept the new key", 10)
+    # Tokens signed with the old key still work everywhere until they expire.
+    for name, token in old.items():
+        assert accepted(name, token), name
 
 
 def test_every_services_audit_events_reach_the_log_through_its_outbox(market: Market) -> None:
