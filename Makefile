@@ -37,10 +37,10 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy shared services sluice deploy/local/config_reference.py
 
+# Every bench/bench_*.py, one table, JSON under bench/results/ (docs/performance.md).
+# BENCH_FULL=1 for the large sizes; BENCH_ARGS="--only audit --publish" passes options.
 bench: $(STAMP)
-	@shopt -s nullglob; files=(bench/bench_*.py); \
-	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks yet"; fi; \
-	for f in "$${files[@]}"; do echo "==> $$f"; $(PY) $$f || exit 1; done
+	@$(PY) bench/run.py $(BENCH_ARGS)
 
 # The marketplace story (starts `make run` first if it is not up).
 demo: $(STAMP) var/dev.env

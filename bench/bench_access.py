@@ -1,33 +1,28 @@
-"""Access benchmark (printed, never asserted): data-access token issue rate.
+"""Access benchmark: data-access token issue rate against raw RS256 signing.
 
-Issues RFC 9068 data-access tokens with ``POST /v1/entitlements/{id}/tokens``
-over HTTP against a real uvicorn process of the access service (every request
-verifies the buyer's platform token, re-checks the entitlement, both
-organisations, counters, usage policy and the product's catalog status, signs,
-and writes an audit event through the outbox), and compares it with a raw
-python-jose ``jwt.encode`` of the same claims with a pre-built key, in the same
-run. The catalog's internal API and the audit sink are a small in-process fake.
+Issues RFC 9068 data-access tokens with ``POST /v1/entitlements/{id}/tokens`` over HTTP
+against a real uvicorn process of the access service (``serve --workers 1``, then 2): every
+request verifies the buyer's platform token, re-checks the entitlement, both organisations,
+counters, usage policy and the product's catalog status, signs, and writes an audit event
+through the outbox. The load comes from ``bench/load.py`` (wrk, or Python in its own process).
+The limit, measured in the same run: python-jose ``jwt.encode`` of the same claims with a key
+built once. The catalog's internal API and the audit sink are a small fake served from this
+process.
 
-    .venv/bin/python bench/bench_access.py                       # 500 tokens, 8 at a time
-    .venv/bin/python bench/bench_access.py --tokens 3000 --concurrency 32
-    BENCH_FULL=1 .venv/bin/python bench/bench_access.py          # 5000 tokens
-    .venv/bin/python bench/bench_access.py \
-        --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres   # DB sl_access_bench
+    .venv/bin/python bench/bench_access.py                  # PostgreSQL (BENCH_BACKENDS), 6 s runs
+    .venv/bin/python bench/bench_access.py --seconds 3 --concurrency 16 --no-workers2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,24 +32,17 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jwt
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # `tests.access.fake_catalog` lives beside the packages
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, tests/ beside the packages
 
-from shared.migrations import upgrade  # noqa: E402
-from tests.access.fake_catalog import FakeCatalog, plan  # noqa: E402
+from bench.common import ROOT, Server, backends, db_prefix, drop_pg, free_port, recreate_pg, running
+from bench.load import format_request, run_load_async
+from bench.report import Report
+from shared.migrations import upgrade
+from tests.access.fake_catalog import FakeCatalog, plan
 
 OPERATOR, OPERATOR_SECRET = "bench-operator", "bench-operator-secret"
 ORDERS, ORDERS_SECRET = "svc-orders", "bench-orders-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_fake(fake: FakeCatalog, port: int) -> uvicorn.Server:
@@ -73,20 +61,8 @@ def start_fake(fake: FakeCatalog, port: int) -> uvicorn.Server:
     return server
 
 
-async def recreate_pg(server_url: str, name: str) -> str:
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def start_access(port: int, database_url: str, fake_url: str, factory: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update({
+def access_env(port: int, database_url: str, fake_url: str) -> dict[str, str | None]:
+    return {
         "SLUICE_ACCESS_DATABASE_URL": database_url,
         "SLUICE_ACCESS_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "SLUICE_ACCESS_CATALOG_URL": fake_url,
@@ -95,25 +71,7 @@ def start_access(port: int, database_url: str, fake_url: str, factory: str) -> s
         "SLUICE_ACCESS_BOOTSTRAP_CLIENT_SECRET": OPERATOR_SECRET,
         "SLUICE_ACCESS_BOOTSTRAP_SERVICE_CLIENTS": f'{{"{ORDERS}": "{ORDERS_SECRET}"}}',
         "SLUICE_ACCESS_LOG_LEVEL": "WARNING",
-    })
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env,
-    )
-
-
-async def wait_ready(http: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise SystemExit(f"the access process exited with {proc.returncode}")
-        try:
-            if (await http.get("/readyz")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.1)
-    raise SystemExit("the access service did not become ready in 30 s")
+    }
 
 
 async def token(http: httpx.AsyncClient, client_id: str, secret: str) -> str:
@@ -148,26 +106,6 @@ async def setup_deal(http: httpx.AsyncClient, fake: FakeCatalog) -> tuple[str, s
     return buyer_token, str(resp.json()["id"])
 
 
-async def issue_over_http(http: httpx.AsyncClient, buyer: str, ent: str, n: int,
-                          concurrency: int) -> tuple[float, list[float]]:
-    headers = {"Authorization": f"Bearer {buyer}"}
-    url = f"/v1/entitlements/{ent}/tokens"
-    latencies: list[float] = []
-    queue = iter(range(n))
-
-    async def worker() -> None:
-        for _ in queue:
-            t0 = time.perf_counter()
-            resp = await http.post(url, headers=headers)
-            latencies.append(time.perf_counter() - t0)
-            if resp.status_code != 201:
-                raise SystemExit(f"token issue failed: {resp.status_code} {resp.text[:300]}")
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - t0, latencies
-
-
 def raw_sign(n: int) -> float:
     """python-jose signing the same claims with a key built once."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -188,49 +126,67 @@ def raw_sign(n: int) -> float:
     return time.perf_counter() - t0
 
 
-async def main() -> None:
-    full = os.environ.get("BENCH_FULL") == "1"
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokens", type=int, default=5000 if full else 500)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--postgres", help="PostgreSQL server URL; the bench recreates sl_access_bench")
-    parser.add_argument("--app", default="services.access.app:create_app",
-                        help="app factory for uvicorn --factory")
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="sl_access_bench") as tmp:
-        if args.postgres:
-            database_url = await recreate_pg(args.postgres, "sl_access_bench")
-        else:
-            database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'access.db'}"
-        upgrade(ROOT / "services" / "access" / "migrations", database_url)
-        fake = FakeCatalog()
-        fake_port, access_port = free_port(), free_port()
-        server = start_fake(fake, fake_port)
-        proc = start_access(access_port, database_url, f"http://127.0.0.1:{fake_port}", args.app)
-        try:
-            limits = httpx.Limits(max_connections=args.concurrency * 2)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{access_port}", timeout=30,
-                                         limits=limits) as http:
-                await wait_ready(http, proc)
+async def measure(report: Report, backend: str, workers: int, args: argparse.Namespace,
+                  fake: FakeCatalog, fake_port: int, tmp: Path, one: float | None) -> float | None:
+    name = f"{db_prefix('sl_access')}_bench"
+    database_url = (await recreate_pg(name) if backend == "postgresql"
+                    else f"sqlite+aiosqlite:///{tmp / f'access-{workers}.db'}")
+    upgrade(ROOT / "services" / "access" / "migrations", database_url)
+    port = free_port()
+    env = access_env(port, database_url, f"http://127.0.0.1:{fake_port}")
+    try:
+        with running(Server.service("access", env, workers=workers, port=port)) as server:
+            await server.wait_ready("/readyz")
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
                 buyer, ent = await setup_deal(http, fake)
-                await issue_over_http(http, buyer, ent, min(50, args.tokens), args.concurrency)
-                elapsed, latencies = await issue_over_http(http, buyer, ent, args.tokens,
-                                                           args.concurrency)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            server.should_exit = True
-    raw = raw_sign(args.tokens)
-    http_rate, raw_rate = args.tokens / elapsed, args.tokens / raw
-    latencies.sort()
-    backend = "PostgreSQL" if args.postgres else "SQLite"
-    print(f"data-access token issue over HTTP ({backend}, 1 uvicorn worker, "
-          f"concurrency {args.concurrency}): {args.tokens} tokens in {elapsed:.2f} s = "
-          f"{http_rate:,.0f} tokens/s; latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms")
-    print(f"raw python-jose RS256 sign, pre-built key: {raw_rate:,.0f} tokens/s")
-    print(f"HTTP issue rate is {http_rate / raw_rate:.1%} of raw signing")
+            request = format_request("POST", f"/v1/entitlements/{ent}/tokens",
+                                     {"Authorization": f"Bearer {buyer}"})
+            await run_load_async(port, [request], seconds=1, connections=2)  # warm-up
+            result = await run_load_async(port, [request], seconds=args.seconds, connections=args.concurrency)
+            if result.errors:
+                raise RuntimeError(f"{result.errors} token requests failed:\n{server.tail()}")
+    finally:
+        if backend == "postgresql":
+            await drop_pg(name)
+    raw_rate = args.sign_tokens / raw_sign(args.sign_tokens)
+    path = "access: data-access token issue over HTTP"
+    if workers == 1:
+        report.row(path, figure=result.rps, unit="tokens/s", limit=round(raw_rate),
+                   limit_label="raw python-jose RS256 sign", min_ratio=0.40, backend=backend,
+                   loadgen=result.tool, details={"load": result.as_dict()})
+    else:
+        report.row(path, figure=result.rps, unit="tokens/s", limit=one, limit_label="1 worker, same run",
+                   backend=backend, workers=workers, loadgen=result.tool,
+                   details={"load": result.as_dict(), "raw_sign_per_s": round(raw_rate)})
+    return result.rps
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--sign-tokens", type=int, default=2000, help="tokens signed for the raw rate")
+    parser.add_argument("--backends", default=",".join(backends()))
+    parser.add_argument("--no-workers2", dest="workers2", action="store_false", help="skip the 2-worker run")
+    args = parser.parse_args()
+    report = Report("access")
+    fake = FakeCatalog()
+    fake_port = free_port()
+    server = start_fake(fake, fake_port)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sl_access_bench") as tmp:
+            for backend in args.backends.split(","):
+                one = None
+                for workers in (1, 2) if args.workers2 else (1,):
+                    try:
+                        one = await measure(report, backend, workers, args, fake, fake_port, Path(tmp), one)
+                    except Exception:
+                        report.failed("access: data-access token issue over HTTP", "tokens/s",
+                                      traceback.format_exc(), backend=backend, workers=workers)
+    finally:
+        server.should_exit = True
+        report.save()
 
 
 if __name__ == "__main__":

@@ -1,18 +1,19 @@
-"""Orders benchmark: free-plan orders/s and quotes/s on SQLite and PostgreSQL.
+"""Orders benchmark: free-plan orders over HTTP against a bare single-row insert.
 
-Runs the orders app in-process (one process, one event loop: one core's worth)
-with the catalog and access services served by the in-process fakes of the test
-suite, so the figures measure the orders service and its database, not the
-network. Each order is a full ``POST /v1/orders``: token verification, quote
-checks, catalog call, order + quote + audit event + ledger-free ``paid``
-transition + grant command in one transaction. The fulfilment relay runs at the
-same time (as in production). It also measures the bare insert rate of the same
-database (one row per transaction, same concurrency) to give the ratio.
+    .venv/bin/python bench/bench_orders.py                  # PostgreSQL (BENCH_BACKENDS), 8 s runs
+    .venv/bin/python bench/bench_orders.py --seconds 4 --no-workers2
 
-    .venv/bin/python bench/bench_orders.py            # ~500 orders per back end
-    .venv/bin/python bench/bench_orders.py --full     # 5000
-    SLUICE_BENCH_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/x ...  # PostgreSQL
-    (falls back to SLUICE_TEST_POSTGRES_URL; PostgreSQL is skipped when neither is set)
+The orders service runs as ``python -m services.orders serve --workers N`` (1, then 2); the
+catalog's internal API, the access entitlements endpoint, the audit sink, the JWKS and the
+token endpoint are the test suite's fakes, served from this process over HTTP. Each order is a
+full ``POST /v1/orders`` (token, idempotency, quote checks, catalog call, order + audit event +
+``paid`` transition + grant command in one transaction) while the fulfilment and audit relays
+run, as in production.
+
+Quotes: ``POST /v1/quotes`` is measured over HTTP first (a row of its own); the orders then
+use copies of one of those quotes made in SQL (ids ``qb_<n>``), so the order run is not
+limited by how many quotes the quote run made. The limit, measured in the same run: a bare
+single-row INSERT (one row per transaction, same concurrency) into the same database.
 """
 
 from __future__ import annotations
@@ -20,52 +21,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-# Read before importing the test support, which clears SLUICE_* variables.
-PG_URL = os.environ.get("SLUICE_BENCH_POSTGRES_URL") or os.environ.get("SLUICE_TEST_POSTGRES_URL", "")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.migrations import upgrade  # noqa: E402
-from tests.orders.conftest import start_orders  # noqa: E402
-from tests.support import TestKeys, migrations_dir, pg_url, recreate_pg_database  # noqa: E402
+from bench.common import Server, backends, db_prefix, drop_pg, free_port, recreate_pg, running
+from bench.load import format_request, run_load_async
+from bench.report import Report
+from shared.migrations import upgrade
+from tests.support import TestKeys, migrations_dir
 
-DB_PREFIX = os.environ.get("SLUICE_BENCH_DB_PREFIX", "sl_orders")
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+MAIN_FIRST = 1_000_001  # quote numbers of the measured run (the warm-up uses 1, 2, ...)
 
 
-async def timed(concurrency: int, jobs: list[Any]) -> tuple[float, list[float]]:
-    """Run coroutine factories with bounded concurrency; return (seconds, latencies)."""
+async def timed(concurrency: int, jobs: list[Any]) -> float:
+    """Run coroutine factories with bounded concurrency; return the seconds taken."""
     sem = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
 
     async def one(job: Any) -> None:
         async with sem:
-            t = time.perf_counter()
             await job()
-            latencies.append(time.perf_counter() - t)
 
     start = time.perf_counter()
     await asyncio.gather(*(one(j) for j in jobs))
-    return time.perf_counter() - start, latencies
+    return time.perf_counter() - start
 
 
 async def bare_inserts(url: str, n: int, concurrency: int) -> float:
-    engine = create_async_engine(url)
+    """The limit: one 200-byte row per transaction, ``concurrency`` at a time."""
+    engine = create_async_engine(url, pool_size=concurrency, max_overflow=0)
     try:
         async with engine.begin() as conn:
             await conn.execute(text("DROP TABLE IF EXISTS bench_bare"))
@@ -78,47 +72,13 @@ async def bare_inserts(url: str, n: int, concurrency: int) -> float:
                                        {"id": uuid.uuid4().hex, "body": "x" * 200})
             return run
 
-        seconds, _ = await timed(concurrency, [job() for _ in range(n)])
+        await timed(concurrency, [job() for _ in range(min(200, n))])  # warm the pool
+        seconds = await timed(concurrency, [job() for _ in range(n)])
         async with engine.begin() as conn:
             await conn.execute(text("DROP TABLE bench_bare"))
         return n / seconds
     finally:
         await engine.dispose()
-
-
-async def run_backend(name: str, url: str, n: int, concurrency: int) -> dict[str, float]:
-    upgrade(migrations_dir("orders"), url)
-    keys = TestKeys.generate()
-    async with start_orders(url, keys, "http://127.0.0.1:9") as h:
-        headers = h.buyer()
-        quotes: list[str] = []
-
-        def quote_job() -> Any:
-            async def run() -> None:
-                resp = await h.client.post("/v1/quotes", headers=headers, json={
-                    "product_id": "prd_mobility", "version": 1, "plan_id": "plan_free"})
-                assert resp.status_code == 201, resp.text
-                quotes.append(resp.json()["id"])
-            return run
-
-        q_seconds, q_lat = await timed(concurrency, [quote_job() for _ in range(n)])
-
-        def order_job(quote_id: str) -> Any:
-            async def run() -> None:
-                resp = await h.client.post(
-                    "/v1/orders", json={"quote_id": quote_id, "purpose": "research"},
-                    headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
-                assert resp.status_code == 201, resp.text
-            return run
-
-        o_seconds, o_lat = await timed(concurrency, [order_job(q) for q in quotes])
-    bare = await bare_inserts(url, n, concurrency)
-    orders_per_s = n / o_seconds
-    result = {"orders_per_s": orders_per_s, "order_p50_ms": pct(o_lat, 50), "order_p99_ms": pct(o_lat, 99),
-              "quotes_per_s": n / q_seconds, "quote_p50_ms": pct(q_lat, 50), "quote_p99_ms": pct(q_lat, 99),
-              "bare_inserts_per_s": bare, "ratio_to_bare": orders_per_s / bare}
-    print(f"{name:10s} " + "  ".join(f"{k}={v:.2f}" for k, v in result.items()), flush=True)
-    return result
 
 
 def fakes_app(keys: TestKeys) -> Any:
@@ -149,100 +109,125 @@ def fakes_app(keys: TestKeys) -> Any:
     return app
 
 
-async def run_workers(name: str, url: str, n: int, concurrency: int, workers: int) -> None:
-    """The orders service as `serve --workers N` (separate processes) against fakes over HTTP."""
-    import httpx
+def start_fakes(keys: TestKeys) -> tuple[Any, int]:
     import uvicorn
 
-    from tests.orders.conftest import free_port
-
-    upgrade(migrations_dir("orders"), url)
-    keys = TestKeys.generate()
-    fport, oport = free_port(), free_port()
-    fakes = f"http://127.0.0.1:{fport}"
-    server = uvicorn.Server(uvicorn.Config(fakes_app(keys), host="127.0.0.1", port=fport,
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(fakes_app(keys), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
-    serving = asyncio.create_task(server.serve())
-    env = {**os.environ, "SLUICE_ORDERS_DATABASE_URL": url, "SLUICE_ORDERS_CATALOG_URL": fakes,
-           "SLUICE_ORDERS_ACCESS_URL": fakes, "SLUICE_ORDERS_AUDIT_URL": fakes,
-           "SLUICE_ORDERS_TOKEN_ISSUER": fakes, "SLUICE_ORDERS_SERVICE_CLIENT_SECRET": "bench",
-           "SLUICE_ORDERS_RECONCILE_INTERVAL_SECONDS": "0", "SLUICE_ORDERS_LOG_LEVEL": "WARNING"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.orders", "serve", "--port", str(oport), "--workers", str(workers),
-        env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{oport}"
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, port
+
+
+async def clone_quotes(url: str, first: int, count: int) -> None:
+    """``count`` copies of one quote made over HTTP, ids ``qb_<12 hex digits>`` from ``first``."""
+    from services.orders.models import Quote
+
+    cols = [c.name for c in Quote.__table__.columns]
+    engine = create_async_engine(url)
     try:
-        token = keys.token(roles=["buyer"], org="org_buyer_a", sub="cli_bench", iss=fakes)
-        headers = {"Authorization": f"Bearer {token}"}
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-            for _ in range(200):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-            quotes: list[str] = []
-
-            def quote_job() -> Any:
-                async def run() -> None:
-                    resp = await client.post("/v1/quotes", headers=headers, json={
-                        "product_id": "prd_mobility", "version": 1, "plan_id": "plan_free"})
-                    assert resp.status_code == 201, resp.text
-                    quotes.append(resp.json()["id"])
-                return run
-
-            q_seconds, q_lat = await timed(concurrency, [quote_job() for _ in range(n)])
-
-            def order_job(quote_id: str) -> Any:
-                async def run() -> None:
-                    resp = await client.post("/v1/orders", json={"quote_id": quote_id, "purpose": "research"},
-                                             headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
-                    assert resp.status_code == 201, resp.text
-                return run
-
-            o_seconds, o_lat = await timed(concurrency, [order_job(q) for q in quotes])
+        async with engine.begin() as conn:
+            template = (await conn.execute(text("SELECT id FROM quotes LIMIT 1"))).scalar_one()
+            ids = [f"qb_{n:012x}" for n in range(first, first + count)]
+            select_cols = ", ".join("new_id" if c == "id" else c for c in cols)
+            if engine.dialect.name == "postgresql":
+                await conn.execute(text(
+                    f"INSERT INTO quotes ({', '.join(cols)}) SELECT {select_cols} FROM quotes, "
+                    "unnest(CAST(:ids AS varchar[])) AS new_id WHERE quotes.id = :template"),
+                    {"ids": ids, "template": template})
+            else:
+                for start in range(0, count, 500):
+                    chunk = ids[start:start + 500]
+                    marks = ", ".join(f"(:i{j})" for j in range(len(chunk)))
+                    await conn.execute(text(
+                        f"WITH n(new_id) AS (VALUES {marks}) INSERT INTO quotes ({', '.join(cols)}) "
+                        f"SELECT {select_cols} FROM quotes, n WHERE quotes.id = :template"),
+                        {**{f"i{j}": v for j, v in enumerate(chunk)}, "template": template})
     finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), timeout=15)
-        server.should_exit = True
-        await serving
-    bare = await bare_inserts(url, n, concurrency)
-    print(f"{name:10s} workers={workers} orders_per_s={n / o_seconds:.2f} order_p50_ms={pct(o_lat, 50):.2f} "
-          f"order_p99_ms={pct(o_lat, 99):.2f} quotes_per_s={n / q_seconds:.2f} "
-          f"quote_p50_ms={pct(q_lat, 50):.2f} quote_p99_ms={pct(q_lat, 99):.2f} "
-          f"bare_inserts_per_s={bare:.2f} ratio_to_bare={n / o_seconds / bare:.2f}", flush=True)
+        await engine.dispose()
+
+
+async def measure(report: Report, backend: str, workers: int, args: argparse.Namespace, keys: TestKeys,
+                  tmp: Path, one: dict[str, float]) -> None:
+    name = f"{db_prefix('sl_orders')}_bench"
+    url = await recreate_pg(name) if backend == "postgresql" else f"sqlite+aiosqlite:///{tmp}/orders-{workers}.db"
+    upgrade(migrations_dir("orders"), url)
+    fakes, fport = start_fakes(keys)
+    base = f"http://127.0.0.1:{fport}"
+    env: dict[str, str | None] = {
+        "SLUICE_ORDERS_DATABASE_URL": url, "SLUICE_ORDERS_CATALOG_URL": base,
+        "SLUICE_ORDERS_ACCESS_URL": base,
+        "SLUICE_ORDERS_AUDIT_URL": base, "SLUICE_ORDERS_TOKEN_ISSUER": base,
+        "SLUICE_ORDERS_SERVICE_CLIENT_SECRET": "bench", "SLUICE_ORDERS_RECONCILE_INTERVAL_SECONDS": "0",
+        "SLUICE_ORDERS_LOG_LEVEL": "WARNING"}
+    token = keys.token(roles=["buyer"], org="org_buyer_a", sub="cli_bench", iss=base)
+    auth = {"Authorization": f"Bearer {token}"}
+    quote_req = format_request("POST", "/v1/quotes", auth,
+                               b'{"product_id": "prd_mobility", "version": 1, "plan_id": "plan_free"}')
+    order_req = format_request("POST", "/v1/orders", {**auth, "Idempotency-Key": "k-@@@@@@@@@@@@"},
+                               b'{"quote_id": "qb_@@@@@@@@@@@@", "purpose": "research"}')
+    try:
+        with running(Server.service("orders", env, workers=workers)) as server:
+            await server.wait_ready("/readyz")
+            await run_load_async(server.port, [quote_req], seconds=1, connections=4)
+            quotes = await run_load_async(server.port, [quote_req], seconds=args.seconds / 2,
+                                          connections=args.concurrency)
+            await clone_quotes(url, 1, 5_000)
+            await clone_quotes(url, MAIN_FIRST, args.quotes)
+            await run_load_async(server.port, [order_req], seconds=1, connections=4)
+            orders = await run_load_async(server.port, [order_req], seconds=args.seconds,
+                                          connections=args.concurrency, first_number=MAIN_FIRST)
+            if quotes.errors or orders.errors:
+                raise RuntimeError(f"{quotes.errors} quotes and {orders.errors} orders failed:\n"
+                                   f"{server.tail()}")
+            if orders.requests > args.quotes:
+                raise RuntimeError(f"{orders.requests} orders but only {args.quotes} quotes: raise --quotes")
+        bare = await bare_inserts(url, args.bare_rows, args.concurrency)
+    finally:
+        fakes.should_exit = True
+        if backend == "postgresql":
+            await drop_pg(name)
+    details = {"orders": orders.as_dict(), "quotes": quotes.as_dict(), "bare_inserts_per_s": round(bare)}
+    if workers == 1:
+        one.update(orders=orders.rps, quotes=quotes.rps)
+        report.row("orders: free-plan order over HTTP", figure=orders.rps, unit="orders/s", limit=round(bare),
+                   limit_label="bare single-row INSERT, same concurrency", min_figure=500, min_ratio=0.30,
+                   backend=backend, loadgen=orders.tool, details=details)
+        report.row("orders: free-plan quote over HTTP", figure=quotes.rps, unit="quotes/s", limit=round(bare),
+                   limit_label="bare single-row INSERT, same concurrency", backend=backend,
+                   loadgen=quotes.tool, details=details)
+    else:
+        report.row("orders: free-plan order over HTTP", figure=orders.rps, unit="orders/s",
+                   limit=one.get("orders"), limit_label="1 worker, same run", backend=backend,
+                   workers=workers, loadgen=orders.tool, details=details)
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="5000 orders per back end instead of 500")
-    parser.add_argument("-n", type=int, default=0, help="orders per back end")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=0,
-                        help="also run `serve --workers N` over HTTP (0: in-process only)")
-    args = parser.parse_args()
-    n = args.n or (5000 if args.full else 500)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--quotes", type=int, default=30_000, help="quote copies for the measured order run")
+    p.add_argument("--bare-rows", type=int, default=3000)
+    p.add_argument("--backends", default=",".join(backends()))
+    p.add_argument("--no-workers2", dest="workers2", action="store_false", help="skip the 2-worker run")
+    args = p.parse_args()
     logging.disable(logging.WARNING)
-    print(f"orders benchmark: {n} free-plan orders and quotes per back end, concurrency {args.concurrency}, "
-          f"one process ({os.cpu_count()} cores on this machine)")
-    with tempfile.TemporaryDirectory() as tmp:
-        await run_backend("sqlite", f"sqlite+aiosqlite:///{tmp}/bench-orders.db", n, args.concurrency)
-    pg = PG_URL
-    if pg:
-        import tests.support as support
-
-        support.POSTGRES_URL = pg
-        url = recreate_pg_database(f"{DB_PREFIX}_bench")
-        assert url == pg_url(f"{DB_PREFIX}_bench")
-        await run_backend("postgresql", url, n, args.concurrency)
-        if args.workers:
-            url = recreate_pg_database(f"{DB_PREFIX}_bench")
-            await run_workers("postgresql", url, n, args.concurrency, args.workers)
-    else:
-        print("postgresql skipped (set SLUICE_BENCH_POSTGRES_URL)")
+    report = Report("orders")
+    keys = TestKeys.generate()
+    one: dict[str, float] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for backend in args.backends.split(","):
+                for workers in (1, 2) if args.workers2 else (1,):
+                    try:
+                        await measure(report, backend, workers, args, keys, Path(tmp), one)
+                    except Exception:
+                        report.failed("orders: free-plan order over HTTP", "orders/s", traceback.format_exc(),
+                                      backend=backend, workers=workers)
+    finally:
+        report.save()
 
 
 if __name__ == "__main__":

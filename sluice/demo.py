@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from sluice.client import ApiError, Endpoints, SluiceClient
 
@@ -54,13 +53,14 @@ class Story:
         print(f"    {_c(DIM, text)}")
 
     def http(self, method: str, url: str, body: dict[str, Any] | None, resp: httpx.Response) -> None:
+        """Print the call as it went over the wire: its headers that matter, and the body
+        exactly as sent (a form for /oauth/token, JSON elsewhere)."""
         if self.quiet_http:
             return
         colour = GREEN if resp.status_code < 300 else YELLOW if resp.status_code < 500 else RED
         print(f"    {_c(CYAN, method):<6} {url} → {_c(colour, str(resp.status_code))}")
-        if body:
-            text = json.dumps(body, separators=(",", ":"))
-            print(f"      {_c(DIM, 'body: ' + (text if len(text) < 160 else text[:157] + '...'))}")
+        for line in sent(resp.request):
+            print(f"      {_c(DIM, line)}")
 
     @contextmanager
     def progress(self, text: str) -> Iterator[Callable[[str], None]]:
@@ -87,6 +87,26 @@ class Story:
             if TTY:
                 print("\r\033[K", end="")
             self.ok(f"{text} ({time.monotonic() - start:.1f}s)")
+
+
+#: Request headers worth showing: how the call authenticates and what makes it safe to retry.
+SHOWN_HEADERS = ("authorization", "content-type", "idempotency-key")
+
+
+def sent(request: httpx.Request) -> list[str]:
+    """The request's interesting headers (credentials elided) and its body as sent."""
+    lines = []
+    for name in SHOWN_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        if name == "authorization":
+            value = value.split(" ", 1)[0] + " …"
+        lines.append(f"{name.title()}: {value}")
+    body = request.content.decode("utf-8", "replace")
+    if body:
+        lines.append("body: " + (body if len(body) < 160 else body[:157] + "..."))
+    return lines
 
 
 def read_dev_env(path: Path) -> dict[str, str]:
@@ -146,18 +166,14 @@ def product_specs(data_service_url: str, suffix: str) -> tuple[dict[str, Any], d
 
 
 def bind_products(aliases_file: Path, transit_id: str, health_id: str) -> None:
-    """The provider binds the catalog ids of its products to its data service's
-    mapped products; the reference data service re-reads the file when it changes."""
-    doc: dict[str, Any] = {"aliases": {}}
-    if aliases_file.exists():
-        doc = yaml.safe_load(aliases_file.read_text()) or doc
-    doc.setdefault("aliases", {})
-    doc["aliases"][transit_id] = "prd_demo_transit"
-    doc["aliases"][health_id] = "prd_demo_health"
-    aliases_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = aliases_file.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(aliases_file)
+    """The provider binds the catalog ids of its products to its data service's mapped
+    products (what `python -m services.dataservice bind` does); the data service re-reads
+    the file when it changes."""
+    from services.dataservice.aliases import bind
+
+    demo = {"prd_demo_transit", "prd_demo_health"}
+    bind(aliases_file, transit_id, "prd_demo_transit", demo)
+    bind(aliases_file, health_id, "prd_demo_health", demo)
 
 
 def run(args: argparse.Namespace) -> int:

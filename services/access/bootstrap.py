@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.access import identity
 from services.access.audit_events import audit
+from services.access.keys import serialise_startup
 from services.access.models import ApiClient, Organisation
 from services.access.settings import AccessSettings
 from shared.events import Actor
@@ -33,6 +34,7 @@ async def bootstrap_identity(
 ) -> None:
     try:
         async with sessionmaker() as session, session.begin():
+            await serialise_startup(session)
             await _bootstrap(session, settings)
     except IntegrityError:
         # Another replica bootstrapped at the same moment; its result stands.

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk
 from jose.backends.base import Key
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.access.models import SigningKey
@@ -45,6 +45,23 @@ class LoadedKey:
     verifying: Key
     public_jwk: dict[str, Any]
     retire_after: datetime | None
+
+
+#: pg_advisory_xact_lock key of start-up work (first key, bootstrap clients): "sluice access init".
+_STARTUP_LOCK = 0x51AC1417
+
+
+async def serialise_startup(session: AsyncSession) -> None:
+    """Make replicas starting together (``serve --workers N``) do their first-start work one
+    after the other, so the second sees what the first created instead of creating it twice.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: a write that matches no row first,
+    so the transaction holds the database write lock before it reads.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _STARTUP_LOCK})
+    else:
+        await session.execute(text("UPDATE signing_keys SET kid = kid WHERE 0"))
 
 
 def _new_kid() -> str:
@@ -142,6 +159,7 @@ class KeyStore:
     async def load(self) -> None:
         """Read the keys; create the first one on an empty database."""
         async with self.sessionmaker() as session, session.begin():
+            await serialise_startup(session)
             rows = await self._current_rows(session)
             if not any(r.status == "active" for r in rows):
                 row = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)

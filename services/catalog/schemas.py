@@ -270,6 +270,8 @@ class InternalVersion(BaseModel):
     usage_policy: UsagePolicy
     guardrails: Guardrails
     plans: list[Plan]
+    latest_version: int = Field(description="The product's newest published version (orders quotes "
+                                "only that one).")
 
 
 class InternalProduct(BaseModel):

@@ -83,6 +83,7 @@ def internal_version(product: Product, version: ProductVersion) -> dict[str, Any
         "usage_policy": c["usage_policy"],
         "guardrails": version.guardrails,
         "plans": c["plans"],
+        "latest_version": product.latest_version,
     }
 
 

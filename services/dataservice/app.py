@@ -17,7 +17,7 @@ from services.dataservice.demo_data import demo_tables_present, seed_demo
 from services.dataservice.revocations import RevocationList, RevocationPoller, polling
 from services.dataservice.routers import query
 from services.dataservice.service import QueryService
-from services.dataservice.settings import DEMO_PRODUCTS_FILE, DataServiceSettings
+from services.dataservice.settings import DataServiceSettings
 from services.dataservice.usage import USAGE_DESTINATION, usage_deliverer
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
@@ -85,11 +85,7 @@ def data_token_verifier(app: FastAPI) -> TokenVerifier:
 async def open_data_source(settings: DataServiceSettings) -> DataSource:
     """The provider's database with the products mapped onto it (demo data generated on
     first start when both data_url and products_file are the defaults)."""
-    rename = {}
-    if settings.products_file == str(DEMO_PRODUCTS_FILE):
-        rename = {"prd_demo_transit": settings.demo_transit_product_id,
-                  "prd_demo_health": settings.demo_health_product_id}
-    products = load_products(settings.products_file, rename)
+    products = load_products(settings.products_file, settings.product_renames())
     engine = data_engine(settings.data_url)
     if settings.uses_demo and settings.demo_autoseed and not await demo_tables_present(engine):
         rows = await seed_demo(engine, people=settings.demo_people)

@@ -68,6 +68,13 @@ class DataServiceSettings(ServiceSettings):
         if "token_audience" not in self.model_fields_set:
             self.token_audience = self.public_url.rstrip("/")
 
+    def product_renames(self) -> dict[str, str]:
+        """The demo mapping's product ids as configured (empty for a provider's own mapping)."""
+        if self.products_file != str(DEMO_PRODUCTS_FILE):
+            return {}
+        return {"prd_demo_transit": self.demo_transit_product_id,
+                "prd_demo_health": self.demo_health_product_id}
+
     @property
     def uses_demo(self) -> bool:
         return self.data_url == DEMO_DATA_URL and Path(self.products_file) == DEMO_PRODUCTS_FILE

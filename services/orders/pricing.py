@@ -265,6 +265,20 @@ def _graduated(billable: int, tiers: tuple[Tier, ...]) -> list[Line]:
     return lines
 
 
+def metered_bundle(plan: PlanTerms, quantity: int) -> int:
+    """The queries a prepaid metered order buys: ``quantity``, or the plan's included
+    queries when none are asked for. Never unlimited: a bundle of 0 queries would give
+    access to nothing (or, read as "no quota", to everything for free), so it is refused."""
+    bundle = quantity or plan.included_queries
+    if bundle <= 0:
+        raise RuleViolation(
+            f"Plan {plan.id} is metered and includes no queries: order the number of queries you "
+            "want with quantity (at least 1).",
+            rule="metered-quantity-required",
+        )
+    return bundle
+
+
 def price_plan(
     plan: PlanTerms, *, periods: int = 1, quantity: int = 0, fee_bps: int, max_days: int | None = None
 ) -> PriceBreakdown:
@@ -313,7 +327,7 @@ def price_plan(
     fee, share = split_fee(gross, fee_bps)
     quota = plan.query_quota
     if plan.kind == "metered":
-        quota = quantity if quantity else plan.included_queries or plan.query_quota
+        quota = metered_bundle(plan, quantity)
     elif quota is not None and plan.period:
         quota = quota * periods  # the quota is per period
     return PriceBreakdown(
