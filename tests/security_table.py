@@ -52,7 +52,8 @@ def rule(service: str, who: str) -> Rule:
     text = who.replace("**", "").lower()
     fine_print_removed = re.sub(r"`[^`]*`", "", re.sub(r"\([^)]*\)", "", text)).strip()
     public = any(mark in text for mark in PUBLIC_MARKS) and "any token" not in text
-    data_access = service == "dataservice" or "*data-access token*" in text
+    # A row may name the kind; otherwise the data service takes data-access tokens, the rest platform ones.
+    data_access = "*platform token*" not in text and ("*data-access token*" in text or service == "dataservice")
     if public or data_access or fine_print_removed.startswith(ANY_ROLE_MARKS):
         return Rule(public, data_access, None)
     roles = frozenset(r for r in ROLES if re.search(rf"\b{r}\b", fine_print_removed))
