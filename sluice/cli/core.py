@@ -63,8 +63,14 @@ class State:
 
     def client(self) -> SluiceClient:
         if self._client is None:
+            from sluice import token_cache
+
+            cache = None
+            if self.client_id and self.client_secret and not self.token and token_cache.enabled():
+                cache = token_cache.TokenCache.for_client(self.endpoints.access, self.client_id,
+                                                          self.client_secret)
             self._client = SluiceClient(self.client_id, self.client_secret, self.endpoints,
-                                        token=self.token)
+                                        token=self.token, token_cache=cache)
         return self._client
 
     def close(self) -> None:
