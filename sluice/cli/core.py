@@ -157,7 +157,6 @@ def command(app: typer.Typer, name: str, *, calls: str | Sequence[str],
         api_line = "\n\n".join(f"API: `{e}`" for e in endpoints)
         app.command(name, help=f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{api_line}",
                     hidden=hidden)(run)
-        fn.sluice_calls = endpoints  # type: ignore[attr-defined]
         REGISTRY.append((name, endpoints))
         return fn
 
