@@ -82,7 +82,8 @@ identity.register_top_level(app)
 orders.register_top_level(app)
 access.register_top_level(app)
 for sub in (catalog.products, orders.quotes, orders.orders, access.entitlements, access.tokens,
-            data.query, audit.audit, identity.orgs, identity.clients, identity.keys, identity.oauth):
+            data.query, data.privacy, audit.audit, identity.orgs, identity.clients, identity.keys,
+            identity.oauth):
     app.add_typer(sub)
 
 
