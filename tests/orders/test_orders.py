@@ -105,6 +105,8 @@ async def test_a_buyer_cannot_see_or_pay_another_buyers_order(orders: Harness) -
     assert cancel.status_code == 404
     listed = await orders.client.get("/v1/orders", headers=other)
     assert listed.json()["items"] == []
+    own = await orders.client.get("/v1/orders", headers=orders.buyer())  # the control
+    assert [o["id"] for o in own.json()["items"]] == [order["id"]]
     assert (await orders.get(order["id"]))["status"] == "pending_payment"
 
 
