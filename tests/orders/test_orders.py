@@ -192,3 +192,11 @@ async def test_stripe_down_leaves_the_order_and_the_same_key_finishes_it(orders:
     again = await orders.order(quote["id"], key="stripe-down")
     assert again.status_code == 200 and again.json()["id"] == problem["order_id"]
     assert again.json()["payment"]["payment_intent_id"].startswith("pi_")
+
+
+async def test_the_entitlement_command_carries_the_privacy_budget_the_order_bought(orders: Harness) -> None:
+    quote = await orders.quote("plan_free")  # the product's default epsilon 1.0 (no plan epsilon)
+    order = (await orders.order(quote["id"], purpose="statistics")).json()
+    await orders.wait_status(order["id"], "fulfilled")
+    [grant] = [g for g in orders.access.grant_requests if g["order_id"] == order["id"]]
+    assert grant["epsilon_budget"] == 1.0 and grant["query_quota"] == 100
