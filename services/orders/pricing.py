@@ -119,6 +119,7 @@ class PlanTerms:
     tiers: tuple[Tier, ...] = ()
     query_quota: int | None = None
     access_days: int | None = None
+    epsilon: float | None = None  # L3: the privacy budget (ε) the plan sells
 
     @classmethod
     def from_catalog(cls, plan: dict[str, Any]) -> PlanTerms:
@@ -140,6 +141,7 @@ class PlanTerms:
                 tiers=tiers,
                 query_quota=None if plan.get("query_quota") is None else int(plan["query_quota"]),
                 access_days=None if plan.get("access_days") is None else int(plan["access_days"]),
+                epsilon=None if plan.get("epsilon") is None else float(plan["epsilon"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RuleViolation(
@@ -239,6 +241,16 @@ class PriceBreakdown:
     @property
     def is_free(self) -> bool:
         return self.gross == 0
+
+
+def epsilon_sold(plan: PlanTerms, periods: int, product_default: float | None) -> float | None:
+    """The privacy budget (ε) an order of ``plan`` buys: the plan's epsilon (else the product's
+    default), per period for periodic plans, like the query quota; None = no per-entitlement
+    limit (the product's budget still applies)."""
+    eps = plan.epsilon if plan.epsilon is not None else product_default
+    if eps is None:
+        return None
+    return round(eps * periods, 6) if plan.period else eps
 
 
 def _graduated(billable: int, tiers: tuple[Tier, ...]) -> list[Line]:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.catalog_client import CatalogClient
 from services.orders.models import Quote
-from services.orders.pricing import PlanTerms, price_plan
+from services.orders.pricing import PlanTerms, epsilon_sold, price_plan
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.errors import NotFound, RuleViolation
@@ -108,7 +108,9 @@ async def create_quote(
         periods=periods, quantity=quantity, currency=priced.currency, gross=priced.gross,
         platform_fee=priced.platform_fee, provider_share=priced.provider_share, fee_bps=fee_bps,
         lines=[line.as_dict() for line in priced.lines],
-        access={**priced.access.as_dict()} | {"query_quota": priced.query_quota},
+        access={**priced.access.as_dict(), "query_quota": priced.query_quota,
+                "epsilon_budget": epsilon_sold(terms, periods,
+                                               (frozen.get("guardrails") or {}).get("epsilon_budget"))},
         created_at=now, expires_at=now + timedelta(seconds=ttl_seconds), order_id=None,
     )
     session.add(quote)

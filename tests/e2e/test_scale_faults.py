@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.dataservice.aliases import bind
 from sluice.demo import product_specs
 from tests.e2e.cluster import ReplicatedCluster, cluster_mode_unavailable
+from tests.e2e.databases import rows
 from tests.e2e.load import Ledger, Load, Outcomes, Party
 from tests.e2e.market import (
     AGGREGATE_QUERY,
@@ -124,20 +125,6 @@ def terminate_backends(prefix: str) -> int:
         return pool.submit(asyncio.run, _terminate_backends(prefix)).result()
 
 
-async def _scalar(url: str, sql: str) -> Any:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await conn.scalar(text(sql))
-    finally:
-        await engine.dispose()
-
-
-def scalar(url: str, sql: str) -> Any:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _scalar(url, sql)).result()
-
-
 def kill_and_restart(cluster: ReplicatedCluster, service: str, index: int) -> str:
     replica = cluster.replicas[service][index]
     replica.kill()
@@ -215,8 +202,8 @@ def run(cluster: ReplicatedCluster, market: Market, tmp_path_factory: pytest.Tem
     assert market.verify_log(checkpoint) == 0  # the regulator's checkpoint, before any fault
 
     # The attacker's copy of the signing key that is about to be retired, and tokens forged with it.
-    old = scalar(cluster.database_url("access"), "SELECT json_build_object('kid', kid, 'pem', private_pem) "
-                 "FROM signing_keys WHERE status = 'active'")
+    [(old,)] = rows(cluster.database_url("access"), "SELECT json_build_object('kid', kid, 'pem', private_pem) "
+                    "FROM signing_keys WHERE status = 'active'")
     data_token = market.buyer.issue_data_token(queriers["query-dp"])["access_token"]
     forged = {"platform": forge(market.operator.bearer(), old["pem"], old["kid"]),
               "data": forge(data_token, old["pem"], old["kid"])}
@@ -265,7 +252,8 @@ def quiesce(cluster: ReplicatedCluster, market: Market, ledger: Ledger) -> None:
     def pending() -> bool:
         orders = {o["id"]: o["status"] for o in market.buyer.list_orders(limit=100)}
         late = [i for i in ledger.orders_paid if orders.get(i) != "fulfilled"]
-        undelivered = sum(int(scalar(cluster.database_url(s), "SELECT count(*) FROM outbox WHERE delivered_at IS NULL"))
+        undelivered = sum(int(rows(cluster.database_url(s), "SELECT count(*) FROM outbox "
+                                   "WHERE delivered_at IS NULL")[0][0])
                           for s in ("catalog", "orders", "access", "dataservice"))
         return not late and undelivered == 0
     wait_until(pending, "every paid order fulfilled and every outbox delivered", timeout=90, interval=1.0)
