@@ -9,7 +9,8 @@ measured in the same run (linear scaling), so the ratio is the scaling efficienc
 
 * catalog: search (GET /v1/products?q=…, the buyer's token verified, FTS on PostgreSQL)
 * audit: append batches of 100 fresh events (one ordered writer across replicas)
-* access: platform token issue (POST /oauth/token: Argon2id secret check + RS256 signature)
+* access: data-access token issue (POST /v1/entitlements/{id}/tokens: entitlement re-checked,
+  RS256 signature, audit event through the outbox)
 * orders: quote (POST /v1/quotes: orders calls catalog's internal API through the balancer)
 
 Scaling from 1 to 2 replicas needs free cores: on a machine with N cores each replica process
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import sys
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, tests
 import httpx
 
 from bench.bench_audit import append_requests
-from bench.common import db_prefix
+from bench.common import db_prefix, postgres_server_url
 from bench.load import LoadResult, format_request, run_load_async
 from bench.report import Report
 from tests.e2e.cluster import ReplicatedCluster, cluster_mode_unavailable
@@ -52,7 +52,7 @@ SETTINGS = {
     **{f"SLUICE_{s}_LOG_LEVEL": "WARNING" for s in _PREFIXES},
     "SLUICE_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "2",
 }
-PATHS = ("catalog: search", "audit: append, batches of 100", "access: platform token issue", "orders: quote")
+PATHS = ("catalog: search", "audit: append, batches of 100", "access: data-token issue", "orders: quote")
 UNITS = {"audit: append, batches of 100": "events/s"}
 
 
@@ -69,15 +69,16 @@ def requests_for(cluster: ReplicatedCluster) -> dict[str, tuple[str, list[bytes]
     quote = json.dumps({"product_id": market.health["id"], "version": market.health["version"],
                         "plan_id": plan["id"]}).encode()
     as_json = {**buyer, "Content-Type": "application/json"}
-    credentials = f"{market.buyer.client_id}:{market.buyer.client_secret}".encode()
-    basic = {"Authorization": "Basic " + base64.b64encode(credentials).decode(),
-             "Content-Type": "application/x-www-form-urlencoded"}
+    order = market.place_health_order()
+    market.buyer.pay_order(order["id"], "pm_card_visa")
+    market.wait_for_status(order["id"], "fulfilled", timeout=60)
+    [entitlement] = market.entitlements_of(order["id"])
     return {
         "catalog: search": ("catalog", [format_request("GET", "/v1/products?q=health%20visits&limit=20",
                                                        buyer)]),
         "audit: append, batches of 100": ("audit", append_requests(service["Authorization"].split()[1])),
-        "access: platform token issue": ("access", [format_request("POST", "/oauth/token", basic,
-                                                                   b"grant_type=client_credentials")]),
+        "access: data-token issue": ("access", [format_request(
+            "POST", f"/v1/entitlements/{entitlement['id']}/tokens", buyer)]),
         "orders: quote": ("orders", [format_request("POST", "/v1/quotes", as_json, quote)]),
     }
 
@@ -93,7 +94,8 @@ async def measure(replicas: int, args: argparse.Namespace) -> dict[str, tuple[Lo
     """Rates of every path through the balancer of a cluster with ``replicas`` per service."""
     with tempfile.TemporaryDirectory(prefix="sluice-bench-cluster-") as tmp:
         cluster = ReplicatedCluster(Path(tmp), replica_count=replicas, extra_env=SETTINGS,
-                                    db_prefix=f"{db_prefix('sl_cluster')}_bench")
+                                    db_prefix=f"{db_prefix('sl_cluster')}_bench",
+                                    admin_url=postgres_server_url())
         try:
             cluster.start()
             loads = requests_for(cluster)
@@ -122,7 +124,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args(argv)
     report = Report("cluster")
-    reason = cluster_mode_unavailable()
+    reason = cluster_mode_unavailable(postgres_server_url())
     try:
         if reason:
             report.note(f"cluster scaling not measured: {reason}")

@@ -92,6 +92,8 @@ def render_config(backends: Sequence[Backend], stats_port: int, *, host: str = "
         "    timeout server 120s",
         "    timeout http-request 15s",
         "    timeout http-keep-alive 10s",
+        "    # A busy replica answers /readyz late, not never: give it 2 s before counting a failure.",
+        "    timeout check 2s",
         "    # A connection that fails never reached a replica: try again, on the other one.",
         "    retries 3",
         "    retry-on conn-failure",

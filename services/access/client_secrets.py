@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import secrets
+import weakref
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile defaults
 
+#: Argon2id is deliberately expensive (64 MiB and several lanes per check). Unbounded, a burst of
+#: token requests puts one check per worker thread on the CPUs at once: the event loop starves,
+#: /readyz stops answering, and the load balancer takes the replica out (every access call then
+#: fails, JWKS included). At most this many checks run at once per process; the others wait their
+#: turn on the event loop, which keeps serving everything else.
+MAX_CONCURRENT_HASHES = max(1, (os.cpu_count() or 1) // 2)
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _hash_slots() -> asyncio.Semaphore:
+    """The process's hashing slots (one semaphore per event loop: a semaphore belongs to one)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _slots:
+        _slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+    return _slots[loop]
 
 
 @functools.cache
@@ -29,7 +46,8 @@ def new_client_id(prefix: str = "cli") -> str:
 
 
 async def hash_secret(secret: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, secret)
+    async with _hash_slots():
+        return await asyncio.to_thread(_hasher.hash, secret)
 
 
 def _verify(hash_: str, secret: str) -> bool:
@@ -41,5 +59,6 @@ def _verify(hash_: str, secret: str) -> bool:
 
 async def verify_secret(hash_: str | None, secret: str) -> bool:
     """Constant-work check; ``hash_`` None means the client does not exist."""
-    ok = await asyncio.to_thread(_verify, hash_ or _dummy_hash(), secret)
+    async with _hash_slots():
+        ok = await asyncio.to_thread(_verify, hash_ or _dummy_hash(), secret)
     return ok and hash_ is not None

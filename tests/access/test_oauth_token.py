@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import httpx
+import pytest
 from jose import jwt
 
 from tests.access.conftest import OPERATOR_ID, OPERATOR_SECRET, basic, bearer, get_token, onboard
@@ -182,3 +187,34 @@ async def test_bootstrap_generates_and_prints_a_secret_once(
         me = await svc.client.get("/v1/me", headers=bearer(token))
         assert me.json()["roles"] == ["operator"]
     assert isinstance(httpx, object)
+
+
+async def test_secret_checks_run_a_bounded_number_at_a_time(
+        access: RunningApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of token requests must not put one Argon2id check per thread on the CPUs at once
+    (the event loop starves, /readyz times out and the balancer drops the replica): at most
+    MAX_CONCURRENT_HASHES run together; the rest wait their turn."""
+    from services.access import client_secrets
+
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = client_secrets._verify
+
+    def counted(hash_: str, secret: str) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.05)  # long enough for the others to pile up if nothing holds them back
+            return real(hash_, secret)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(client_secrets, "_verify", counted)
+    answers = await asyncio.gather(*(access.client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers=basic(OPERATOR_ID, OPERATOR_SECRET))
+        for _ in range(12)))
+    assert [a.status_code for a in answers] == [200] * 12
+    assert most <= client_secrets.MAX_CONCURRENT_HASHES

@@ -280,9 +280,9 @@ def local_cluster_module() -> ModuleType:
     return sys.modules[name]
 
 
-def cluster_mode_unavailable() -> str | None:
+def cluster_mode_unavailable(postgres_url: str = POSTGRES_URL) -> str | None:
     """Why the cluster mode cannot run here (None: it can)."""
-    if not POSTGRES_URL:
+    if not postgres_url:
         return "the cluster mode runs on PostgreSQL: set SLUICE_TEST_POSTGRES_URL"
     if local_cluster_module().haproxy_path() is None:
         return ("HAProxy is not installed (apt-get install haproxy; .ci/run installs it, "
@@ -298,6 +298,7 @@ class ReplicatedCluster(Cluster):
 
     replica_count: int = 2
     db_prefix: str = ""  # the databases are <db_prefix>_<service> (default: the tests' prefix)
+    admin_url: str = POSTGRES_URL  # a server URL whose role may create databases
     local: Any = None
 
     def __post_init__(self) -> None:
@@ -310,7 +311,7 @@ class ReplicatedCluster(Cluster):
             workdir=self.workdir, cwd=self.workdir, replicas=self.replica_count,
             lb_ports={s: free_port() for s in mod.SERVICES},
             replica_ports={s: [free_port() for _ in range(self.replica_count)] for s in mod.SERVICES},
-            stripe_port=free_port(), stats_port=free_port(), admin_url=POSTGRES_URL,
+            stripe_port=free_port(), stats_port=free_port(), admin_url=self.admin_url,
             db_prefix=self.db_prefix, fresh_databases=True,
             base_env={k: v for s in mod.SERVICES for k, v in self.service_settings(s).items()})
         self.local = mod.LocalCluster(config, mod.ensure_haproxy(install=False), say=lambda _msg: None)
