@@ -39,14 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, tests
 import httpx
 
 from bench.bench_audit import append_requests
-from bench.common import db_prefix, postgres_server_url
+from bench.common import db_prefix, drop_pg, postgres_server_url
 from bench.load import LoadResult, format_request, run_load_async
 from bench.report import Report
 from tests.e2e.cluster import ReplicatedCluster, cluster_mode_unavailable
 from tests.e2e.market import open_market
 
 #: Production-like settings instead of the e2e harness's quick polling (only secrets stay).
-_PREFIXES = ("ACCESS", "AUDIT", "CATALOG", "ORDERS", "DATASERVICE")
+SERVICES = ("access", "audit", "catalog", "orders", "dataservice")
+_PREFIXES = tuple(s.upper() for s in SERVICES)
 SETTINGS = {
     **{f"SLUICE_{s}_OUTBOX_POLL_SECONDS": "0.5" for s in _PREFIXES},
     **{f"SLUICE_{s}_LOG_LEVEL": "WARNING" for s in _PREFIXES},
@@ -112,6 +113,8 @@ async def measure(replicas: int, args: argparse.Namespace) -> dict[str, tuple[Lo
             return out
         finally:
             cluster.stop()
+            for service in SERVICES:
+                await drop_pg(f"{cluster.db_prefix}_{service}", postgres_server_url())
 
 
 def rate(path: str, result: LoadResult) -> float:
