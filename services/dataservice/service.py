@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,14 +287,21 @@ class QueryService:
         assert m.privacy is not None and ctx.rules.k is not None
         spec, plan, eps = self._dp_plan(ctx, query)
         limits = grant.usage_limits()
-        async with self.sessionmaker() as session:
-            # Refuse before touching any data when a budget cannot pay (free); the charge re-checks.
-            state = await budget.product_budget(session, m.product_id, m.privacy)
-            problem = budget.refuse_product(state, plan.epsilon_micro, plan.delta_pico)
+        privacy = m.privacy
+        state = budget.terms(m.product_id, privacy)
+
+        async def check_budgets() -> None:
+            """Refuse before reading any data when a budget cannot pay (such a refusal costs
+            nothing). Answers from cached aggregates skip it: the charge re-checks atomically
+            and nothing is released when it refuses."""
+            async with self.sessionmaker() as session:
+                now, counters = await budget.standing(session, m.product_id, privacy, grant.ent)
+            problem = budget.refuse_product(now, plan.epsilon_micro, plan.delta_pico)
             if problem is not None:
                 raise problem
-            usage.refuse_if_spent(await usage.current(session, grant.ent), limits, plan.epsilon_micro)
-        answer = await self._private_answer(ctx, query, spec, plan, state.period)
+            usage.refuse_if_spent(counters, limits, plan.epsilon_micro)
+
+        answer = await self._private_answer(ctx, query, spec, plan, state.period, check_budgets)
         async with self.sessionmaker() as session, session.begin():
             charged = await budget.charge_product(session, state, plan.epsilon_micro, plan.delta_pico)
             used = await usage.charge(session, grant.ent, grant.product, limits, plan.epsilon_micro,
@@ -335,13 +342,14 @@ class QueryService:
             queries_remaining=used.queries_remaining(limits))
 
     async def _private_answer(self, ctx: Context, query: Query, spec: Statistics, plan: DPPlan,
-                              period: str) -> DPAnswer:
+                              period: str, before_reading: Callable[[], Awaitable[None]]) -> DPAnswer:
         m = ctx.bp.mapping
         assert ctx.rules.k is not None
         try:
             async with asyncio.timeout(self.timeout):
                 release = await self.releases.current(m.product_id, ctx.bp, period)
-                exact = await self.cache.get(self.releases.own, release, query, spec.stats)
+                exact = await self.cache.get(self.releases.own, release, query, spec.stats,
+                                             before_reading=before_reading)
         except TimeoutError as exc:
             raise ServiceUnavailable(
                 f"The answer took longer than {self.timeout:.0f} s (the first query of a period also "
