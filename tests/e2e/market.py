@@ -139,6 +139,7 @@ def settled_log(market: Market, timeout: float = 60.0) -> list[JSON]:
             log = market.export()
             if before == outboxes(cluster) and all(m[2] for rows in before.values() for m in rows):
                 break
+            pending = {"(outboxes changed while the log was exported)": []}
         if time.monotonic() > deadline:
             raise AssertionError(f"outboxes not delivered after {timeout}s: {pending}")
         time.sleep(0.3)

@@ -90,13 +90,17 @@ def test_a_rotated_key_is_picked_up_by_every_service(market: Market, data_token:
         headers = {"Authorization": f"Bearer {token}"}
         return httpx.get(f"{cluster.urls[name]}/v1/me", headers=headers, timeout=10).status_code == 200
 
-    old = {name: data_token() if name == "dataservice" else cluster.operator_token() for name in cluster.urls}
+    def tokens() -> dict[str, str]:  # a platform token for each platform service, a data token for the data service
+        platform, data = cluster.operator_token(), data_token()
+        return {name: data if name == "dataservice" else platform for name in cluster.urls}
+
+    old = tokens()
     for name, token in old.items():  # every service has fetched the current keys
         assert accepted(name, token), name
     resp = httpx.post(f"{cluster.urls['access']}/v1/signing-keys/rotate",
                       headers={"Authorization": f"Bearer {old['access']}"})
     assert resp.status_code == 201
-    fresh = {name: data_token() if name == "dataservice" else cluster.operator_token() for name in cluster.urls}
+    fresh = tokens()
     assert {jwt.get_unverified_header(t)["kid"] for t in fresh.values()} == {resp.json()["kid"]}
     # An unknown kid makes each service refetch the JWKS (throttled to 1 s in this cluster).
     for name, token in fresh.items():
