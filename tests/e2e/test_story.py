@@ -211,7 +211,7 @@ def _victim() -> tuple[int, int, int]:
     import random
 
     from services.dataservice.demo_data import DEMO_SEED, health_rows, transit_rows
-    rng = random.Random(DEMO_SEED)  # noqa: S311 - the demo's synthetic data
+    rng = random.Random(DEMO_SEED)
     transit_rows(rng)
     rows = [r for r in health_rows(rng, 3000)
             if (r["district"], r["age_band"], r["sex"]) == ("Harbour Isle", "30-39", "F")]
