@@ -303,15 +303,18 @@ class QueryService:
 
         answer = await self._private_answer(ctx, query, spec, plan, state.period, check_budgets)
         async with self.sessionmaker() as session, session.begin():
-            charged = await budget.charge_product(session, state, plan.epsilon_micro, plan.delta_pico)
+            # Locks: the entitlement's row, then the product's (the same order in every
+            # transaction, so no deadlock). The product's row is shared by every buyer: it is
+            # updated last, so its lock is held only until the commit.
             used = await usage.charge(session, grant.ent, grant.product, limits, plan.epsilon_micro,
                                       len(answer.rows))
             usage_id = await self._report(session, ctx, query, len(answer.rows), answer.withheld,
                                           plan.epsilon_micro)
             await budget.record_charge(
-                session, budget=charged, catalog_product_id=grant.product, entitlement_id=grant.ent,
+                session, budget=state, catalog_product_id=grant.product, entitlement_id=grant.ent,
                 organisation_id=grant.org, subject=grant.sub, jti=grant.jti,
                 eps_micro=plan.epsilon_micro, delta_pico=plan.delta_pico, usage_id=usage_id)
+            charged = await budget.charge_product(session, state, plan.epsilon_micro, plan.delta_pico)
             await record_event(
                 session, service="dataservice", action="dataservice.query.executed",
                 subject_type="entitlement", subject_id=grant.ent, actor=grant.actor,
