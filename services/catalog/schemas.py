@@ -108,6 +108,12 @@ class PlanIn(BaseModel):
     tiers: list[Tier] = Field(default_factory=list, max_length=20)
     query_quota: int | None = Field(default=None, ge=1, description="null = unlimited")
     access_days: int | None = Field(default=None, ge=1, le=3650)
+    trial_days: int | None = Field(default=None, ge=1, le=90,
+                                   description="A free trial of this many days, once per buyer "
+                                   "organisation.")
+    trial_queries: int | None = Field(default=None, ge=1, le=1_000_000,
+                                      description="A free trial's query limit (alone: a query-limited "
+                                      "trial).")
 
 
 class Plan(BaseModel):
@@ -124,6 +130,8 @@ class Plan(BaseModel):
     tiers: list[dict[str, int | None]]
     query_quota: int | None
     access_days: int | None
+    trial_days: int | None = None
+    trial_queries: int | None = None
 
 
 class ProductSpec(BaseModel):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from services.orders import checkout
 from services.orders.context import OrdersContext
+from services.orders.listing import newest_first, next_page
 from services.orders.models import Order as OrderRow
 from services.orders.orders import get_visible, visibility_filter
 from services.orders.refunds import RefundAsk
@@ -17,7 +17,7 @@ from services.orders.schemas import Order, OrderCreate, PayRequest, RefundReques
 from shared.auth import Buyer, Principal, require_roles
 from shared.db import DbSession
 from shared.errors import BadRequest
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from shared.pagination import CursorParam, LimitParam, Page
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -84,7 +84,7 @@ async def list_orders(
     subscription_id: Annotated[str | None, Query(max_length=40, description="Only this subscription's "
                                                  "orders (its periods and plan changes).")] = None,
 ) -> Page[Order]:
-    stmt = select(OrderRow).order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit + 1)
+    stmt = newest_first(select(OrderRow), OrderRow.created_at, OrderRow.id, cursor).limit(limit + 1)
     where = visibility_filter(principal)
     if where is not None:
         stmt = stmt.where(where)
@@ -94,20 +94,7 @@ async def list_orders(
         stmt = stmt.where(OrderRow.product_id == product_id)
     if subscription_id:
         stmt = stmt.where(OrderRow.subscription_id == subscription_id)
-    position = decode_cursor(cursor)
-    if position:
-        try:
-            at, last_id = datetime.fromisoformat(str(position["t"])), str(position["id"])
-        except (KeyError, ValueError) as exc:
-            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
-                             problem="invalid-cursor") from exc
-        stmt = stmt.where(or_(OrderRow.created_at < at,
-                              and_(OrderRow.created_at == at, OrderRow.id < last_id)))
-    rows = list((await session.execute(stmt)).scalars().all())
-    nxt = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = encode_cursor({"t": rows[-1].created_at.isoformat(), "id": rows[-1].id})
+    rows, nxt = next_page(list((await session.execute(stmt)).scalars().all()), limit)
     return Page(items=[order_out(o, for_buyer=_for_buyer(principal, o)) for o in rows], next_cursor=nxt)
 
 

@@ -3,11 +3,10 @@ cancellation."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 
 from services.orders import renewals, subscribe
 from services.orders.billing_schemas import (
@@ -20,11 +19,12 @@ from services.orders.billing_schemas import (
     subscription_out,
 )
 from services.orders.context import OrdersContext
+from services.orders.listing import newest_first, next_page
 from services.orders.models import Subscription as SubscriptionRow
 from shared.auth import Buyer, Operator, Principal, require_roles
 from shared.db import DbSession
 from shared.errors import BadRequest
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from shared.pagination import CursorParam, LimitParam, Page
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
@@ -89,26 +89,13 @@ async def list_subscriptions(
     session: DbSession, principal: Reader, limit: LimitParam = 50, cursor: CursorParam = None,
     status_: Annotated[SubscriptionStatus | None, Query(alias="status")] = None,
 ) -> Page[Subscription]:
-    stmt = select(SubscriptionRow).order_by(SubscriptionRow.created_at.desc(), SubscriptionRow.id.desc())
+    stmt = newest_first(select(SubscriptionRow), SubscriptionRow.created_at, SubscriptionRow.id, cursor)
     where = _visible(principal)
     if where is not None:
         stmt = stmt.where(where)
     if status_:
         stmt = stmt.where(SubscriptionRow.status == status_)
-    position = decode_cursor(cursor)
-    if position:
-        try:
-            at, last = datetime.fromisoformat(str(position["t"])), str(position["id"])
-        except (KeyError, ValueError) as exc:
-            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
-                             problem="invalid-cursor") from exc
-        stmt = stmt.where(or_(SubscriptionRow.created_at < at,
-                              and_(SubscriptionRow.created_at == at, SubscriptionRow.id < last)))
-    rows = list((await session.execute(stmt.limit(limit + 1))).scalars())
-    nxt = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = encode_cursor({"t": rows[-1].created_at.isoformat(), "id": rows[-1].id})
+    rows, nxt = next_page(list((await session.execute(stmt.limit(limit + 1))).scalars()), limit)
     return Page(items=[subscription_out(r) for r in rows], next_cursor=nxt)
 
 
