@@ -29,7 +29,8 @@ ENVIRONMENT: dict[str, str] = {
     "SLUICE_AUDIT_URL": "the audit service (default http://127.0.0.1:8004)",
     "SLUICE_DATASERVICE_URL": "a data service, when a data-access token does not name one "
                               "(default http://127.0.0.1:8010)",
-    "SLUICE_DATA_TOKEN": "a data-access token for `sluice query ...`",
+    "SLUICE_DATA_TOKEN": "a data-access token for `sluice query run|schema`",
+    "SLUICE_AUDIT_PUBLIC_KEY": "the audit log's verifier key you pinned (`sluice audit verify`)",
 }
 
 

@@ -126,9 +126,11 @@ async def check_can_issue(
     product = await catalog.product_status(ent.product_id)  # may raise 503
     if product is None or product.status != "listed":
         state = product.status if product else "unknown to the catalog"
+        again = ("it was retired for good, so no more tokens" if state == "retired"
+                 else "no tokens until it is listed again")
         raise _refuse("product-not-listed",
-                      f"Product {ent.product_id} is {state}, not listed; no tokens until it is "
-                      "listed again.", ent, product_id=ent.product_id,
+                      f"Product {ent.product_id} is {state}, not listed; {again}.", ent,
+                      product_id=ent.product_id,
                       product_status=product.status if product else None)
 
 

@@ -32,9 +32,17 @@ def require_listed(version: dict[str, Any]) -> None:
     if status != "listed":
         raise RuleViolation(
             f"Product {version.get('product_id')} is {status}; only listed products can be bought. "
-            "Choose another product or wait until it is listed again.",
+            + NOT_LISTED_NEXT_STEP.get(str(status), "Choose another product."),
             rule="product-listed",
         )
+
+
+#: What a buyer can do about a product that is not listed, by its status: a retired product
+#: never comes back; a suspended one may be reinstated.
+NOT_LISTED_NEXT_STEP = {
+    "retired": "Its provider retired it for good; choose another product.",
+    "suspended": "It is suspended; choose another product or wait until it is reinstated.",
+}
 
 
 def require_current(version: dict[str, Any]) -> None:

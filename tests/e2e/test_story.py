@@ -84,22 +84,36 @@ def test_a_paid_order_is_fulfilled_with_exactly_one_entitlement(market: Market,
     assert held["audience"] == market.data_url
 
 
-def test_the_buyer_gets_aggregates_with_small_groups_suppressed(market: Market,
-                                                               purchase: dict[str, Any]) -> None:
+def _bound_answer(market: Market, token: str) -> dict[str, Any]:
     def answered() -> httpx.Response | None:  # the data service re-reads the aliases within ~2 s
-        resp = query(market, purchase["token"], AGGREGATE_QUERY)
+        resp = query(market, token, AGGREGATE_QUERY)
         return resp if resp.status_code == 200 else None
-    result = wait_until(answered, "the data service to serve the bound product", timeout=15).json()
+    return dict(wait_until(answered, "the data service to serve the bound product", timeout=15).json())
+
+
+def test_the_buyer_gets_differentially_private_aggregates(market: Market,
+                                                          purchase: dict[str, Any]) -> None:
+    result = _bound_answer(market, purchase["token"])
     assert result["columns"] == ["district", "count", "avg_cost"]
-    assert result["rows"] and all(row[1] >= 10 for row in result["rows"])
-    assert result["suppressed_groups"] >= 0
+    # Every declared district is accounted for: shown with a noisy count of at least k,
+    # or withheld because its noisy count is below k (Harbour Isle's 4 people usually are).
+    assert len(result["rows"]) + result["suppressed_groups"] == 9
+    assert all(row[1] >= 10 for row in result["rows"])
+    privacy = result["privacy"]
+    assert privacy["groups"] == "public" and privacy["epsilon_charged"] == 0.5  # the demo default
+    budget = privacy["product_budget"]
+    assert budget["epsilon_total"] == 10 and budget["epsilon_spent"] >= 0.5
+    count, mean = result["accuracy"]
+    assert count["ci95_half_width"] > 0 and len(mean["ci95_intervals"]) == len(result["rows"])
 
 
 def test_row_level_queries_on_the_l3_product_are_refused(market: Market,
                                                          purchase: dict[str, Any]) -> None:
+    _bound_answer(market, purchase["token"])  # the product is served: a refusal is about rows
     resp = query(market, purchase["token"], {"select": ["district", "cost_eur"], "limit": 10})
-    assert resp.status_code in (403, 422), resp.text
+    assert resp.status_code == 422, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
+    assert resp.json()["rule"] == "aggregates-only"
 
 
 def test_a_platform_token_is_not_a_data_token(market: Market) -> None:

@@ -41,6 +41,15 @@ async def test_a_product_that_is_not_listed_cannot_be_quoted(orders: Harness) ->
     assert resp.json()["rule"] == "product-listed"
 
 
+async def test_a_retired_product_is_said_to_be_gone_for_good(orders: Harness) -> None:
+    """A retired product never comes back: the refusal must not tell the buyer to wait."""
+    orders.catalog.add(product_version("prd_retired", status="retired"))
+    resp = await orders.client.post("/v1/quotes", json={"product_id": "prd_retired", "version": 1,
+                                                        "plan_id": "plan_free"}, headers=orders.buyer())
+    assert resp.status_code == 422
+    assert "for good" in resp.json()["detail"] and "listed again" not in resp.json()["detail"]
+
+
 async def test_unknown_version_is_404_and_unknown_plan_names_the_plans(orders: Harness) -> None:
     resp = await orders.client.post("/v1/quotes", json={"product_id": "prd_mobility", "version": 9,
                                                         "plan_id": "plan_free"}, headers=orders.buyer())
