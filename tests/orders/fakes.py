@@ -134,7 +134,7 @@ class FakeAccess:
             if body["change_id"] in self.applied:
                 return JSONResponse(ent, status_code=200)
             self.applied[body["change_id"]] = body
-            self.changes.append(body)
+            self.changes.append({**body, "order_id": order_id})
             for key in ("valid_from", "valid_until", "plan_id", "spend_cap"):
                 if body.get(key) is not None:
                     ent[key] = body[key]
