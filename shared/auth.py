@@ -27,6 +27,9 @@ from shared.errors import Forbidden, ServiceUnavailable, Unauthorized
 logger = logging.getLogger("sluice.auth")
 
 ALGORITHM = "RS256"
+#: ``typ`` of platform tokens; data-access tokens are ``at+jwt`` (RFC 9068). Each kind is
+#: refused where the other is expected (RFC 8725 §3.11 explicit typing), whatever its audience.
+PLATFORM_TOKEN_TYP = "JWT"  # noqa: S105 - a JWT type, not a secret
 ROLES = ("provider", "buyer", "regulator", "operator", "service")
 
 
@@ -169,7 +172,8 @@ class TokenVerifier:
         if self.required_typ is not None:
             typ = str(header.get("typ", "")).lower()
             if typ not in (self.required_typ.lower(), f"application/{self.required_typ.lower()}"):
-                raise InvalidToken(f"Token type must be {self.required_typ!r}.")
+                raise InvalidToken(f"Token type must be {self.required_typ!r}, not {typ or 'missing'!r}: "
+                                   f"this is the wrong kind of token here. {self.how_to_get_one}")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("The token header has no key id (kid).")

@@ -17,7 +17,7 @@ from services.access.settings import AccessSettings
 from services.access.tokens import LocalServiceToken
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay
-from shared.auth import StaticKeySource, TokenVerifier
+from shared.auth import PLATFORM_TOKEN_TYP, StaticKeySource, TokenVerifier
 from shared.db import Database
 
 logger = logging.getLogger("sluice.access")
@@ -60,6 +60,7 @@ async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
         StaticKeySource(keys.verification_keys),
         issuer=settings.token_issuer,
         audience=settings.token_audience,
+        required_typ=PLATFORM_TOKEN_TYP,
     )
 
     async def refresh_keys() -> None:

@@ -60,8 +60,12 @@ def _refuse(problem: str, detail: str, ent: Entitlement, **extra: Any) -> Forbid
 
 
 def limits_of(ent: Entitlement) -> dict[str, Any]:
-    return {"max_rows": ent.max_rows, "min_group_size": ent.min_group_size,
-            "epsilon_budget": ent.epsilon_budget, "query_quota": ent.query_quota}
+    limits: dict[str, Any] = {"max_rows": ent.max_rows, "min_group_size": ent.min_group_size,
+                              "epsilon_budget": ent.epsilon_budget, "query_quota": ent.query_quota}
+    query_epsilon = (ent.plan or {}).get("query_epsilon")
+    if query_epsilon is not None:  # the plan's default ε per L3 query
+        limits["query_epsilon"] = float(query_epsilon)
+    return limits
 
 
 async def check_can_issue(

@@ -114,6 +114,15 @@ class PlanIn(BaseModel):
     trial_queries: int | None = Field(default=None, ge=1, le=1_000_000,
                                       description="A free trial's query limit (alone: a query-limited "
                                       "trial).")
+    epsilon: float | None = Field(
+        default=None, gt=0, le=100,
+        description="L3 only: the privacy loss (differential privacy ε) this plan sells: each "
+        "entitlement may spend this much of the product's budget (per period for subscriptions). "
+        "Default: delivery.epsilon_budget.", examples=[2.0])
+    query_epsilon: float | None = Field(
+        default=None, gt=0, le=10,
+        description="L3 only: ε charged per query that names none (default: the data service's).",
+        examples=[0.5])
 
 
 class Plan(BaseModel):
@@ -132,6 +141,8 @@ class Plan(BaseModel):
     access_days: int | None
     trial_days: int | None = None
     trial_queries: int | None = None
+    epsilon: float | None = Field(default=None, description="L3: ε each entitlement may spend.")
+    query_epsilon: float | None = Field(default=None, description="L3: default ε per query.")
 
 
 class ProductSpec(BaseModel):
@@ -157,6 +168,34 @@ class ProductSpec(BaseModel):
     usage_policy: UsagePolicy
     derived_from: list[str] = Field(default_factory=list, max_length=50)
     plans: list[PlanIn] = Field(default_factory=list, max_length=20)
+
+
+class PrivacyBudgetReport(BaseModel):
+    """A data service's report of a product's privacy budget (it is the source of truth)."""
+
+    period: str = Field(max_length=16, examples=["2026-11"])
+    renews_at: dt.datetime
+    epsilon_total: float = Field(ge=0, le=1_000_000)
+    epsilon_spent: float = Field(ge=0, le=1_000_000)
+    delta_total: float = Field(default=0.0, ge=0, le=1)
+    delta_spent: float = Field(default=0.0, ge=0, le=1)
+    answers: int = Field(default=0, ge=0)
+    as_of: dt.datetime = Field(description="When the data service read these figures.")
+
+
+class PrivacyBudget(BaseModel):
+    """The product's privacy budget as its data service last reported it (a copy: the data
+    service's own ledger is the source of truth)."""
+
+    period: str
+    renews_at: dt.datetime
+    epsilon_total: float
+    epsilon_spent: float
+    epsilon_remaining: float
+    delta_total: float
+    delta_spent: float
+    as_of: dt.datetime = Field(description="How current this copy is.")
+    source: Literal["data service report"] = "data service report"
 
 
 class Guardrails(BaseModel):
@@ -194,6 +233,10 @@ class ProductView(BaseModel):
     sample: list[dict[str, Any]] | None
     delivery: Delivery
     guardrails: Guardrails
+    privacy_budget: PrivacyBudget | None = Field(
+        default=None, description="L3: the product-wide privacy budget of the current release "
+        "period, shared by every buyer, as its data service reported it (null before the first "
+        "report).")
     usage_policy: UsagePolicy
     derived_from: list[str]
     plans: list[Plan]

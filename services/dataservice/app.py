@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.dataservice.aliases import AliasWatcher
+from services.dataservice.budget_report import REPORT_DESTINATION, BudgetReporter, report_deliverer
 from services.dataservice.config import load_products
 from services.dataservice.datasource import DataSource, data_engine
 from services.dataservice.demo_data import demo_tables_present, seed_demo
@@ -112,7 +113,7 @@ async def _first_poll(poller: RevocationPoller) -> None:
 
 @contextlib.asynccontextmanager
 async def data_service(app: FastAPI) -> AsyncIterator[None]:
-    """Lifespan step: provider data, query service, revocation feed, usage relay."""
+    """Lifespan step: provider data, query service, revocation feed, usage and budget relays."""
     settings: DataServiceSettings = app.state.settings
     db: Database = app.state.db
     source = await open_data_source(settings)
@@ -129,18 +130,26 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
                             poll_interval=settings.outbox_poll_seconds)
         app.state.usage_relay = relay
         relays.append(relay)
+        app.state.budget_report_relay = OutboxRelay(
+            db.sessionmaker, REPORT_DESTINATION,
+            report_deliverer(app.state.http, settings.catalog_url, token),
+            poll_interval=settings.outbox_poll_seconds)
+        relays.append(app.state.budget_report_relay)
 
     def wake_relays() -> None:
-        for name in ("usage_relay", "audit_relay"):
+        for name in ("usage_relay", "audit_relay", "budget_report_relay"):
             r: OutboxRelay | None = getattr(app.state, name, None)
             if r is not None:
                 r.wake()
 
     app.state.data_source = source
+    reporter = BudgetReporter(db.sessionmaker, source, settings.budget_report_seconds)
+    app.state.budget_reporter = reporter
     app.state.query_service = QueryService(
         source, db.sessionmaker, Releases(source.engine, db.engine), mask_value=settings.mask_value,
         timeout=settings.query_timeout_seconds, min_epsilon=settings.min_query_epsilon,
-        cache=ExactCache(settings.exact_cache_entries), after_commit=wake_relays)
+        cache=ExactCache(settings.exact_cache_entries), after_commit=wake_relays,
+        on_charge=reporter.charged)
     app.state.revocations = RevocationList()
     app.state.revocation_poller = RevocationPoller(
         app.state.revocations, app.state.http, settings.access_url, token,
@@ -154,6 +163,7 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             if watcher_task is not None:
                 stack.push_async_callback(stop_task, watcher_task)
+            stack.push_async_callback(stop_task, asyncio.create_task(reporter.run(), name="budget-reports"))
             await stack.enter_async_context(running(relays))
             if token is not None:
                 await _first_poll(app.state.revocation_poller)

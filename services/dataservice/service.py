@@ -123,7 +123,8 @@ class QueryService:
     def __init__(self, data: DataSource, sessionmaker: async_sessionmaker[AsyncSession],
                  releases: Releases, *, mask_value: str = "***", timeout: float = 20.0,
                  min_epsilon: float = 0.01, cache: ExactCache | None = None,
-                 after_commit: Callable[[], None] | None = None) -> None:
+                 after_commit: Callable[[], None] | None = None,
+                 on_charge: Callable[[str, str], None] | None = None) -> None:
         self.data = data
         self.sessionmaker = sessionmaker
         self.releases = releases
@@ -132,6 +133,7 @@ class QueryService:
         self.min_epsilon = min_epsilon
         self.cache = cache or ExactCache()
         self.after_commit = after_commit
+        self.on_charge = on_charge  # (mapped product, catalog product) after a charge commits
 
     # --- resolving the token -------------------------------------------------------------
 
@@ -313,6 +315,8 @@ class QueryService:
                                     "delta": plan.delta_pico / PICO,
                                     "product_epsilon_spent": charged.epsilon_spent_micro / usage.MICRO,
                                     "product_epsilon_total": charged.epsilon_total_micro / usage.MICRO}})
+        if self.on_charge is not None:
+            self.on_charge(m.product_id, grant.product)
         self._wake()
         selection = plan.selection
         report = PrivacyReport(

@@ -57,6 +57,11 @@ class DataServiceSettings(ServiceSettings):
         "`epsilon-minimum`: their answers would be almost only noise, and every charge is at "
         "least this).",
     )
+    budget_report_seconds: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="How often changed privacy budgets are reported to the catalog (through the "
+        "outbox), so buyers see what remains.",
+    )
     exact_cache_entries: int = Field(
         default=512, ge=0,
         description="Exact L3 aggregates kept in memory per process, per (release, query shape); "

@@ -99,6 +99,9 @@ def grant_payload(order: Order) -> dict[str, Any]:
     quota = (order.access or {}).get("query_quota")
     if quota is not None:
         body["query_quota"] = int(quota)
+    epsilon = (order.access or {}).get("epsilon_budget")
+    if epsilon is not None:  # L3: the privacy budget the order bought
+        body["epsilon_budget"] = float(epsilon)
     return body
 
 

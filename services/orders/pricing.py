@@ -121,6 +121,7 @@ class PlanTerms:
     access_days: int | None = None
     trial_days: int | None = None
     trial_queries: int | None = None
+    epsilon: float | None = None  # L3: the privacy budget (ε) the plan sells
 
     @classmethod
     def from_catalog(cls, plan: dict[str, Any]) -> PlanTerms:
@@ -144,6 +145,7 @@ class PlanTerms:
                 access_days=None if plan.get("access_days") is None else int(plan["access_days"]),
                 trial_days=None if plan.get("trial_days") is None else int(plan["trial_days"]),
                 trial_queries=None if plan.get("trial_queries") is None else int(plan["trial_queries"]),
+                epsilon=None if plan.get("epsilon") is None else float(plan["epsilon"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RuleViolation(
@@ -280,6 +282,16 @@ def total_of(plan: PlanTerms, lines: list[Line], *, fee_bps: int, tax_bps: int, 
         provider_share=share, fee_bps=fee_bps, periods=periods, quantity=quantity, access=access,
         query_quota=quota, tax=tax, tax_bps=tax_bps,
     )
+
+
+def epsilon_sold(plan: PlanTerms, periods: int, product_default: float | None) -> float | None:
+    """The privacy budget (ε) an order of ``plan`` buys: the plan's epsilon (else the product's
+    default), per period for periodic plans, like the query quota; None = no per-entitlement
+    limit (the product's budget still applies)."""
+    eps = plan.epsilon if plan.epsilon is not None else product_default
+    if eps is None:
+        return None
+    return round(eps * periods, 6) if plan.period else eps
 
 
 def _graduated(billable: int, tiers: tuple[Tier, ...]) -> list[Line]:

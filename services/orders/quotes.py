@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.orders import offers
 from services.orders.catalog_client import CatalogClient
 from services.orders.models import Quote, Trial
-from services.orders.pricing import PlanTerms, PriceBreakdown, price_plan
+from services.orders.pricing import PlanTerms, PriceBreakdown, epsilon_sold, price_plan
 from services.orders.recurring import price_period, price_trial
 from shared.auth import Principal
 from shared.db import utcnow
@@ -157,7 +157,9 @@ async def create_quote(session: AsyncSession, catalog: CatalogClient, principal:
         periods=ask.periods, quantity=ask.quantity, currency=priced.currency, gross=priced.gross,
         platform_fee=priced.platform_fee, provider_share=priced.provider_share, fee_bps=pricing.fee_bps,
         lines=[line.as_dict() for line in priced.lines],
-        access={**priced.access.as_dict()} | {"query_quota": priced.query_quota},
+        access={**priced.access.as_dict(), "query_quota": priced.query_quota,
+                "epsilon_budget": epsilon_sold(terms, ask.periods,
+                                               (frozen.get("guardrails") or {}).get("epsilon_budget"))},
         created_at=now, expires_at=now + timedelta(seconds=pricing.ttl_seconds), order_id=None,
         mode=ask.mode, offer_id=offer.id if offer else None, tax=priced.tax, tax_bps=priced.tax_bps,
     )

@@ -29,6 +29,10 @@ class AccessTerm(BaseModel):
     count: int = Field(examples=[3])
     query_quota: int | None = Field(default=None, examples=[30000],
                                     description="Queries the entitlement allows in total; null = unlimited.")
+    epsilon_budget: float | None = Field(
+        default=None, examples=[2.0],
+        description="L3: the privacy budget (differential privacy ε) the order buys: what the "
+        "entitlement's queries may spend of the product's budget; null = no own limit.")
 
 
 class Breakdown(BaseModel):

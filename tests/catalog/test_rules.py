@@ -130,7 +130,8 @@ async def test_valid_plan_kinds_are_accepted_in_the_contract_shape(catalog: Runn
     assert got[3] == {"id": got[3]["id"], "name": "Metered", "kind": "metered", "currency": "EUR", "price": 1000,
                       "period": "month", "price_per_query": 0, "included_queries": 1000,
                       "tiers": [{"up_to": 10000, "unit_price": 5}, {"up_to": None, "unit_price": 3}],
-                      "query_quota": 100000, "access_days": None, "trial_days": None, "trial_queries": None}
+                      "query_quota": 100000, "access_days": None, "trial_days": None, "trial_queries": None,
+                      "epsilon": None, "query_epsilon": None}
     assert (got[2]["trial_days"], got[2]["trial_queries"]) == (14, 100)
 
 

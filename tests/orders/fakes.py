@@ -88,7 +88,8 @@ class FakeCatalog:
 class FakeAccess:
     def __init__(self) -> None:
         self.entitlements: dict[str, dict[str, Any]] = {}
-        self.grant_requests: list[dict[str, Any]] = []
+        self.grant_attempts: list[str] = []  # order id of every grant request, refused or not
+        self.grant_requests: list[dict[str, Any]] = []  # the grant requests it answered 200/201
         self.revocations: list[str] = []
         self.fail_with: int | None = None
         #: While set and not yet released, grants wait for it (a grant "in flight").
@@ -106,9 +107,10 @@ class FakeAccess:
         @self.app.post("/v1/entitlements")
         async def grant(request: Request, authorization: str | None = Header(default=None)) -> JSONResponse:
             _check_service(authorization)
+            body = await request.json()
+            self.grant_attempts.append(str(body["order_id"]))
             if self.fail_with:
                 return JSONResponse({"detail": "down"}, status_code=self.fail_with)
-            body = await request.json()
             self.grant_requests.append(body)
             if self.hold_grants is not None:
                 await self.hold_grants.wait()

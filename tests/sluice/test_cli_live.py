@@ -15,8 +15,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def sluice(live_marketplace: Cluster):
+def sluice(live_marketplace: Cluster, tmp_path_factory: pytest.TempPathFactory):
     env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "NO_COLOR": "1",
+           "HOME": str(tmp_path_factory.mktemp("home")),
            "SLUICE_CLIENT_ID": OPERATOR_ID, "SLUICE_CLIENT_SECRET": OPERATOR_SECRET,
            **{f"SLUICE_{s.upper()}_URL": u for s, u in live_marketplace.urls.items()}}
 
@@ -92,3 +93,17 @@ def test_a_regulator_rejects_a_draft_under_review(sluice, live_marketplace: Clus
     again = sluice("products", "reject", health["id"], "--reason", "Twice.", **as_regulator)
     assert again.returncode == 1 and "not-in-review" in again.stderr
     provider.close()
+
+
+def test_runs_share_one_token_and_a_refused_one_is_replaced(sluice, tmp_path) -> None:
+    home = {"HOME": str(tmp_path)}
+    first = sluice("me", "--field", "token_id", **home)
+    second = sluice("me", "--field", "token_id", **home)
+    assert first.returncode == 0 and first.stdout == second.stdout  # the same token, not a new one
+    [cached] = (tmp_path / ".cache" / "sluice").glob("token-*.json")
+    cached.write_text(cached.read_text().replace('"access_token": "', '"access_token": "x'))
+    third = sluice("me", "--field", "token_id", **home)
+    assert third.returncode == 0, third.stderr  # the broken token was refused, a new one fetched
+    assert third.stdout != first.stdout
+    wrong = sluice("me", SLUICE_CLIENT_SECRET="wrong", **home)
+    assert wrong.returncode == 1 and "invalid_client" in wrong.stderr
