@@ -36,6 +36,7 @@ class Change:
     valid_until: datetime | None = None
     query_allowance: int | None = None
     unlimited_queries: bool | None = None
+    epsilon_allowance: float | None = None
     plan_id: str | None = None
     billing_hold: bool | None = None
     spend_cap: dict[str, Any] | None = None
@@ -94,6 +95,8 @@ async def apply_change(session: AsyncSession, catalog: CatalogClient, order_id: 
         ent.query_quota = ent.queries_used + change.query_allowance
     elif change.unlimited_queries:
         ent.query_quota = None
+    if change.epsilon_allowance is not None:  # L3: a new period's privacy budget
+        ent.epsilon_budget = ent.epsilon_used + change.epsilon_allowance
     if change.billing_hold is not None:
         ent.billing_suspended = change.billing_hold
     if change.spend_cap is not None:

@@ -132,6 +132,9 @@ class EntitlementChangeIn(BaseModel):
         "queries used so far plus this (a new billing period's allowance).")
     unlimited_queries: bool | None = Field(default=None, description="true removes the query quota "
                                            "(a spending cap lifted on a plan without one).")
+    epsilon_allowance: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False,
+                                            description="L3: privacy budget (ε) allowed from now on: the "
+                                            "budget becomes the ε spent so far plus this.")
     plan_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_ID,
                                 description="Another plan of the same pinned version (upgrade).")
     billing_hold: bool | None = Field(default=None, description="true suspends for non-payment, "

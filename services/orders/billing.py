@@ -22,6 +22,7 @@ from services.orders import settlement
 from services.orders.access_client import AccessClient
 from services.orders.context import OrdersContext
 from services.orders.invoices import tax_rate_key
+from services.orders.locking import locked
 from services.orders.models import BillingCustomer, Order, PaymentAttempt, StripeObject, Subscription
 from services.orders.orders import Who, buyer_of, transition
 from services.orders.payments import Intent, PaymentDeclined
@@ -165,11 +166,11 @@ async def fail_without_payment(ctx: OrdersContext, order: Order, error: dict[str
     """Fail a pending order for which Stripe made no payment (a card refused when saved, an
     invoice Stripe got wrong): ``payment_failed``, audited as the buyer's failure."""
     async with ctx.sessionmaker() as s, s.begin():
-        locked = await s.get(Order, order.id, with_for_update=True)
-        assert locked is not None
-        if locked.status != "pending_payment":
+        row = await locked(s, Order, order.id)
+        assert row is not None
+        if row.status != "pending_payment":
             return "no_change"
-        await transition(s, locked, "payment_failed", Who(system=source, on_behalf=buyer_of(order)),
+        await transition(s, row, "payment_failed", Who(system=source, on_behalf=buyer_of(order)),
                          outcome="failure", details={"card_error": error},
                          changes={"last_payment_error": error})
     return "payment_failed"

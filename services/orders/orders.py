@@ -32,6 +32,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders import invoices, ledger, subscriptions
+from services.orders.locking import locked
 from services.orders.models import Order
 from services.orders.pricing import Access
 from shared.auth import Principal
@@ -205,9 +206,8 @@ async def transition(
 
 
 async def load_for_update(session: AsyncSession, order_id: str) -> Order | None:
-    """The order, locked for the rest of the transaction on PostgreSQL."""
-    stmt = select(Order).where(Order.id == order_id).with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    """The order, locked for the rest of the transaction (on both back ends)."""
+    return await locked(session, Order, order_id)
 
 
 def visibility_filter(principal: Principal) -> Any:

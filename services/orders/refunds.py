@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orders import ledger, subscriptions
 from services.orders.entitlement_commands import enqueue_change
+from services.orders.locking import locked
 from services.orders.models import Order, Refund, Subscription
 from services.orders.orders import (
     FULFILLED,
@@ -243,8 +244,8 @@ async def settle(session: AsyncSession, refund_id: str, *, stripe_refund_id: str
                  failure: str | None, source: str) -> Refund:
     """Step 3, in the caller's transaction: record what Stripe did. Idempotent: a refund
     already settled (by a concurrent caller) is returned unchanged."""
-    refund = (await session.execute(select(Refund).where(Refund.id == refund_id)
-                                    .with_for_update())).scalar_one()
+    refund = await locked(session, Refund, refund_id)
+    assert refund is not None
     if refund.status != PENDING:
         return refund
     order = await load_for_update(session, refund.order_id)
@@ -295,7 +296,7 @@ async def _shorten_access(session: AsyncSession, order: Order, refund: Refund, v
     """Tell access; a subscription whose current period ends now is cancelled too."""
     entitlement_order = order.id
     if order.subscription_id is not None:
-        sub = await session.get(Subscription, order.subscription_id, with_for_update=True)
+        sub = await locked(session, Subscription, order.subscription_id)
         assert sub is not None
         entitlement_order = sub.first_order_id
         if refund.access == "end" and sub.status != subscriptions.CANCELED:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.orders import billing, refunds, subscriptions
 from services.orders.context import OrdersContext
+from services.orders.locking import locked
 from services.orders.models import BillingCustomer, Order, Subscription
 from services.orders.orders import FULFILLED, PAID, PENDING, Who, new_order_id
 from services.orders.payments import PaymentDeclined
@@ -83,6 +84,9 @@ async def _renewal_order(ctx: OrdersContext, sub: Subscription, now: datetime) -
     if usage is None:
         return None
     queries, last_seq = usage
+    async with ctx.sessionmaker() as s:
+        first = await s.get(Order, sub.first_order_id)
+    epsilon = (first.access or {}).get("epsilon_budget") if first else None  # ε per period, as bought
     priced = price_period(PlanTerms.from_catalog(sub.plan), fee_bps=sub.fee_bps, tax_bps=sub.tax_bps,
                           usage_queries=queries, spend_cap=sub.spend_cap)
     assert sub.current_period_end is not None
@@ -94,7 +98,8 @@ async def _renewal_order(ctx: OrdersContext, sub: Subscription, now: datetime) -
         purpose=sub.purpose, currency=sub.currency, gross=priced.gross, platform_fee=priced.platform_fee,
         provider_share=priced.provider_share, fee_bps=sub.fee_bps,
         lines=[line.as_dict() for line in priced.lines],
-        access={**priced.access.as_dict(), "query_quota": priced.query_quota, "usage_queries": queries},
+        access={**priced.access.as_dict(), "query_quota": priced.query_quota, "usage_queries": queries,
+                "epsilon_budget": epsilon},
         status=PENDING, payment_attempts=0, created_at=now, updated_at=now, billing_reason=CYCLE,
         subscription_id=sub.id, period_start=start, period_end=end, tax=priced.tax, tax_bps=priced.tax_bps,
         offer_id=sub.offer_id,
@@ -214,7 +219,7 @@ async def run_clock(ctx: OrdersContext, now: datetime | None = None) -> dict[str
             count("renewal_error")
     for sub_id in await _ids(ctx, Subscription.status == PAST_DUE, Subscription.grace_until <= now):
         async with ctx.sessionmaker() as s, s.begin():
-            overdue = await s.get(Subscription, sub_id, with_for_update=True)
+            overdue = await locked(s, Subscription, sub_id)
             if overdue is not None and overdue.status == PAST_DUE:
                 await subscriptions.hold_overdue(s, overdue)
                 count("subscription_held")
@@ -229,9 +234,9 @@ async def run_clock(ctx: OrdersContext, now: datetime | None = None) -> dict[str
 
 async def _end_at_period_end(ctx: OrdersContext, sub: Subscription) -> None:
     async with ctx.sessionmaker() as s, s.begin():
-        locked = await s.get(Subscription, sub.id, with_for_update=True)
-        if locked is not None and locked.status == ACTIVE:
-            await subscriptions.transition(s, locked, CANCELED, None,
+        ending = await locked(s, Subscription, sub.id)
+        if ending is not None and ending.status == ACTIVE:
+            await subscriptions.transition(s, ending, CANCELED, None,
                                            details={"by": "billing-clock", "at_period_end": True})
     await _cancel_at_stripe(ctx, await _reload(ctx, sub.id))
 
@@ -365,8 +370,8 @@ async def _downgrade(ctx: OrdersContext, sub: Subscription, new_plan: dict[str, 
             if decision is not None:
                 await refunds.carry_out(ctx.sessionmaker, ctx.gateway, decision.refund, source="plan-change")
     async with ctx.sessionmaker() as s, s.begin():
-        locked = await s.get(Subscription, sub.id, with_for_update=True)
-        assert locked is not None
+        row = await locked(s, Subscription, sub.id)
+        assert row is not None
         await s.execute(update(Subscription).where(Subscription.id == sub.id).values(
             plan=new_plan, plan_id=str(new_plan["id"]), updated_at=utcnow()))
         await record_event(s, service="orders", action="orders.subscription.plan_changed",
@@ -378,7 +383,7 @@ async def _downgrade(ctx: OrdersContext, sub: Subscription, new_plan: dict[str, 
             change["unlimited_queries"] = True
         else:
             change["query_allowance"] = prorated
-        await subscriptions.change_entitlement(s, locked, f"plan:{sub.id}:{secrets.token_hex(6)}",
+        await subscriptions.change_entitlement(s, row, f"plan:{sub.id}:{secrets.token_hex(6)}",
                                                "plan changed", **change)
 
 
@@ -404,19 +409,19 @@ async def set_spend_cap(ctx: OrdersContext, principal: Principal, subscription_i
     usage = await _usage(ctx, sub)
     used = usage[0] if usage else 0
     async with ctx.sessionmaker() as s, s.begin():
-        locked = await s.get(Subscription, sub.id, with_for_update=True)
-        assert locked is not None
+        row = await locked(s, Subscription, sub.id)
+        assert row is not None
         await s.execute(update(Subscription).where(Subscription.id == sub.id)
                         .values(spend_cap=spend_cap, updated_at=utcnow()))
-        locked.spend_cap = spend_cap
+        row.spend_cap = spend_cap
         await record_event(s, service="orders", action="orders.subscription.spend_cap_changed",
                            subject_type="subscription", subject_id=sub.id, actor=buyer_actor_of(principal),
                            details={"from": sub.spend_cap, "to": spend_cap, "allowance": allowance})
-        change: dict[str, Any] = {"spend_cap": subscriptions.spend_cap_note(locked)}
+        change: dict[str, Any] = {"spend_cap": subscriptions.spend_cap_note(row)}
         if allowance is None:
             change["unlimited_queries"] = True
         else:
             change["query_allowance"] = max(0, allowance - used)
-        await subscriptions.change_entitlement(s, locked, f"cap:{sub.id}:{secrets.token_hex(6)}",
+        await subscriptions.change_entitlement(s, row, f"cap:{sub.id}:{secrets.token_hex(6)}",
                                                "spending cap changed", **change)
     return await _reload(ctx, sub.id)

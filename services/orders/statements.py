@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orders.ledger import PAYOUT
+from services.orders.locking import locked
 from services.orders.models import LedgerEntry, Order, Payout
 from services.orders.pricing import currency_exponent
 from services.orders.stripe_billing import BillingGateway
@@ -141,8 +142,8 @@ async def decide_payout(session: AsyncSession, operator: Principal, provider_org
 
 async def book_payout(session: AsyncSession, payout_id: str, stripe_payout_id: str | None) -> Payout:
     """Step 3: the ledger entries and the audit event, once."""
-    stmt = select(Payout).where(Payout.id == payout_id).with_for_update()
-    payout = (await session.execute(stmt)).scalar_one()
+    payout = await locked(session, Payout, payout_id)
+    assert payout is not None
     if payout.status != "pending":
         return payout
     now = utcnow()

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.orders import billing, offers, subscriptions
 from services.orders.checkout import PaymentFailed
 from services.orders.context import OrdersContext
+from services.orders.locking import locked
 from services.orders.models import Order, Quote, Subscription
 from services.orders.orders import CANCELLED, FAILED, PENDING, Who, buyer_of, new_order_id, transition
 from services.orders.payments import PaymentDeclined
@@ -313,16 +314,16 @@ async def cancel(ctx: OrdersContext, principal: Principal, subscription_id: str)
     if sub.status == CANCELED or (sub.status == ACTIVE and sub.cancel_at_period_end):
         return sub
     async with ctx.sessionmaker() as s, s.begin():
-        locked = await s.get(Subscription, sub.id, with_for_update=True)
-        assert locked is not None
-        if locked.status == ACTIVE:
+        row = await locked(s, Subscription, sub.id)
+        assert row is not None
+        if row.status == ACTIVE:
             await s.execute(update(Subscription).where(Subscription.id == sub.id).values(
                 cancel_at_period_end=True, updated_at=utcnow()))
             await record_event(s, service="orders", action="orders.subscription.cancel_scheduled",
                                subject_type="subscription", subject_id=sub.id, actor=who.actor(),
-                               details={"ends_at": subscriptions.iso(locked.current_period_end)})
+                               details={"ends_at": subscriptions.iso(row.current_period_end)})
         else:
-            await cancel_now(s, locked, buyer_actor_of(principal))
+            await cancel_now(s, row, buyer_actor_of(principal))
     return await _reload(ctx, sub.id)
 
 

@@ -30,10 +30,11 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.entitlement_commands import enqueue_change
+from services.orders.locking import locked
 from services.orders.models import Order, Subscription
 from services.orders.pricing import Access, PlanTerms
 from services.orders.recurring import period_allowance
@@ -120,8 +121,9 @@ def spend_cap_note(sub: Subscription) -> dict[str, Any]:
 
 
 async def _locked(session: AsyncSession, subscription_id: str) -> Subscription:
-    stmt = select(Subscription).where(Subscription.id == subscription_id).with_for_update()
-    return (await session.execute(stmt)).scalar_one()
+    sub = await locked(session, Subscription, subscription_id)
+    assert sub is not None
+    return sub
 
 
 async def order_moved(session: AsyncSession, order: Order, frm: str, to: str) -> None:
@@ -163,10 +165,12 @@ async def _period_paid(session: AsyncSession, sub: Subscription, order: Order) -
         await session.execute(update(Subscription).where(Subscription.id == sub.id).values(**changes))
     else:
         await transition(session, sub, ACTIVE, actor, details=details, changes=changes)
+    epsilon = (order.access or {}).get("epsilon_budget")
     await change_entitlement(
         session, sub, f"period:{order.id}", "subscription renewed", fulfils=order.id,
         valid_from=order.period_start, valid_until=order.period_end, billing_hold=False,
-        query_allowance=period_allowance(terms_of(sub), sub.spend_cap), spend_cap=spend_cap_note(sub))
+        query_allowance=period_allowance(terms_of(sub), sub.spend_cap), spend_cap=spend_cap_note(sub),
+        **({"epsilon_allowance": float(epsilon)} if epsilon is not None else {}))
 
 
 async def _renewal_failed(session: AsyncSession, sub: Subscription, order: Order) -> None:

@@ -35,6 +35,13 @@ async def test_a_renewal_moves_the_window_and_resets_the_allowance_once(deal: De
     assert len(changed) == 1 and changed[0].details["change_id"] == "renew:ord_2"
 
 
+async def test_a_renewal_gives_the_period_its_privacy_budget(deal: Deal) -> None:
+    await deal.market.usage(deal.ent, epsilon=0.4)
+    renewed = await change(deal, {"change_id": "renew:eps", "reason": "renewed", "epsilon_allowance": 1.0})
+    assert renewed["limits"]["epsilon_budget"] == 1.4
+    assert abs(renewed["usage"]["epsilon_remaining"] - 1.0) < 1e-9
+
+
 async def test_a_billing_hold_refuses_tokens_and_is_announced_until_it_is_lifted(deal: Deal) -> None:
     m = deal.market
     before = (await m.feed())["next_cursor"]

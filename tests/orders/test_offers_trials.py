@@ -20,7 +20,7 @@ async def offer(h: Harness, *, buyer_org: str = "org_buyer_a", expect: int = 201
 async def test_a_trial_is_free_limited_and_granted_once_per_organisation_and_product(orders: Harness) -> None:
     quote = await orders.quote("plan_monthly", mode="trial")
     assert quote["price"]["total"] == 0
-    assert quote["access"] == {"unit": "day", "count": 14, "query_quota": 100}
+    assert quote["access"] == {"unit": "day", "count": 14, "query_quota": 100, "epsilon_budget": 1.0}
     trial = await orders.order(quote["id"])
     assert trial.status_code == 201 and trial.json()["billing_reason"] == "trial"
     await orders.wait_status(trial.json()["id"], "fulfilled")

@@ -52,6 +52,7 @@ async def test_a_renewal_bills_the_next_period_and_extends_the_same_entitlement(
     assert at(ent["valid_until"]) == at(renewed["current_period_end"])
     assert at(ent["valid_from"]) == at(sub["current_period_end"])
     assert [c["change_id"] for c in orders.access.changes] == [f"period:{second['id']}"]
+    assert orders.access.changes[0]["epsilon_allowance"] == 1.0  # L3: each period's privacy budget
     assert await stripe_invoices(orders, sub["stripe_subscription_id"]) == [("paid", 4900), ("paid", 4900)]
     async with orders.ctx.sessionmaker() as s:
         charges = (await s.execute(select(LedgerEntry.order_id, LedgerEntry.amount).where(
