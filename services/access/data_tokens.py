@@ -205,7 +205,7 @@ async def decode(
         DATA_TOKEN_TYP, f"application/{DATA_TOKEN_TYP}"
     ):
         return None
-    key = keys.verification_keys().get(str(header.get("kid", "")))
+    key = await keys.get(str(header.get("kid", "")))
     ent_id = unverified.get("ent")
     if key is None or not isinstance(ent_id, str):
         return None
