@@ -354,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env-file", default="var/dev.env", help="where `make run` keeps local secrets")
     p.add_argument("--aliases-file", default=os.environ.get("SLUICE_DATASERVICE_PRODUCT_ALIASES_FILE",
                                                            "var/dataservice-aliases.yaml"))
-    p.add_argument("--checkpoint-file", default="var/regulator-checkpoint.txt")
+    p.add_argument("--checkpoint-file",
+                   default=os.environ.get("SLUICE_DEMO_CHECKPOINT_FILE", "var/regulator-checkpoint.txt"),
+                   help="the regulator's saved checkpoint (one per audit log: make cluster has its own)")
     p.add_argument("--quiet", action="store_true", help="do not print each HTTP call")
     args = p.parse_args(argv)
     try:

@@ -2,8 +2,13 @@
 # `make demo`: run the story against the running marketplace. With the default local URLs
 # it starts `make run` first (and stops it afterwards) when nothing answers; with
 # SLUICE_ACCESS_URL etc. set (a cluster, a load balancer) it only runs the story there.
+# While `make cluster` runs, its var/cluster/demo.env sets them (the balancer's addresses).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+if [ -z "${SLUICE_ACCESS_URL:-}" ] && [ -f var/cluster/demo.env ]; then
+  set -a; source var/cluster/demo.env; set +a
+  echo "==> using the cluster of \`make cluster\` (var/cluster/demo.env; delete it to use \`make run\`)"
+fi
 access="${SLUICE_ACCESS_URL:-http://127.0.0.1:8003}"
 started=""
 if ! curl -fsS -o /dev/null "$access/healthz" 2>/dev/null; then

@@ -12,12 +12,12 @@ from fastapi import FastAPI
 
 from services.access.bootstrap import bootstrap_identity
 from services.access.keys import KeyStore
-from services.access.routers import entitlements, identity, oauth, revocation, usage
+from services.access.routers import billing, entitlements, identity, oauth, revocation, usage
 from services.access.settings import AccessSettings
 from services.access.tokens import LocalServiceToken
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay
-from shared.auth import PLATFORM_TOKEN_TYP, StaticKeySource, TokenVerifier
+from shared.auth import PLATFORM_TOKEN_TYP, TokenVerifier
 from shared.db import Database
 
 logger = logging.getLogger("sluice.access")
@@ -50,14 +50,16 @@ async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
         db.sessionmaker,
         bits=settings.signing_key_bits,
         passphrase=passphrase.get_secret_value().encode() if passphrase else None,
-        max_token_lifetime=timedelta(seconds=max(settings.token_lifetime_seconds, 900)),
+        max_token_lifetime=timedelta(seconds=max(settings.token_lifetime_seconds,
+                                                 settings.data_token_lifetime_seconds)),
+        refresh_interval=timedelta(seconds=settings.key_refresh_seconds),
     )
     await keys.load()
     await bootstrap_identity(db.sessionmaker, settings)
     app.state.keys = keys
     # The access service verifies its own tokens from its key store: no HTTP to itself.
     app.state.verifier = TokenVerifier(
-        StaticKeySource(keys.verification_keys),
+        keys,
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         required_typ=PLATFORM_TOKEN_TYP,
@@ -92,7 +94,8 @@ def create_app(settings: AccessSettings | None = None) -> FastAPI:
         settings,
         title="Sluice access",
         description=DESCRIPTION,
-        routers=[oauth.router, identity.router, entitlements.router, revocation.router, usage.router],
+        routers=[oauth.router, identity.router, entitlements.router, billing.router, revocation.router,
+                 usage.router],
         lifespan_steps=[keys_and_bootstrap, audit_relay],
         openapi_tags=[
             {"name": "oauth", "description": "OAuth 2.0 token endpoint and discovery"},

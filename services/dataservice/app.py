@@ -15,7 +15,7 @@ from services.dataservice.budget import period_of
 from services.dataservice.budget_report import REPORT_DESTINATION, BudgetReporter, report_deliverer
 from services.dataservice.config import load_products
 from services.dataservice.datasource import BoundProduct, DataSource, data_engine
-from services.dataservice.demo_data import demo_tables_present, seed_demo
+from services.dataservice.demo_data import seed_demo_once
 from services.dataservice.dp_answer import ExactCache
 from services.dataservice.releases import Releases
 from services.dataservice.revocations import RevocationList, RevocationPoller, polling
@@ -93,8 +93,8 @@ async def open_data_source(settings: DataServiceSettings) -> DataSource:
     first start when both data_url and products_file are the defaults)."""
     products = load_products(settings.products_file, settings.product_renames())
     engine = data_engine(settings.data_url)
-    if settings.uses_demo and settings.demo_autoseed and not await demo_tables_present(engine):
-        rows = await seed_demo(engine, people=settings.demo_people)
+    if settings.uses_demo and settings.demo_autoseed and (
+            rows := await seed_demo_once(engine, people=settings.demo_people)):
         logger.info("generated the demo data set (%d health-service visits) at %s", rows,
                     settings.data_url)
     source = DataSource(engine, products)

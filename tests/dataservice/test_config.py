@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.dataservice.app import open_data_source
 from services.dataservice.config import ConfigError, load_products
 from services.dataservice.datasource import async_url, data_engine
 from services.dataservice.demo_data import seed_demo
@@ -122,3 +125,21 @@ async def test_migrations_upgrade_and_downgrade(backend: str, tmp_path: Path) ->
     assert await _tables(url) <= {"alembic_version"}  # the copies went with their registry
     upgrade(migrations_dir("dataservice"), url)
     assert "privacy_budgets" in await _tables(url)
+
+
+async def test_replicas_starting_together_generate_the_demo_data_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """make cluster starts two data services at once on the same demo file: one generates it, the
+    other finds it (two would drop and refill the tables under each other's feet)."""
+    monkeypatch.chdir(tmp_path)  # the demo file is var/dataservice-demo.db of the working directory
+    settings = DataServiceSettings(demo_people=200)
+    with caplog.at_level(logging.INFO, logger="sluice.dataservice"):
+        sources = await asyncio.gather(*(open_data_source(settings) for _ in range(3)))
+    try:
+        generated = [r for r in caplog.records if r.getMessage().startswith("generated the demo data")]
+        assert len(generated) == 1
+        for source in sources:
+            assert set(source.products) >= {"prd_demo_transit", "prd_demo_health"}
+    finally:
+        for source in sources:
+            await source.dispose()
