@@ -4,10 +4,21 @@ One ordered writer assigns sequence numbers. Inside a process, concurrent
 appends are combined into one transaction (group commit) behind an asyncio
 lock; across processes, PostgreSQL's transaction-level advisory lock orders the
 writers (SQLite's database write lock does the same for one file). Inside the
-transaction the writer reads the current size, skips event ids already stored
-(idempotency), assigns ``seq = size + i``, inserts events with their leaf
-hashes and the newly completed subtree nodes, and commits: all or nothing, so
-sequence numbers never have gaps or duplicates.
+transaction the writer reads the current size, assigns ``seq = size + i``,
+inserts events with their leaf hashes and the newly completed subtree nodes,
+and commits: all or nothing, so sequence numbers never have gaps or duplicates.
+
+Idempotency is optimistic: the unique index on ``event_id`` already checks
+every insert, so a group is first written as if all its events were new; only
+when that insert hits an event id already stored (a producer re-sending after a
+timeout) is the transaction rolled back and the group written again, this time
+looking the stored ids up first and skipping them. Re-sends are rare; looking
+every id up on every write would do the index's work twice.
+
+Everything per event that does not depend on ``seq`` (validation, canonical
+JSON) happens before the writer lock, in the request's own task, so the writer
+is never held up by parsing: under the lock it only numbers, hashes, folds the
+tree and inserts whole groups as column arrays (one statement per table).
 """
 
 from __future__ import annotations
@@ -20,14 +31,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from services.audit import merkle
 from services.audit.models import events, tree_nodes, writer_lock
-from services.audit.verifylib import canonical_json, leaf_hash
+from services.audit.verifylib import canonical_json, is_plain_json, leaf_hash
 from shared.db import utcnow
 from shared.errors import RuleViolation
 from shared.events import AuditEvent
@@ -99,13 +112,28 @@ def leaf_bytes(p: _Prepared, seq: int, received_at_json: bytes) -> bytes:
     )
 
 
+def canonical_event_json(event_json: dict[str, Any]) -> bytes:
+    """RFC 8785 JSON of an AuditEvent's JSON dump, quickly.
+
+    Every member but ``details`` is typed (strings, nulls, fixed ASCII keys), so when
+    ``details`` is plain JSON (see :func:`is_plain_json`) sorted-key orjson output is
+    already canonical; orjson refuses lone surrogates, which then take the general path
+    like every other unusual value (tests compare both with ``rfc8785``)."""
+    if is_plain_json(event_json["details"]):
+        try:
+            return orjson.dumps(event_json, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            pass
+    return canonical_json(event_json)
+
+
 def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
     """Serialise and check that every event can be canonicalised (RFC 8785),
     so a bad event is refused before it can reach the writer."""
     out = []
     for i, event in enumerate(batch):
         try:
-            whole = canonical_json(event.model_dump(mode="json"))
+            whole = canonical_event_json(event.model_dump(mode="json"))
         except ValueError as exc:
             raise RuleViolation(
                 f"events[{i}] cannot be canonicalised as RFC 8785 JSON ({exc}); "
@@ -302,9 +330,21 @@ class LogWriter:
         return pending.future.result()
 
     async def _write(self, groups: list[list[_Prepared]]) -> list[list[AppendResult]]:
+        try:
+            return await self._write_group(groups, look_up_stored=False)
+        except IntegrityError:
+            # An event id is already in the log (a re-send): write again, skipping stored ids.
+            return await self._write_group(groups, look_up_stored=True)
+
+    async def _write_group(
+        self, groups: list[list[_Prepared]], *, look_up_stored: bool
+    ) -> list[list[AppendResult]]:
         async with self.sessionmaker() as session, session.begin():
             await take_write_lock(session, APPEND_LOCK_KEY)
-            existing = await existing_seqs(session, list({p.event_id for g in groups for p in g}))
+            existing = (
+                await existing_seqs(session, list({p.event_id for g in groups for p in g}))
+                if look_up_stored else {}
+            )
             size = await tree_size(session)
             if self._frontier is not None and self._frontier[0] == size:
                 frontier = self._frontier[1]
@@ -313,7 +353,7 @@ class LogWriter:
             received_at = utcnow()
             received_json = canonical_json(_datetime_json.dump_python(received_at, mode="json"))
             assigned: dict[str, int] = {}
-            rows_out: list[dict[str, Any]] = []
+            kept: list[_Prepared] = []
             leaves: list[bytes] = []
             results: list[list[AppendResult]] = []
             for group in groups:
@@ -325,18 +365,17 @@ class LogWriter:
                     if p.event_id in assigned:  # repeated within this transaction
                         res.append(AppendResult(p.event_id, assigned[p.event_id], True))
                         continue
-                    seq = size + len(rows_out)
+                    seq = size + len(kept)
                     assigned[p.event_id] = seq
-                    h = leaf_hash(leaf_bytes(p, seq, received_json))
-                    leaves.append(h)
-                    rows_out.append(event_row(p.event, seq, received_at, h))
+                    leaves.append(leaf_hash(leaf_bytes(p, seq, received_json)))
+                    kept.append(p)
                     res.append(AppendResult(p.event_id, seq, False))
                 results.append(res)
             new_frontier = frontier
-            if rows_out:
+            if kept:
                 nodes, new_frontier = merkle.append_leaves(size, frontier, leaves)
-                await insert_rows(session, rows_out, nodes)
-        self._frontier = (size + len(rows_out), new_frontier)
+                await insert_rows(session, kept, size, received_at, leaves, nodes)
+        self._frontier = (size + len(kept), new_frontier)
         return results
 
 
@@ -361,24 +400,41 @@ _PG_INSERT_NODES = text(
 
 
 async def insert_rows(
-    session: AsyncSession, rows: list[dict[str, Any]], nodes: list[tuple[int, int, bytes]]
+    session: AsyncSession, kept: list[_Prepared], first_seq: int, received_at: datetime,
+    leaves: list[bytes], nodes: list[tuple[int, int, bytes]],
 ) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        params: dict[str, list[Any]] = {c: [r[c] for r in rows] for c, _ in _EVENT_COLUMNS}
-        params["details"] = [
-            json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in params["details"]
-        ]
-        await session.execute(_PG_INSERT_EVENTS, params)
+    """Insert the events numbered ``first_seq, first_seq + 1, ...`` and the new tree nodes."""
+    if session.get_bind().dialect.name != "postgresql":
+        rows = [event_row(p.event, first_seq + i, received_at, h)
+                for i, (p, h) in enumerate(zip(kept, leaves, strict=True))]
+        await session.execute(insert(events), rows)
         if nodes:
             await session.execute(
-                _PG_INSERT_NODES,
-                {"level": [n[0] for n in nodes], "idx": [n[1] for n in nodes], "hash": [n[2] for n in nodes]},
+                insert(tree_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
             )
         return
-    await session.execute(insert(events), rows)
+    evs = [p.event for p in kept]
+    await session.execute(_PG_INSERT_EVENTS, {
+        "seq": list(range(first_seq, first_seq + len(kept))),
+        "event_id": [p.event_id for p in kept],
+        "occurred_at": [e.occurred_at for e in evs],
+        "received_at": [received_at] * len(kept),
+        "service": [e.service for e in evs],
+        "action": [e.action for e in evs],
+        "actor_sub": [e.actor.sub for e in evs],
+        "actor_org": [e.actor.org for e in evs],
+        "actor_role": [e.actor.role for e in evs],
+        "subject_type": [e.subject.type for e in evs],
+        "subject_id": [e.subject.id for e in evs],
+        "outcome": [e.outcome for e in evs],
+        "request_id": [e.request_id for e in evs],
+        "details": [orjson.dumps(e.details).decode() for e in evs],
+        "leaf_hash": leaves,
+    })
     if nodes:
         await session.execute(
-            insert(tree_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+            _PG_INSERT_NODES,
+            {"level": [n[0] for n in nodes], "idx": [n[1] for n in nodes], "hash": [n[2] for n in nodes]},
         )
 
 
