@@ -24,7 +24,6 @@ tree and inserts whole groups as column arrays (one statement per table).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,13 +32,14 @@ from typing import Any
 
 import orjson
 from pydantic import TypeAdapter
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit import merkle
 from services.audit.models import events, tree_nodes, writer_lock
+from services.audit.tree import TreeCache, fetch_nodes, tree_size
 from services.audit.verifylib import canonical_json, is_plain_json, leaf_hash
 from shared.db import utcnow
 from shared.errors import RuleViolation
@@ -53,10 +53,6 @@ APPEND_LOCK_KEY = 0x51C1A0D1
 MAX_GROUP_EVENTS = 5000
 
 _datetime_json = TypeAdapter(datetime)
-
-
-class TreeCorrupted(RuntimeError):
-    """A node the tree layout guarantees is missing: storage was tampered with."""
 
 
 @dataclass(frozen=True)
@@ -165,89 +161,6 @@ class _Pending:
     future: asyncio.Future[list[AppendResult]]
 
 
-# --- reading the tree -----------------------------------------------------------
-
-#: Proof reads run in a session (inside a write) or on a bare autocommit
-#: connection (public proof endpoints: no BEGIN/COMMIT round trips).
-Reader = AsyncSession | AsyncConnection
-
-
-def dialect_of(reader: Reader) -> str:
-    if isinstance(reader, AsyncConnection):
-        return reader.dialect.name
-    return reader.get_bind().dialect.name
-
-
-
-async def tree_size(session: Reader) -> int:
-    last = await session.scalar(select(func.max(events.c.seq)))
-    return 0 if last is None else int(last) + 1
-
-
-# PostgreSQL: one statement of constant text (array parameters), so asyncpg
-# reuses its prepared statement whatever the number of nodes.
-_PG_FETCH = text(
-    "SELECT 0 AS level, seq AS idx, leaf_hash AS hash FROM events WHERE seq = ANY(:seqs) "
-    "UNION ALL SELECT t.level, t.idx, t.hash FROM tree_nodes t "
-    "JOIN unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])) AS w(level, idx) "
-    "ON t.level = w.level AND t.idx = w.idx"
-)
-
-
-async def fetch_nodes(session: Reader, nodes: set[merkle.Node]) -> dict[merkle.Node, bytes]:
-    """Read stored nodes (level 0 from ``events``, the rest from ``tree_nodes``)."""
-    found: dict[merkle.Node, bytes] = {}
-    leaves = [idx for level, idx in nodes if level == 0]
-    inner = [(level, idx) for level, idx in nodes if level]
-    if dialect_of(session) == "postgresql":
-        rows = await session.execute(
-            _PG_FETCH,
-            {"seqs": leaves, "levels": [lv for lv, _ in inner], "idxs": [ix for _, ix in inner]},
-        )
-        found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in rows})
-    else:
-        if leaves:
-            leaf_rows = await session.execute(
-                select(events.c.seq, events.c.leaf_hash).where(events.c.seq.in_(leaves))
-            )
-            found.update({(0, int(seq)): bytes(h) for seq, h in leaf_rows})
-        by_level: dict[int, list[int]] = {}
-        for level, idx in inner:
-            by_level.setdefault(level, []).append(idx)
-        if by_level:
-            cond = or_(*(
-                and_(tree_nodes.c.level == lv, tree_nodes.c.idx.in_(ix)) for lv, ix in by_level.items()
-            ))
-            node_rows = await session.execute(
-                select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(cond)
-            )
-            found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in node_rows})
-    missing = nodes - found.keys()
-    if missing:
-        raise TreeCorrupted(
-            f"{len(missing)} stored tree node(s) are missing, e.g. {sorted(missing)[:3]}; "
-            "the log storage was changed outside the service"
-        )
-    return found
-
-
-async def range_hashes(session: Reader, ranges: Sequence[merkle.Range]) -> list[bytes]:
-    stored = await fetch_nodes(session, merkle.plan(ranges))
-    return merkle.range_hashes(ranges, stored)
-
-
-async def root_hash(session: Reader, size: int) -> bytes:
-    return (await range_hashes(session, [(0, size)]))[0]
-
-
-async def inclusion_proof(session: Reader, leaf_index: int, size: int) -> list[bytes]:
-    return await range_hashes(session, merkle.inclusion_ranges(leaf_index, size))
-
-
-async def consistency_proof(session: Reader, first: int, second: int) -> list[bytes]:
-    return await range_hashes(session, merkle.consistency_ranges(first, second))
-
-
 async def load_frontier(session: AsyncSession, size: int) -> dict[int, bytes]:
     nodes = merkle.frontier_nodes(size)
     stored = await fetch_nodes(session, merkle.plan([(n[1] << n[0], (n[1] + 1) << n[0]) for n in nodes]))
@@ -294,8 +207,11 @@ async def take_write_lock(session: AsyncSession, key: int) -> None:
 class LogWriter:
     """Appends batches in one total order (see the module docstring)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], cache: TreeCache | None = None
+    ) -> None:
         self.sessionmaker = sessionmaker
+        self.cache = cache  # told every size this writer commits
         self._lock = asyncio.Lock()
         self._queue: list[_Pending] = []
         # Right edge of the tree at a known size; valid only while the stored
@@ -376,6 +292,8 @@ class LogWriter:
                 nodes, new_frontier = merkle.append_leaves(size, frontier, leaves)
                 await insert_rows(session, kept, size, received_at, leaves, nodes)
         self._frontier = (size + len(kept), new_frontier)
+        if self.cache is not None:
+            self.cache.saw_size(size + len(kept))
         return results
 
 
