@@ -134,6 +134,7 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from services.catalog.models import Product, ProductTag, ProductVersion
+    from services.catalog.views import version_document
 
     rng = random.Random(42)
     now = datetime.now(UTC)
@@ -147,6 +148,8 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
                 await conn.execute(text("DROP INDEX ix_products_title_search"))
         for lo in range(0, count, batch):
             made = [make_product(i, rng, now) for i in range(lo, min(count, lo + batch))]
+            for p, v, _ in made:  # rendered once, as publication does
+                v["public_doc"] = version_document(Product(**p), ProductVersion(**v))
             async with engine.begin() as conn:
                 await conn.execute(insert(Product), [p for p, _, _ in made])
                 await conn.execute(insert(ProductVersion), [v for _, v, _ in made])

@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from shared.hot_reads import HotPool
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -79,12 +81,15 @@ class Database:
         pool = {} if is_sqlite(url) else {"pool_size": pool_size, "max_overflow": max_overflow}
         self.engine = create_engine(url, echo=echo, **pool)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: asyncpg straight for single-statement hot reads (shared/hot_reads.py).
+        self.hot = HotPool(url, max_size=max(2, pool_size))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self.hot.close()
         await self.engine.dispose()
 
 

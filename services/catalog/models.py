@@ -121,6 +121,9 @@ class ProductVersion(Base):
     published_by: Mapped[str] = mapped_column(String(64))
     approved_by: Mapped[str | None] = mapped_column(String(64), default=None)
     approval_note: Mapped[str | None] = mapped_column(Text, default=None)
+    # The version's members of its public view as JSON, rendered once at publication
+    # (services/catalog/published.py); null for versions published before migration 0003.
+    public_doc: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 outbox = outbox_table(Base.metadata)
