@@ -126,4 +126,20 @@ class ProductVersion(Base):
     public_doc: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class ListedFacetCount(Base):
+    """Listed products per combination of the facet columns, kept exact by triggers
+    (migration 0004): totals and facets of filter-only searches without counting products."""
+
+    __tablename__ = "listed_facet_counts"
+
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grade: Mapped[str] = mapped_column(String(16), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)  # '' for no currency
+    has_free: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    has_one_time: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    has_subscription: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    has_metered: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 outbox = outbox_table(Base.metadata)

@@ -11,6 +11,7 @@ matches first, so the same query ranks the same products first on both.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -36,7 +37,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from services.catalog.cache import TtlCache
 from services.catalog.lifecycle import is_regulator
-from services.catalog.models import Product, ProductTag
+from services.catalog.models import ListedFacetCount, Product, ProductTag
 from shared.auth import Principal
 from shared.errors import BadRequest, Forbidden
 from shared.pagination import encode_cursor
@@ -46,6 +47,7 @@ PLAN_KINDS = ("free", "one_time", "subscription", "metered")
 MAX_FACET_VALUES = 50
 
 _products = Product.__table__
+_COUNTS = ListedFacetCount.__table__
 _fts = table("products_fts", column("rowid", Integer))
 _KIND_COLUMN = {
     "free": _products.c.has_free,
@@ -115,6 +117,7 @@ class _Plan:
         self.where: list[ColumnElement[bool] | TextClause] = []
         self.rank: ColumnElement[Any] | None = None
         self.rank_desc = True
+        self.tsquery: ColumnElement[Any] | None = None  # PostgreSQL
         self._tiers: dict[int, list[ColumnElement[bool] | TextClause]] = {}
         self._nothing = False
         self._visibility(principal, query)
@@ -168,11 +171,13 @@ class _Plan:
         if dialect == "postgresql":
             vector: ColumnElement[Any] = literal_column("products.search_vector")
             title_vector: ColumnElement[Any] = literal_column("products.title_vector")
-            tsq = func.plainto_tsquery(literal_column("'english'"), " ".join(words))
-            matches = vector.op("@@", return_type=Boolean)(tsq)
-            in_title = title_vector.op("@@", return_type=Boolean)(tsq)
+            # The words are already operator-free: websearch_to_tsquery ANDs them as
+            # plainto_tsquery would, and never raises on odd input.
+            self.tsquery = func.websearch_to_tsquery(literal_column("'english'"), " ".join(words))
+            matches = vector.op("@@", return_type=Boolean)(self.tsquery)
+            in_title = title_vector.op("@@", return_type=Boolean)(self.tsquery)
             self._tiers = {0: [matches], 1: [matches, in_title], 2: [matches, not_(in_title)]}
-            self.rank = func.ts_rank_cd(vector, tsq)
+            self.rank = func.ts_rank_cd(vector, self.tsquery)
             return
         match = " ".join(f'"{w}"' for w in words)
         title_match = f"{{title tags_text}} : ({match})"
@@ -221,34 +226,57 @@ def _bad_cursor() -> BadRequest:
     )
 
 
+#: Per tier, the newest this many matches are ranked; the rest of the tier follows newest first.
+RANK_WINDOW = 200
+
+
 async def _relevance_page(
     session: AsyncSession, plan: _Plan, query: SearchQuery, offset: int
 ) -> tuple[list[Any], str | None]:
     """Relevance order in two tiers: products with every word in the title or tags first,
-    then the other matches, each tier by rank. Only the (small) first tier is ranked unless
-    the page reaches past it, so common words do not rank every match in the catalog.
-    Ranks are per-query floats; the cursor is an offset."""
-    assert plan.rank is not None
-    c = _products.c
-    order = (plan.rank.desc() if plan.rank_desc else plan.rank.asc(), c.pk.desc())
+    then the other matches. Within a tier the newest :data:`RANK_WINDOW` matches come first,
+    by rank, then the tier's older matches, newest first: ranking (ts_rank_cd reads every
+    position of every matched word) costs a bounded window however common the words are,
+    and the order stays one fixed sequence, so offset cursors page through it consistently.
+    Only the first tier is read unless the page reaches past it."""
     want = query.limit + 1
-    stmt = plan.select(*_HIT_COLUMNS, tier=1).order_by(*order).offset(offset).limit(want)
-    rows = list((await session.execute(stmt)).all())
+    rows = await _tier_rows(session, plan, 1, offset, want)
     if len(rows) < want:
         if rows:
             first_tier = offset + len(rows)
         else:
             first_tier = (await session.execute(plan.select(func.count(), tier=1))).scalar_one()
-        stmt = (
-            plan.select(*_HIT_COLUMNS, tier=2)
-            .order_by(*order)
-            .offset(max(0, offset - first_tier))
-            .limit(want - len(rows))
-        )
-        rows += list((await session.execute(stmt)).all())
+        rows += await _tier_rows(session, plan, 2, max(0, offset - first_tier), want - len(rows))
     more = len(rows) > query.limit
     nxt = encode_cursor({"s": "relevance", "o": offset + query.limit}) if more else None
     return rows[: query.limit], nxt
+
+
+async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int, want: int) -> list[Any]:
+    """Rows ``offset .. offset + want`` of one tier in relevance order (see above)."""
+    c = _products.c
+    newest = (c.listed_at.desc(), c.pk.desc())
+    rows: list[Any] = []
+    if offset < RANK_WINDOW:
+        assert plan.rank is not None
+        if plan.tsquery is not None:  # PostgreSQL: rank only the window's rows
+            vector = literal_column("products.search_vector").label("sv")
+            window = (plan.select(*_HIT_COLUMNS, vector, tier=tier)
+                      .order_by(*newest).limit(RANK_WINDOW).subquery())
+            rank = func.ts_rank_cd(window.c.sv, plan.tsquery)
+            order = rank.desc()
+        else:  # SQLite: bm25 is computed inside the FTS5 match
+            window = (plan.select(*_HIT_COLUMNS, plan.rank.label("rank"), tier=tier)
+                      .order_by(*newest).limit(RANK_WINDOW).subquery())
+            order = window.c.rank.asc()
+        stmt = (select(*(window.c[col.name] for col in _HIT_COLUMNS))
+                .order_by(order, window.c.pk.desc()).offset(offset).limit(want))
+        rows = list((await session.execute(stmt)).all())
+    if len(rows) < want and offset + len(rows) >= RANK_WINDOW:
+        rest = (plan.select(*_HIT_COLUMNS, tier=tier).order_by(*newest)
+                .offset(max(offset, RANK_WINDOW)).limit(want - len(rows)))
+        rows += list((await session.execute(rest)).all())
+    return rows
 
 
 async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple[list[Any], str | None]:
@@ -302,11 +330,41 @@ async def _facets(session: AsyncSession, plan: _Plan) -> tuple[int, dict[str, di
     stmt = plan.select(c.category, c.grade, *kind_cols, func.count()).group_by(
         c.category, c.grade, *kind_cols
     )
+    return _fold((await session.execute(stmt)).all())
+
+
+def _counted_facets(query: SearchQuery) -> bool:
+    """Can ``listed_facet_counts`` answer this search's total and facets? Yes when every
+    filter is one of its columns (no words, tag, provider or price cap)."""
+    return (query.status == "listed" and not (query.q and query.q.strip()) and not query.tag
+            and not query.provider and query.max_price is None)
+
+
+async def _facets_from_counts(
+    session: AsyncSession, query: SearchQuery
+) -> tuple[int, dict[str, dict[str, int]]]:
+    """Total and facets summed from the maintained counts (a few hundred rows at most)."""
+    c = _COUNTS.c
+    stmt = select(c.category, c.grade, c.has_free, c.has_one_time, c.has_subscription, c.has_metered,
+                  c.n).where(c.n > 0)
+    if query.category:
+        stmt = stmt.where(c.category == query.category)
+    if query.grade:
+        stmt = stmt.where(c.grade == query.grade)
+    if query.plan_kind:
+        stmt = stmt.where(c[f"has_{query.plan_kind}"].is_(True))
+    if query.currency:
+        stmt = stmt.where(c.currency == query.currency)
+    return _fold((await session.execute(stmt)).all())
+
+
+def _fold(groups: Sequence[Any]) -> tuple[int, dict[str, dict[str, int]]]:
+    """(category, grade, has_<kind>..., count) groups folded into the total and three facets."""
     categories: dict[str, int] = {}
     grades: dict[str, int] = {}
     kinds: dict[str, int] = dict.fromkeys(PLAN_KINDS, 0)
     total = 0
-    for category, grade, *flags, n in (await session.execute(stmt)).all():
+    for category, grade, *flags, n in groups:
         total += n
         categories[category] = categories.get(category, 0) + n
         grades[grade] = grades.get(grade, 0) + n
@@ -348,7 +406,10 @@ async def search(
     if cached is not None:
         total, facets = cached  # type: ignore[misc]
     elif query.facets:
-        total, facets = await _facets(session, plan)
+        if _counted_facets(query):
+            total, facets = await _facets_from_counts(session, query)
+        else:
+            total, facets = await _facets(session, plan)
         if facet_cache is not None and key is not None:
             facet_cache.put(key, (total, facets))
     return SearchResult([_hit(r) for r in rows], nxt, total, facets)
