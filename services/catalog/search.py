@@ -260,7 +260,7 @@ async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int,
     if offset < RANK_WINDOW:
         assert plan.rank is not None
         if plan.tsquery is not None:  # PostgreSQL: rank only the window's rows
-            vector = literal_column("products.search_vector").label("sv")
+            vector: ColumnElement[Any] = literal_column("products.search_vector").label("sv")
             window = (plan.select(*_HIT_COLUMNS, vector, tier=tier)
                       .order_by(*newest).limit(RANK_WINDOW).subquery())
             rank = func.ts_rank_cd(window.c.sv, plan.tsquery)
