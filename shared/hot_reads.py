@@ -17,11 +17,12 @@ request's session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select
+from sqlalchemy import Select, TextClause
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -66,9 +67,10 @@ async def _no_reset(_conn: asyncpg.Connection) -> None:
 
 
 class HotQuery:
-    """One Core ``SELECT`` (with named bind parameters), compiled once per dialect."""
+    """One ``SELECT`` (Core, or ``text()`` for PostgreSQL-only SQL) with named bind
+    parameters, compiled once."""
 
-    def __init__(self, stmt: Select[Any]) -> None:
+    def __init__(self, stmt: Select[Any] | TextClause) -> None:
         self.stmt = stmt
         compiled = stmt.compile(dialect=_PG_DIALECT)
         self._pg_sql = compiled.string
@@ -76,20 +78,34 @@ class HotQuery:
 
     async def one_or_none(self, hot: HotPool, engine: AsyncEngine, **params: Any) -> Mapping[str, Any] | None:
         """The row as a mapping (column name → value), or None."""
+        rows = await self._run(hot, engine, params, first=True)
+        return rows[0] if rows else None
+
+    async def all(self, hot: HotPool, engine: AsyncEngine, **params: Any) -> list[Mapping[str, Any]]:
+        """Every row, as mappings (column name → value)."""
+        return await self._run(hot, engine, params, first=False)
+
+    async def _run(self, hot: HotPool, engine: AsyncEngine, params: dict[str, Any],
+                   first: bool) -> list[Mapping[str, Any]]:
         if not hot.postgres:
             async with engine.connect() as conn:
-                row = (await conn.execute(self.stmt, params)).one_or_none()
-            return None if row is None else row._mapping
+                result = await conn.execute(self.stmt, params)
+                return [dict(r._mapping) for r in (result.fetchmany(1) if first else result.all())]
         args = [params[name] for name in self._pg_params]
         pool = await hot.pool()
         for attempt in range(hot.max_size + 1):  # every pooled connection may have died at once
             async with pool.acquire() as conn:
                 try:
-                    record = await conn.fetchrow(self._pg_sql, *args)
+                    if first:
+                        record = await conn.fetchrow(self._pg_sql, *args)
+                        records = [] if record is None else [record]
+                    else:
+                        records = await conn.fetch(self._pg_sql, *args)
                 except _DEAD_CONNECTION:
-                    conn.terminate()  # the pool opens a fresh one in its place
+                    with contextlib.suppress(asyncpg.exceptions.InterfaceError):  # already let go
+                        conn.terminate()  # the pool opens a fresh one in its place
                     if attempt == hot.max_size:
                         raise
                     continue
-            return None if record is None else dict(record.items())
+            return [dict(r.items()) for r in records]
         raise AssertionError("unreachable")

@@ -19,10 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.audit import merkle
 from services.audit.models import events, tree_nodes
+from shared.db import Database
+from shared.hot_reads import HotQuery
 
-#: Proof reads run in a session (inside a write) or on a bare autocommit
-#: connection (public proof endpoints: no BEGIN/COMMIT round trips).
-Reader = AsyncSession | AsyncConnection
+#: Proof reads run in a session (inside a write or a regulator's request) or, for the public
+#: proof endpoints, straight on the app's Database as hot reads (shared/hot_reads.py: one
+#: prepared statement on asyncpg, autocommit, no BEGIN/COMMIT round trips).
+Reader = AsyncSession | AsyncConnection | Database
 
 #: Stored levels from which nodes are kept in memory (level 8 and up: 1/256 of the leaves).
 CACHED_FROM_LEVEL = 8
@@ -54,14 +57,22 @@ class TreeCache:
             self._nodes.popitem(last=False)
 
 
-def dialect_of(reader: Reader) -> str:
+def dialect_of(reader: AsyncSession | AsyncConnection) -> str:
     if isinstance(reader, AsyncConnection):
         return reader.dialect.name
     return reader.get_bind().dialect.name
 
 
-async def tree_size(session: Reader) -> int:
-    last = await session.scalar(select(func.max(events.c.seq)))
+_MAX_SEQ = select(func.max(events.c.seq).label("last"))
+_HOT_MAX_SEQ = HotQuery(_MAX_SEQ)
+
+
+async def tree_size(reader: Reader) -> int:
+    if isinstance(reader, Database):
+        row = await _HOT_MAX_SEQ.one_or_none(reader.hot, reader.engine)
+        last = row["last"] if row else None
+    else:
+        last = await reader.scalar(_MAX_SEQ)
     return 0 if last is None else int(last) + 1
 
 
@@ -84,6 +95,7 @@ _PG_FETCH = text(
     "JOIN unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])) AS w(level, idx) "
     "ON t.level = w.level AND t.idx = w.idx"
 )
+_HOT_PG_FETCH = HotQuery(_PG_FETCH)
 
 
 async def fetch_nodes(
@@ -111,10 +123,23 @@ async def fetch_nodes(
     return found
 
 
-async def _read_nodes(session: Reader, nodes: set[merkle.Node]) -> dict[merkle.Node, bytes]:
-    found: dict[merkle.Node, bytes] = {}
+async def _read_nodes(reader: Reader, nodes: set[merkle.Node]) -> dict[merkle.Node, bytes]:
     leaves = [idx for level, idx in nodes if level == 0]
     inner = [(level, idx) for level, idx in nodes if level]
+    if isinstance(reader, Database):
+        if reader.hot.postgres:
+            rows = await _HOT_PG_FETCH.all(reader.hot, reader.engine, seqs=leaves,
+                                           levels=[lv for lv, _ in inner], idxs=[ix for _, ix in inner])
+            return {(int(r["level"]), int(r["idx"])): bytes(r["hash"]) for r in rows}
+        async with reader.engine.connect() as conn:
+            return await _read_nodes_with(conn, leaves, inner)
+    return await _read_nodes_with(reader, leaves, inner)
+
+
+async def _read_nodes_with(
+    session: AsyncSession | AsyncConnection, leaves: list[int], inner: list[merkle.Node]
+) -> dict[merkle.Node, bytes]:
+    found: dict[merkle.Node, bytes] = {}
     if dialect_of(session) == "postgresql":
         rows = await session.execute(
             _PG_FETCH,
