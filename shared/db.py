@@ -105,6 +105,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For requests that only read: every statement commits on its own (autocommit), so the
+    request pays no BEGIN and COMMIT round trips. Two statements may see different
+    snapshots; use it only where that is acceptable (search: its counts may lag its page)."""
+    db: Database = request.app.state.db
+    async with db.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(bind=autocommit) as session:
+            yield session
+
+
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores naive ones)."""
 

@@ -142,4 +142,16 @@ class ListedFacetCount(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class WordFacetCount(Base):
+    """Per search word (PostgreSQL lexeme), the total and facet counts of the listed products
+    containing it, kept exact by a trigger (migration 0005; empty on SQLite)."""
+
+    __tablename__ = "word_facet_counts"
+
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    facet: Mapped[str] = mapped_column(String(16), primary_key=True)  # total | category | grade | plan_kind
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)  # '' for the total
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 outbox = outbox_table(Base.metadata)

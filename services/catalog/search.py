@@ -22,6 +22,7 @@ from sqlalchemy import (
     FromClause,
     Integer,
     Select,
+    Text,
     and_,
     column,
     func,
@@ -32,12 +33,13 @@ from sqlalchemy import (
     table,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
 from services.catalog.cache import TtlCache
 from services.catalog.lifecycle import is_regulator
-from services.catalog.models import ListedFacetCount, Product, ProductTag
+from services.catalog.models import ListedFacetCount, Product, ProductTag, WordFacetCount
 from shared.auth import Principal
 from shared.errors import BadRequest, Forbidden
 from shared.pagination import encode_cursor
@@ -48,6 +50,7 @@ MAX_FACET_VALUES = 50
 
 _products = Product.__table__
 _COUNTS = ListedFacetCount.__table__
+_WORDS = WordFacetCount.__table__
 _fts = table("products_fts", column("rowid", Integer))
 _KIND_COLUMN = {
     "free": _products.c.has_free,
@@ -358,6 +361,40 @@ async def _facets_from_counts(
     return _fold((await session.execute(stmt)).all())
 
 
+def _one_word_search(query: SearchQuery) -> bool:
+    """A listed-product search for one word and nothing else: ``word_facet_counts`` may know it."""
+    return (query.status == "listed" and len(query_words(query.q or "")) == 1 and not query.category
+            and not query.tag and not query.grade and not query.provider and not query.plan_kind
+            and query.max_price is None and not query.currency)
+
+
+async def _facets_of_one_word(
+    session: AsyncSession, query: SearchQuery
+) -> tuple[int, dict[str, dict[str, int]]] | None:
+    """Total and facets of a one-word search from ``word_facet_counts`` (PostgreSQL), or None
+    when the word is not exactly one lexeme there (then the caller counts the matches)."""
+    vector = func.to_tsvector(literal_column("'english'"), query_words(query.q or "")[0])
+    lexemes = func.tsvector_to_array(vector, type_=ARRAY(Text))
+    c = _WORDS.c
+    stmt = select(c.facet, c.value, c.n).where(
+        func.array_length(lexemes, 1) == 1, c.lexeme == lexemes[1], c.n > 0)
+    rows = (await session.execute(stmt)).all()
+    if not rows:
+        return None  # several lexemes, or none listed: counting directly is exact and cheap
+    total = 0
+    facets: dict[str, dict[str, int]] = {
+        "category": {}, "grade": {}, "plan_kind": dict.fromkeys(PLAN_KINDS, 0)}
+    for facet, value, n in rows:
+        if facet == "total":
+            total = int(n)
+        else:
+            facets[facet][value] = int(n)
+    top = sorted(facets["category"].items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES]
+    facets["category"] = dict(top)
+    facets["grade"] = dict(sorted(facets["grade"].items()))
+    return total, facets
+
+
 def _fold(groups: Sequence[Any]) -> tuple[int, dict[str, dict[str, int]]]:
     """(category, grade, has_<kind>..., count) groups folded into the total and three facets."""
     categories: dict[str, int] = {}
@@ -406,10 +443,12 @@ async def search(
     if cached is not None:
         total, facets = cached  # type: ignore[misc]
     elif query.facets:
+        counted = None
         if _counted_facets(query):
-            total, facets = await _facets_from_counts(session, query)
-        else:
-            total, facets = await _facets(session, plan)
+            counted = await _facets_from_counts(session, query)
+        elif dialect == "postgresql" and _one_word_search(query):
+            counted = await _facets_of_one_word(session, query)
+        total, facets = counted or await _facets(session, plan)
         if facet_cache is not None and key is not None:
             facet_cache.put(key, (total, facets))
     return SearchResult([_hit(r) for r in rows], nxt, total, facets)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from services.catalog import search
 from shared.auth import Principal
 from tests.catalog.conftest import Tokens, create, create_listed, spec
@@ -59,3 +61,36 @@ async def test_a_filter_only_search_reports_the_maintained_counts(catalog: Runni
     body = resp.json()
     assert body["total"] == 1
     assert body["facets"]["category"] == {"environment": 1}
+
+
+async def assert_word_counts_match_products(svc: RunningApp, words: list[str]) -> None:
+    async with svc.app.state.db.sessionmaker() as session:
+        for word in words:
+            query = search.SearchQuery(q=word)
+            assert search._one_word_search(query)
+            counted = await search._facets_of_one_word(session, query)
+            direct = await search._facets(session, search._Plan("postgresql", BUYER, query))
+            assert (counted or (0, {"category": {}, "grade": {}, "plan_kind": dict.fromkeys(search.PLAN_KINDS, 0)})
+                    ) == direct, word
+
+
+async def test_word_facet_counts_follow_the_words_of_listed_products(catalog: RunningApp, tokens: Tokens,
+                                                                     backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("word_facet_counts is kept on PostgreSQL only (SQLite searches count directly)")
+    words = ["weather", "rainfall", "stations", "meters", "energy", "grüße", "nothing"]
+    a = (await create_listed(catalog, tokens.provider_a, spec(plans=[FREE])))["id"]
+    await create_listed(catalog, tokens.provider_b, spec(slug="meters", title="Smart meters Grüße", category="energy",
+                                                         plans=[sub(900, "USD")]))
+    await assert_word_counts_match_products(catalog, words)
+    steps = [
+        ("post", f"/v1/products/{a}/suspend", tokens.regulator, {"reason": "Under investigation."}),
+        ("post", f"/v1/products/{a}/reinstate", tokens.regulator, {"reason": "Cleared."}),
+        ("put", f"/v1/products/{a}", tokens.provider_a, spec(title="Energy meters", category="energy")),
+        ("post", f"/v1/products/{a}/submit", tokens.provider_a, None),  # version 2: new words
+        ("post", f"/v1/products/{a}/retire", tokens.provider_a, {}),
+    ]
+    for method, path, headers, body in steps:
+        resp = await catalog.client.request(method, path, headers=headers, json=body)
+        assert resp.status_code == 200, (path, resp.text)
+        await assert_word_counts_match_products(catalog, words)
