@@ -179,7 +179,9 @@ class _Plan:
             self.tsquery = func.websearch_to_tsquery(literal_column("'english'"), " ".join(words))
             matches = vector.op("@@", return_type=Boolean)(self.tsquery)
             in_title = title_vector.op("@@", return_type=Boolean)(self.tsquery)
-            self._tiers = {0: [matches], 1: [matches, in_title], 2: [matches, not_(in_title)]}
+            # Every title/tag lexeme is also in search_vector, so a title match is a match: tier 1
+            # needs only the (small) title index, not the posting list of every mention.
+            self._tiers = {0: [matches], 1: [in_title], 2: [matches, not_(in_title)]}
             self.rank = func.ts_rank_cd(vector, self.tsquery)
             return
         match = " ".join(f'"{w}"' for w in words)
@@ -262,19 +264,14 @@ async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int,
     rows: list[Any] = []
     if offset < RANK_WINDOW:
         assert plan.rank is not None
-        if plan.tsquery is not None:  # PostgreSQL: rank only the window's rows
-            vector: ColumnElement[Any] = literal_column("products.search_vector").label("sv")
-            window = (plan.select(*_HIT_COLUMNS, vector, tier=tier)
-                      .order_by(*newest).limit(RANK_WINDOW).subquery())
-            rank = func.ts_rank_cd(window.c.sv, plan.tsquery)
-            order = rank.desc()
-        else:  # SQLite: bm25 is computed inside the FTS5 match
-            window = (plan.select(*_HIT_COLUMNS, plan.rank.label("rank"), tier=tier)
-                      .order_by(*newest).limit(RANK_WINDOW).subquery())
-            order = window.c.rank.asc()
-        stmt = (select(*(window.c[col.name] for col in _HIT_COLUMNS))
-                .order_by(order, window.c.pk.desc()).offset(offset).limit(want))
-        rows = list((await session.execute(stmt)).all())
+        # The window is chosen by keys only (a narrow sort), then its rows are read and ranked.
+        window = plan.select(c.pk, tier=tier).order_by(*newest).limit(RANK_WINDOW)
+        if plan.tsquery is not None:  # PostgreSQL: rank from the stored vector, no new match
+            stmt = select(*_HIT_COLUMNS).where(c.pk.in_(window)).order_by(plan.rank.desc(), c.pk.desc())
+        else:  # SQLite: bm25 exists only inside the FTS5 match
+            stmt = plan.select(*_HIT_COLUMNS, tier=tier).where(c.pk.in_(window)).order_by(
+                plan.rank.asc(), c.pk.desc())
+        rows = list((await session.execute(stmt.offset(offset).limit(want))).all())
     if len(rows) < want and offset + len(rows) >= RANK_WINDOW:
         rest = (plan.select(*_HIT_COLUMNS, tier=tier).order_by(*newest)
                 .offset(max(offset, RANK_WINDOW)).limit(want - len(rows)))
@@ -325,14 +322,14 @@ async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple
 
 
 async def _facets(session: AsyncSession, plan: _Plan) -> tuple[int, dict[str, dict[str, int]]]:
-    """Total and facet counts in one scan: group by the few low-cardinality columns the
-    facets use (at most a few hundred groups, covered by ``ix_products_facets``) and fold
-    the groups into the three facets here."""
+    """Total and facet counts in one scan: group by category and grade (a few dozen groups;
+    the columns are covered by ``ix_products_facets``), counting each plan kind in the group
+    with a FILTER, and fold the groups into the three facets here."""
     c = _products.c
-    kind_cols = [_KIND_COLUMN[k] for k in PLAN_KINDS]
-    stmt = plan.select(c.category, c.grade, *kind_cols, func.count()).group_by(
-        c.category, c.grade, *kind_cols
-    )
+    one: ColumnElement[Any] = literal_column("1")
+    stmt = plan.select(c.category, c.grade, func.count(),
+                       *(func.count(one).filter(_KIND_COLUMN[k].is_(True)) for k in PLAN_KINDS)
+                       ).group_by(c.category, c.grade)
     return _fold((await session.execute(stmt)).all())
 
 
@@ -348,8 +345,9 @@ async def _facets_from_counts(
 ) -> tuple[int, dict[str, dict[str, int]]]:
     """Total and facets summed from the maintained counts (a few hundred rows at most)."""
     c = _COUNTS.c
-    stmt = select(c.category, c.grade, c.has_free, c.has_one_time, c.has_subscription, c.has_metered,
-                  c.n).where(c.n > 0)
+    stmt = select(c.category, c.grade, func.sum(c.n),
+                  *(func.sum(c.n).filter(c[f"has_{k}"].is_(True)) for k in PLAN_KINDS)
+                  ).where(c.n > 0).group_by(c.category, c.grade)
     if query.category:
         stmt = stmt.where(c.category == query.category)
     if query.grade:
@@ -396,18 +394,19 @@ async def _facets_of_one_word(
 
 
 def _fold(groups: Sequence[Any]) -> tuple[int, dict[str, dict[str, int]]]:
-    """(category, grade, has_<kind>..., count) groups folded into the total and three facets."""
+    """(category, grade, count, count per plan kind...) groups folded into the total and
+    the three facets."""
     categories: dict[str, int] = {}
     grades: dict[str, int] = {}
     kinds: dict[str, int] = dict.fromkeys(PLAN_KINDS, 0)
     total = 0
-    for category, grade, *flags, n in groups:
+    for category, grade, n, *per_kind in groups:
+        n = int(n)
         total += n
         categories[category] = categories.get(category, 0) + n
         grades[grade] = grades.get(grade, 0) + n
-        for kind, flag in zip(PLAN_KINDS, flags, strict=True):
-            if flag:
-                kinds[kind] += n
+        for kind, k in zip(PLAN_KINDS, per_kind, strict=True):
+            kinds[kind] += int(k or 0)
     top = dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES])
     return total, {"category": top, "grade": dict(sorted(grades.items())), "plan_kind": kinds}
 
