@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SERVICES := access audit catalog orders dataservice
 
-.PHONY: install run migrate test test-sqlite lint bench demo clean
+.PHONY: install run migrate test test-sqlite lint bench demo cluster clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,12 +35,17 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/mypy shared services sluice deploy/local/config_reference.py
+	@$(VENV)/bin/mypy shared services sluice deploy/local/config_reference.py deploy/local/cluster.py deploy/local/balancer.py
 
 # Every bench/bench_*.py, one table, JSON under bench/results/ (docs/performance.md).
 # BENCH_FULL=1 for the large sizes; BENCH_ARGS="--only audit --publish" passes options.
 bench: $(STAMP)
 	@$(PY) bench/run.py $(BENCH_ARGS)
+
+# Two replicas of every service on PostgreSQL behind HAProxy (installed with apt-get when
+# missing); see docs/deployment.md. CLUSTER_ARGS="--replicas 3 --workers 2 --fresh" to change it.
+cluster: $(STAMP) var/dev.env
+	@$(PY) deploy/local/cluster.py $(CLUSTER_ARGS)
 
 # The marketplace story (starts `make run` first if it is not up).
 demo: $(STAMP) var/dev.env

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from shared.auth import CurrentPrincipal, JWKSKeySource, TokenVerifier
+from shared.auth import PLATFORM_TOKEN_TYP, CurrentPrincipal, JWKSKeySource, TokenVerifier
 from shared.db import Database
 from shared.errors import ServiceUnavailable
 from shared.http import create_http_client
@@ -33,7 +33,8 @@ def default_verifier(app: FastAPI) -> TokenVerifier:
         cache_seconds=settings.jwks_cache_seconds,
         min_refetch_seconds=settings.jwks_min_refetch_seconds,
     )
-    return TokenVerifier(keys, issuer=settings.token_issuer, audience=settings.token_audience)
+    return TokenVerifier(keys, issuer=settings.token_issuer, audience=settings.token_audience,
+                         required_typ=PLATFORM_TOKEN_TYP)
 
 
 def health_router(service: str) -> APIRouter:

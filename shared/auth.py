@@ -27,6 +27,9 @@ from shared.errors import Forbidden, ServiceUnavailable, Unauthorized
 logger = logging.getLogger("sluice.auth")
 
 ALGORITHM = "RS256"
+#: ``typ`` of platform tokens; data-access tokens are ``at+jwt`` (RFC 9068). Each kind is
+#: refused where the other is expected (RFC 8725 §3.11 explicit typing), whatever its audience.
+PLATFORM_TOKEN_TYP = "JWT"  # noqa: S105 - a JWT type, not a secret
 ROLES = ("provider", "buyer", "regulator", "operator", "service")
 
 
@@ -69,8 +72,12 @@ def build_public_key(jwk_dict: dict[str, Any]) -> Key:
 
 
 class JWKSKeySource:
-    """Keys from a JWKS URL, cached; an unknown ``kid`` refetches at most once
-    per ``min_refetch_seconds``."""
+    """Keys from a JWKS URL, cached for ``cache_seconds`` or the response's
+    ``Cache-Control: max-age`` if shorter (the access service shortens it while a
+    retiring key nears its end, so a retired key stops verifying in time); an
+    unknown ``kid`` refetches at most once per ``min_refetch_seconds``. A key the
+    access service no longer publishes is dropped at the next successful fetch;
+    only while fetching fails are the last known keys kept."""
 
     def __init__(
         self,
@@ -86,6 +93,7 @@ class JWKSKeySource:
         self.min_refetch_seconds = min_refetch_seconds
         self._keys: dict[str, Key] = {}
         self._fetched_at = float("-inf")
+        self._fresh_for = cache_seconds
         #: The last fetch failed (the access service is unreachable or broken).
         self.fetch_failed = False
         self._lock = asyncio.Lock()
@@ -93,11 +101,12 @@ class JWKSKeySource:
     async def get(self, kid: str) -> Key | None:
         now = time.monotonic()
         key = self._keys.get(kid)
-        if key is not None and now - self._fetched_at < self.cache_seconds:
+        if key is not None and now - self._fetched_at < self._fresh_for:
             return key
         if now - self._fetched_at >= self.min_refetch_seconds:
             await self._refresh()
-        return self._keys.get(kid) or key
+            return self._keys.get(kid)
+        return key  # stale, but refetching again so soon is throttled
 
     async def _refresh(self) -> None:
         async with self._lock:
@@ -114,6 +123,7 @@ class JWKSKeySource:
                         continue
                     keys[entry["kid"]] = build_public_key(entry)
                 self._keys = keys
+                self._fresh_for = min(self.cache_seconds, max_age(resp.headers.get("cache-control")))
                 self.fetch_failed = False
             except (httpx.HTTPError, ValueError, JWTError) as exc:
                 self.fetch_failed = True
@@ -122,6 +132,15 @@ class JWKSKeySource:
                 logger.warning("could not fetch JWKS from %s: %s; retrying later", self.url, exc)
             finally:
                 self._fetched_at = time.monotonic()
+
+
+def max_age(cache_control: str | None) -> float:
+    """``max-age`` of a Cache-Control header in seconds (infinity when absent or unreadable)."""
+    for part in (cache_control or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.strip().isdigit():
+            return float(value.strip())
+    return float("inf")
 
 
 class StaticKeySource:
@@ -169,7 +188,8 @@ class TokenVerifier:
         if self.required_typ is not None:
             typ = str(header.get("typ", "")).lower()
             if typ not in (self.required_typ.lower(), f"application/{self.required_typ.lower()}"):
-                raise InvalidToken(f"Token type must be {self.required_typ!r}.")
+                raise InvalidToken(f"Token type must be {self.required_typ!r}, not {typ or 'missing'!r}: "
+                                   f"this is the wrong kind of token here. {self.how_to_get_one}")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("The token header has no key id (kid).")

@@ -13,7 +13,9 @@ import uvicorn
 from shared.migrations import downgrade, upgrade
 from shared.settings import ServiceSettings
 
-ExtraCommand = tuple[str, str, Callable[[argparse.Namespace, ServiceSettings], int]]
+Handler = Callable[[argparse.Namespace, ServiceSettings], int]
+#: ``(name, help, handler)``, or with a fourth member that adds the command's arguments.
+ExtraCommand = tuple[str, str, Handler] | tuple[str, str, Handler, Callable[[argparse.ArgumentParser], None]]
 
 
 def run_cli(
@@ -34,10 +36,11 @@ def run_cli(
     down = sub.add_parser("downgrade", help="downgrade the database (default: base)")
     down.add_argument("--revision", default="base")
     handlers: dict[str, Callable[[argparse.Namespace, ServiceSettings], int]] = {}
-    for name, help_text, fn in extra or []:
-        p = sub.add_parser(name, help=help_text)
+    for name, help_text, fn, *arguments in extra or []:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        for add_arguments in arguments:
+            add_arguments(p)
         handlers[name] = fn
-        del p
     args = parser.parse_args(argv)
     settings = settings_cls()
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import DateTime, MetaData, Table, event, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import FromClause
 from sqlalchemy.types import TypeDecorator
 
 from shared.hot_reads import HotPool
@@ -91,6 +92,20 @@ class Database:
     async def dispose(self) -> None:
         await self.hot.close()
         await self.engine.dispose()
+
+
+async def serialise_with_replicas(session: AsyncSession, key: int, sqlite_table: FromClause) -> None:
+    """Hold, until this transaction ends, a lock every replica of the service takes before the
+    same work (e.g. creating what a first start creates), so two replicas starting at once do
+    it once, not twice: a PostgreSQL transaction-level advisory lock on ``key``; on SQLite the
+    database write lock, taken by an UPDATE that matches no row of ``sqlite_table``. Call it
+    before the transaction reads what it then decides on."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        return
+    table = cast(Table, sqlite_table)
+    pk = next(iter(table.primary_key.columns))
+    await session.execute(update(table).where(pk != pk).values({pk.name: pk}))
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import PROBLEM_BASE, PROBLEM_JSON, ProblemError
@@ -117,6 +118,26 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail,
             instance=request.url.path,
             headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not exc.connection_invalidated:
+            return await _unexpected(request, exc)
+        # The connection went away under the request (a database restart or failover, a
+        # terminated backend): the pool replaces it, the client should simply try again.
+        logger.warning("lost the database connection during %s %s: %s", request.method,
+                       request.url.path, exc.orig)
+        return problem_response(
+            503,
+            "database-unavailable",
+            "Database connection lost",
+            "The service lost its database connection while handling this request; retry in a "
+            "moment. Its transaction was rolled back unless the connection dropped at its very "
+            "commit: to be sure a write happened, read it back, or repeat it with the same "
+            "Idempotency-Key or id where the endpoint takes one.",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)

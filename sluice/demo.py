@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from sluice.client import ApiError, Endpoints, SluiceClient
 
@@ -167,18 +166,14 @@ def product_specs(data_service_url: str, suffix: str) -> tuple[dict[str, Any], d
 
 
 def bind_products(aliases_file: Path, transit_id: str, health_id: str) -> None:
-    """The provider binds the catalog ids of its products to its data service's
-    mapped products; the reference data service re-reads the file when it changes."""
-    doc: dict[str, Any] = {"aliases": {}}
-    if aliases_file.exists():
-        doc = yaml.safe_load(aliases_file.read_text()) or doc
-    doc.setdefault("aliases", {})
-    doc["aliases"][transit_id] = "prd_demo_transit"
-    doc["aliases"][health_id] = "prd_demo_health"
-    aliases_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = aliases_file.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(aliases_file)
+    """The provider binds the catalog ids of its products to its data service's mapped
+    products (what `python -m services.dataservice bind` does); the data service re-reads
+    the file when it changes."""
+    from services.dataservice.aliases import bind
+
+    demo = {"prd_demo_transit", "prd_demo_health"}
+    bind(aliases_file, transit_id, "prd_demo_transit", demo)
+    bind(aliases_file, health_id, "prd_demo_health", demo)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -322,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env-file", default="var/dev.env", help="where `make run` keeps local secrets")
     p.add_argument("--aliases-file", default=os.environ.get("SLUICE_DATASERVICE_PRODUCT_ALIASES_FILE",
                                                            "var/dataservice-aliases.yaml"))
-    p.add_argument("--checkpoint-file", default="var/regulator-checkpoint.txt")
+    p.add_argument("--checkpoint-file",
+                   default=os.environ.get("SLUICE_DEMO_CHECKPOINT_FILE", "var/regulator-checkpoint.txt"),
+                   help="the regulator's saved checkpoint (one per audit log: make cluster has its own)")
     p.add_argument("--quiet", action="store_true", help="do not print each HTTP call")
     args = p.parse_args(argv)
     try:

@@ -11,9 +11,12 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from sluice.token_cache import TokenCache
 
 JSON = dict[str, Any]
 
@@ -29,7 +32,10 @@ ENVIRONMENT: dict[str, str] = {
     "SLUICE_AUDIT_URL": "the audit service (default http://127.0.0.1:8004)",
     "SLUICE_DATASERVICE_URL": "a data service, when a data-access token does not name one "
                               "(default http://127.0.0.1:8010)",
-    "SLUICE_DATA_TOKEN": "a data-access token for `sluice query ...`",
+    "SLUICE_DATA_TOKEN": "a data-access token for `sluice query run|schema`",
+    "SLUICE_AUDIT_PUBLIC_KEY": "the audit log's verifier key you pinned (`sluice audit verify`)",
+    "SLUICE_TOKEN_CACHE": "0 to not keep platform tokens between runs (default: kept, 0600, "
+                          "under ~/.cache/sluice, until a minute before they expire)",
 }
 
 
@@ -92,8 +98,11 @@ class Transport:
     token: str | None = None
     timeout: float = 30.0
     trace: Tracer | None = None
+    #: Where platform tokens are kept between runs (the CLI's); None: only in memory.
+    token_cache: TokenCache | None = None
     _http: httpx.Client = field(init=False, repr=False)
     _expires: float = field(default=0.0, init=False, repr=False)
+    _from_cache: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._http = httpx.Client(timeout=self.timeout)
@@ -130,10 +139,25 @@ class Transport:
         """A platform token, fetched with client credentials and reused until near expiry."""
         if self.token and time.monotonic() < self._expires:
             return self.token
+        cached = self.token_cache.load() if self.token_cache else None
+        if cached:
+            self.token, self._from_cache = cached[0], True
+            self._expires = time.monotonic() + (cached[1] - time.time())
+            return self.token
         body = self.token_response()
-        self.token = str(body["access_token"])
+        if self.token_cache:
+            self.token_cache.save(body)
+        self.token, self._from_cache = str(body["access_token"]), False
         self._expires = time.monotonic() + float(body.get("expires_in", 300)) - 30
         return self.token
+
+    def _stale_cached_token(self, resp: httpx.Response, token: str | None) -> bool:
+        """A cached token the service refused (revoked, signing key gone): drop it, retry."""
+        if resp.status_code != 401 or token or not self._from_cache or not self.token_cache:
+            return False
+        self.token_cache.drop()
+        self.token, self._expires, self._from_cache = None, 0.0, False
+        return True
 
     # --- calls -------------------------------------------------------------------------
     def request(self, method: str, url: str, *, json: Any = None,
@@ -156,6 +180,9 @@ class Transport:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         resp = self._http.request(method, url, json=json, params=clean, headers=hdrs, data=form,
                                   auth=http_auth)
+        if auth and not basic and self._stale_cached_token(resp, token):
+            hdrs["Authorization"] = f"Bearer {self.bearer()}"
+            resp = self._http.request(method, url, json=json, params=clean, headers=hdrs, data=form)
         if self.trace:
             self.trace(method, str(resp.request.url), json if json is not None else form, resp)
         if resp.status_code >= 300:

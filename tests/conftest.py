@@ -78,3 +78,23 @@ def service_app(database_url: DatabaseFactory, test_keys: TestKeys) -> AppFactor
         return run_app(service, database_url(service), keys=test_keys, **overrides)
 
     return start
+
+
+@pytest.fixture(scope="session")
+def live_marketplace(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """All five services and localstripe as real processes, once per session, on SQLite
+    (PostgreSQL e2e clusters use fixed database names, which this must not share).
+
+    For tests that drive the marketplace from outside, as a user would: the guides
+    (tests/docs/test_guides.py) and the CLI (tests/sluice)."""
+    from tests.e2e.cluster import Cluster
+
+    cluster = Cluster(tmp_path_factory.mktemp("marketplace"), backend="sqlite")
+    try:
+        cluster.start()
+        yield cluster
+    except Exception:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()

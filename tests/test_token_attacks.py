@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from jose import jwk, jwt
 
+from shared.settings import PLATFORM_AUDIENCE
 from tests.conftest import AppFactory
 from tests.support import SERVICES, RunningApp, TestKeys
 
@@ -134,16 +135,52 @@ async def test_missing_token_is_401_with_www_authenticate(target: tuple[RunningA
     assert expected in resp.json()["detail"]
 
 
-async def test_data_access_token_is_not_a_platform_token(service_app: AppFactory, test_keys: TestKeys) -> None:
-    async with service_app("catalog") as svc:
-        token = test_keys.token(roles=[], typ="at+jwt", aud="http://127.0.0.1:8010", scope="query")
-        assert (await me(svc, token)).status_code == 401
+# --- The two kinds of token, mixed up ---------------------------------------------------
+# A platform token (typ JWT, aud sluice-api, roles) and a data-access token (typ at+jwt,
+# aud = one data service, scope query) differ in three properties. Each case changes ONE of
+# them on a token the service accepts (the control above, of the service's own kind), so the
+# 401 is about that property alone, and the problem detail must name it.
+
+PLATFORM_SERVICES = tuple(s for s in SERVICES if s != "dataservice")
+A_DATA_SERVICE = "http://127.0.0.1:8010"  # the audience of data-access tokens for the demo's data service
+
+PLATFORM_TOKEN_AS_DATA_TOKEN: dict[str, tuple[Callable[[Signer], str], str]] = {
+    # property changed: (token, what the 401's detail must say)
+    "type": (lambda s: s.sign(s.claims(), typ="JWT"), "type must be 'at+jwt'"),
+    "audience": (lambda s: s.sign(s.claims(aud=PLATFORM_AUDIENCE)), "audience"),
+    "scope": (lambda s: s.sign(s.claims(scope="buyer")), "scope 'query'"),
+}
+DATA_TOKEN_AS_PLATFORM_TOKEN: dict[str, tuple[Callable[[Signer], str], str]] = {
+    "type": (lambda s: s.sign(s.claims(), typ="at+jwt"), "type must be 'JWT'"),
+    "audience": (lambda s: s.sign(s.claims(aud=A_DATA_SERVICE)), "audience"),
+}
 
 
-async def test_platform_token_is_not_a_data_access_token(service_app: AppFactory, test_keys: TestKeys) -> None:
+@pytest.mark.parametrize("changed", sorted(PLATFORM_TOKEN_AS_DATA_TOKEN))
+async def test_the_data_service_refuses_a_token_with_one_platform_property(
+    service_app: AppFactory, test_keys: TestKeys, changed: str
+) -> None:
     async with service_app("dataservice") as svc:
-        token = test_keys.token(roles=["buyer"])
-        assert (await me(svc, token)).status_code == 401
+        signer = Signer(svc, test_keys, "dataservice")
+        assert (await me(svc, signer.sign(signer.claims()))).status_code == 200  # the control
+        make, reason = PLATFORM_TOKEN_AS_DATA_TOKEN[changed]
+        resp = await me(svc, make(signer))
+        assert resp.status_code == 401, resp.text
+        assert reason in resp.json()["detail"], resp.json()["detail"]
+
+
+@pytest.mark.parametrize("changed", sorted(DATA_TOKEN_AS_PLATFORM_TOKEN))
+@pytest.mark.parametrize("service", PLATFORM_SERVICES)
+async def test_a_platform_service_refuses_a_token_with_one_data_access_property(
+    service_app: AppFactory, test_keys: TestKeys, service: str, changed: str
+) -> None:
+    async with service_app(service) as svc:
+        signer = Signer(svc, test_keys, service)
+        assert (await me(svc, signer.sign(signer.claims()))).status_code == 200  # the control
+        make, reason = DATA_TOKEN_AS_PLATFORM_TOKEN[changed]
+        resp = await me(svc, make(signer))
+        assert resp.status_code == 401, resp.text
+        assert reason in resp.json()["detail"], resp.json()["detail"]
 
 
 def test_public_pem_is_really_the_public_key(test_keys: TestKeys) -> None:

@@ -17,7 +17,7 @@ from services.access.settings import AccessSettings
 from services.access.tokens import LocalServiceToken
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay
-from shared.auth import StaticKeySource, TokenVerifier
+from shared.auth import PLATFORM_TOKEN_TYP, TokenVerifier
 from shared.db import Database
 
 logger = logging.getLogger("sluice.access")
@@ -50,16 +50,19 @@ async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
         db.sessionmaker,
         bits=settings.signing_key_bits,
         passphrase=passphrase.get_secret_value().encode() if passphrase else None,
-        max_token_lifetime=timedelta(seconds=max(settings.token_lifetime_seconds, 900)),
+        max_token_lifetime=timedelta(seconds=max(settings.token_lifetime_seconds,
+                                                 settings.data_token_lifetime_seconds)),
+        refresh_interval=timedelta(seconds=settings.key_refresh_seconds),
     )
     await keys.load()
     await bootstrap_identity(db.sessionmaker, settings)
     app.state.keys = keys
     # The access service verifies its own tokens from its key store: no HTTP to itself.
     app.state.verifier = TokenVerifier(
-        StaticKeySource(keys.verification_keys),
+        keys,
         issuer=settings.token_issuer,
         audience=settings.token_audience,
+        required_typ=PLATFORM_TOKEN_TYP,
     )
 
     async def refresh_keys() -> None:

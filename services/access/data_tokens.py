@@ -60,8 +60,12 @@ def _refuse(problem: str, detail: str, ent: Entitlement, **extra: Any) -> Forbid
 
 
 def limits_of(ent: Entitlement) -> dict[str, Any]:
-    return {"max_rows": ent.max_rows, "min_group_size": ent.min_group_size,
-            "epsilon_budget": ent.epsilon_budget, "query_quota": ent.query_quota}
+    limits: dict[str, Any] = {"max_rows": ent.max_rows, "min_group_size": ent.min_group_size,
+                              "epsilon_budget": ent.epsilon_budget, "query_quota": ent.query_quota}
+    query_epsilon = (ent.plan or {}).get("query_epsilon")
+    if query_epsilon is not None:  # the plan's default ε per L3 query
+        limits["query_epsilon"] = float(query_epsilon)
+    return limits
 
 
 async def check_can_issue(
@@ -112,9 +116,11 @@ async def check_can_issue(
     product = await catalog.product_status(ent.product_id)  # may raise 503
     if product is None or product.status != "listed":
         state = product.status if product else "unknown to the catalog"
+        again = ("it was retired for good, so no more tokens" if state == "retired"
+                 else "no tokens until it is listed again")
         raise _refuse("product-not-listed",
-                      f"Product {ent.product_id} is {state}, not listed; no tokens until it is "
-                      "listed again.", ent, product_id=ent.product_id,
+                      f"Product {ent.product_id} is {state}, not listed; {again}.", ent,
+                      product_id=ent.product_id,
                       product_status=product.status if product else None)
 
 
@@ -185,7 +191,7 @@ async def decode(
         DATA_TOKEN_TYP, f"application/{DATA_TOKEN_TYP}"
     ):
         return None
-    key = keys.verification_keys().get(str(header.get("kid", "")))
+    key = await keys.get(str(header.get("kid", "")))
     ent_id = unverified.get("ent")
     if key is None or not isinstance(ent_id, str):
         return None

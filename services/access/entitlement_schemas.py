@@ -38,6 +38,11 @@ class EntitlementCreate(BaseModel):
         description="Optional: the order's total query quota (a metered bundle, or a periodic "
         "plan's quota times the periods bought). Without it access derives it from the plan.",
     )
+    epsilon_budget: float | None = Field(
+        default=None, gt=0, le=10_000,
+        description="Optional (L3): the privacy budget ε the order bought (the plan's epsilon, "
+        "times the periods for subscriptions). Without it: the plan's, else the product's.",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> EntitlementCreate:

@@ -52,6 +52,8 @@ class GrantRequest:
     #: The order's total quota when orders sends it (metered bundles, several
     #: periods); otherwise derived from the plan (see :func:`quota_for`).
     query_quota: int | None = None
+    #: L3: the ε the order bought; otherwise the plan's epsilon, else the product's guardrail.
+    epsilon_budget: float | None = None
 
 
 # --- status -----------------------------------------------------------------------
@@ -208,7 +210,8 @@ async def grant(
     guard = version.get("guardrails") or {}
     quota = req.query_quota if req.query_quota is not None else quota_for(
         plan, req.valid_from, req.valid_until)
-    eps = guard.get("epsilon_budget")
+    eps = req.epsilon_budget if req.epsilon_budget is not None else (
+        plan.get("epsilon") if plan.get("epsilon") is not None else guard.get("epsilon_budget"))
     ent = Entitlement(
         id=new_entitlement_id(), order_id=req.order_id, buyer_org=req.buyer_org,
         provider_org=str(version.get("provider_org", "")), product_id=req.product_id,

@@ -7,7 +7,17 @@ another replica.
 
 Rotation: the new key becomes ``active`` and signs from now on; the previous
 active key becomes ``retiring`` and stays in the JWKS until every token it
-signed has expired (``retire_after``), so rotation needs no downtime.
+signed has expired (``retire_after``), so rotation needs no downtime. Other
+replicas keep signing with the old key until their next refresh, so the grace
+period counts that interval too.
+
+A replica that is asked about a key it does not know (a token signed by a key
+another replica just created), or serves the JWKS, re-reads the keys first
+(concurrent askers share one read, so a flood of unknown kids costs one query
+at a time): a rotation is visible on every replica at once, not after the next
+periodic refresh. The JWKS says how long it may be cached (never past
+the moment a retiring key retires), so verifiers elsewhere drop a retired key
+in time.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,18 +34,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk
 from jose.backends.base import Key
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.access.models import SigningKey
 from shared.auth import ALGORITHM
-from shared.db import utcnow
+from shared.db import serialise_with_replicas, utcnow
 
 logger = logging.getLogger("sluice.access.keys")
 
 #: Tokens may be verified with this much clock skew; a retiring key outlives
 #: its last token by at least this margin.
 VERIFY_LEEWAY = timedelta(seconds=60)
+
 
 
 @dataclass(frozen=True)
@@ -58,10 +70,7 @@ async def serialise_startup(session: AsyncSession) -> None:
     PostgreSQL: a transaction-level advisory lock. SQLite: a write that matches no row first,
     so the transaction holds the database write lock before it reads.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _STARTUP_LOCK})
-    else:
-        await session.execute(text("UPDATE signing_keys SET kid = kid WHERE 0"))
+    await serialise_with_replicas(session, _STARTUP_LOCK, SigningKey.__table__)
 
 
 def _new_kid() -> str:
@@ -116,13 +125,17 @@ class KeyStore:
         bits: int = 2048,
         passphrase: bytes | None = None,
         max_token_lifetime: timedelta = timedelta(minutes=15),
+        refresh_interval: timedelta = timedelta(seconds=30),
     ) -> None:
         self.sessionmaker = sessionmaker
         self.bits = bits
         self.passphrase = passphrase
         self.max_token_lifetime = max_token_lifetime
+        self.refresh_interval = refresh_interval
         self._keys: dict[str, LoadedKey] = {}
         self._active: LoadedKey | None = None
+        self._loaded_at = float("-inf")
+        self._refresh_lock = asyncio.Lock()
 
     # --- reading -----------------------------------------------------------
     @property
@@ -138,6 +151,31 @@ class KeyStore:
             for k in self._keys.values()
             if k.status == "active" or (k.retire_after is not None and k.retire_after > now)
         }
+
+    async def get(self, kid: str) -> Key | None:
+        """The key that verifies ``kid`` (a ``KeySource``). A kid this replica does not know
+        may be a key another replica has just created: read the keys again before saying no."""
+        asked = time.monotonic()
+        key = self.verification_keys().get(kid)
+        if key is None:
+            await self.read_since(asked)
+            key = self.verification_keys().get(kid)
+        return key
+
+    async def read_since(self, moment: float) -> None:
+        """Make sure the keys in memory were read from the database after ``moment`` (a
+        ``time.monotonic()``): callers waiting together share one read."""
+        async with self._refresh_lock:
+            if self._loaded_at < moment:
+                await self.refresh()
+
+    def jwks_max_age(self, cap: int) -> int:
+        """How long a verifier may cache the JWKS: ``cap`` seconds, but never past the moment a
+        retiring key retires (so nobody keeps accepting it after its grace period)."""
+        now = utcnow()
+        left = [(k.retire_after - now).total_seconds() for k in self._keys.values()
+                if k.status != "active" and k.retire_after is not None and k.retire_after > now]
+        return max(0, int(min([float(cap), *left])))
 
     def jwks(self) -> dict[str, Any]:
         now = utcnow()
@@ -157,7 +195,9 @@ class KeyStore:
 
     # --- loading and rotating ------------------------------------------------
     async def load(self) -> None:
-        """Read the keys; create the first one on an empty database."""
+        """Read the keys; create the first one on an empty database (once, however many
+        replicas start at the same moment)."""
+        started = time.monotonic()
         async with self.sessionmaker() as session, session.begin():
             await serialise_startup(session)
             rows = await self._current_rows(session)
@@ -168,6 +208,7 @@ class KeyStore:
                 rows.append(row)
                 logger.info("created the first signing key %s", row.kid)
         await self._apply(rows)
+        self._loaded_at = started
 
     async def _current_rows(self, session: AsyncSession) -> list[SigningKey]:
         result = await session.scalars(
@@ -189,16 +230,20 @@ class KeyStore:
             self._active = actives[-1]
 
     async def refresh(self) -> None:
+        started = time.monotonic()
         async with self.sessionmaker() as session:
             rows = await self._current_rows(session)
         await self._apply(rows)
+        self._loaded_at = started  # what the database said then, however long loading took
 
     async def rotate(self) -> SigningKey:
         """Store a new active key (own transaction: it must be committed before
         this replica signs with it), retire the previous one, and reload."""
         new = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)
         now = utcnow()
-        retire_after = now + self.max_token_lifetime + VERIFY_LEEWAY
+        # Other replicas sign with the old key until their next refresh; its last token
+        # expires a token lifetime after that; verifiers accept it a leeway longer.
+        retire_after = now + self.refresh_interval + self.max_token_lifetime + VERIFY_LEEWAY
         async with self.sessionmaker() as session, session.begin():
             for row in await self._current_rows(session):
                 if row.status == "active":

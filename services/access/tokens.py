@@ -11,7 +11,7 @@ from jose import jwt
 
 from services.access.identity import Authenticated
 from services.access.keys import KeyStore
-from shared.auth import ALGORITHM
+from shared.auth import ALGORITHM, PLATFORM_TOKEN_TYP
 from shared.db import utcnow
 
 
@@ -23,7 +23,7 @@ class IssuedToken:
     jti: str
 
 
-def sign(keys: KeyStore, claims: dict[str, Any], typ: str = "JWT") -> str:
+def sign(keys: KeyStore, claims: dict[str, Any], typ: str = PLATFORM_TOKEN_TYP) -> str:
     key = keys.active
     token: str = jwt.encode(claims, key.signing, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": typ})
     return token

@@ -25,15 +25,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit import log, tree
-from services.audit.models import checkpoints, log_keys
+from services.audit.models import checkpoints, log_keys, writer_lock
 from services.audit.settings import AuditSettings
 from services.audit.tree import TreeCache
 from services.audit.verifylib import Checkpoint, NoteSigner, parse_signer_key, sign_checkpoint
-from shared.db import Database, utcnow
+from shared.db import Database, serialise_with_replicas, utcnow
 
 logger = logging.getLogger("sluice.audit")
 
 CHECKPOINT_LOCK_KEY = 0x51C1A0D2
+#: Replicas starting together on an empty database: exactly one generates the log key.
+LOG_KEY_LOCK_KEY = 0x51C1A0D3
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ async def load_signer(sessionmaker: async_sessionmaker[AsyncSession], settings: 
             )
         return signer
     async with sessionmaker() as session, session.begin():
+        await serialise_with_replicas(session, LOG_KEY_LOCK_KEY, writer_lock)
         stored = await session.scalar(
             select(log_keys.c.private_key)
             .where(log_keys.c.key_name == settings.log_origin)

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.catalog.auth_cache import VerifiedTokens
 from services.catalog.cache import PublicViewCache, TtlCache
-from services.catalog.routers import dcat, internal, products, review, search
+from services.catalog.routers import dcat, internal, privacy, products, review, search
 from services.catalog.settings import CatalogSettings
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay
@@ -34,7 +34,8 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         title="Sluice catalog",
         description=DESCRIPTION,
         # search before products: both own /v1/products (GET vs POST).
-        routers=[search.router, products.router, review.router, dcat.router, internal.router],
+        routers=[search.router, products.router, privacy.router, review.router, dcat.router,
+                 internal.router],
         lifespan_steps=[audit_relay, command_relay("access", "access_url")],
         openapi_tags=[
             {"name": "search", "description": "Find listed products"},

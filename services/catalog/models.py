@@ -72,6 +72,9 @@ class Product(Base):
     submitted_by: Mapped[str | None] = mapped_column(String(64), default=None)
     # Last lifecycle decision shown to the provider (rejection reason, suspension reason, ...)
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # L3: the product's privacy budget as its data service last reported it (a labelled
+    # copy with its as-of time; the data service's ledger is the source of truth).
+    privacy_budget: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     # --- search projection -------------------------------------------------------
     title: Mapped[str] = mapped_column(String(200))

@@ -113,6 +113,18 @@ def check_delivery(spec: ProductSpec) -> None:
             "A differential-privacy epsilon budget applies to L3_sensitive products only; remove "
             "delivery.epsilon_budget.",
         )
+    for i, plan in enumerate(spec.plans):
+        if (plan.epsilon is not None or plan.query_epsilon is not None) and spec.grade != "L3_sensitive":
+            raise refuse(
+                "epsilon-budget-l3-only",
+                f"plans[{i}] sells epsilon, which applies to L3_sensitive products only (their answers "
+                "are differentially private); remove epsilon and query_epsilon from the plan.")
+        granted = plan.epsilon if plan.epsilon is not None else spec.delivery.epsilon_budget
+        if plan.query_epsilon is not None and granted is not None and plan.query_epsilon > granted:
+            raise refuse(
+                "query-epsilon-within-plan",
+                f"plans[{i}].query_epsilon ({plan.query_epsilon}) is more than the plan grants in all "
+                f"({granted}); lower it or raise the plan's epsilon.")
     att = spec.deidentification
     if (
         spec.grade == "L3_sensitive"
@@ -335,6 +347,8 @@ def normalise_plans(plans: list[PlanIn], existing_ids: set[str]) -> list[dict[st
                 "tiers": [{"up_to": t.up_to, "unit_price": int(t.unit_price)} for t in plan.tiers],
                 "query_quota": plan.query_quota,
                 "access_days": plan.access_days,
+                "epsilon": plan.epsilon,
+                "query_epsilon": plan.query_epsilon,
             }
         )
     return out

@@ -108,6 +108,15 @@ class PlanIn(BaseModel):
     tiers: list[Tier] = Field(default_factory=list, max_length=20)
     query_quota: int | None = Field(default=None, ge=1, description="null = unlimited")
     access_days: int | None = Field(default=None, ge=1, le=3650)
+    epsilon: float | None = Field(
+        default=None, gt=0, le=100,
+        description="L3 only: the privacy loss (differential privacy ε) this plan sells: each "
+        "entitlement may spend this much of the product's budget (per period for subscriptions). "
+        "Default: delivery.epsilon_budget.", examples=[2.0])
+    query_epsilon: float | None = Field(
+        default=None, gt=0, le=10,
+        description="L3 only: ε charged per query that names none (default: the data service's).",
+        examples=[0.5])
 
 
 class Plan(BaseModel):
@@ -124,6 +133,8 @@ class Plan(BaseModel):
     tiers: list[dict[str, int | None]]
     query_quota: int | None
     access_days: int | None
+    epsilon: float | None = Field(default=None, description="L3: ε each entitlement may spend.")
+    query_epsilon: float | None = Field(default=None, description="L3: default ε per query.")
 
 
 class ProductSpec(BaseModel):
@@ -149,6 +160,34 @@ class ProductSpec(BaseModel):
     usage_policy: UsagePolicy
     derived_from: list[str] = Field(default_factory=list, max_length=50)
     plans: list[PlanIn] = Field(default_factory=list, max_length=20)
+
+
+class PrivacyBudgetReport(BaseModel):
+    """A data service's report of a product's privacy budget (it is the source of truth)."""
+
+    period: str = Field(max_length=16, examples=["2026-11"])
+    renews_at: dt.datetime
+    epsilon_total: float = Field(ge=0, le=1_000_000)
+    epsilon_spent: float = Field(ge=0, le=1_000_000)
+    delta_total: float = Field(default=0.0, ge=0, le=1)
+    delta_spent: float = Field(default=0.0, ge=0, le=1)
+    answers: int = Field(default=0, ge=0)
+    as_of: dt.datetime = Field(description="When the data service read these figures.")
+
+
+class PrivacyBudget(BaseModel):
+    """The product's privacy budget as its data service last reported it (a copy: the data
+    service's own ledger is the source of truth)."""
+
+    period: str
+    renews_at: dt.datetime
+    epsilon_total: float
+    epsilon_spent: float
+    epsilon_remaining: float
+    delta_total: float
+    delta_spent: float
+    as_of: dt.datetime = Field(description="How current this copy is.")
+    source: Literal["data service report"] = "data service report"
 
 
 class Guardrails(BaseModel):
@@ -195,6 +234,10 @@ class VersionBody(BaseModel):
     sample: list[dict[str, Any]] | None
     delivery: Delivery
     guardrails: Guardrails
+    privacy_budget: PrivacyBudget | None = Field(
+        default=None, description="L3: the product-wide privacy budget of the current release "
+        "period, shared by every buyer, as its data service reported it (null before the first "
+        "report).")
     usage_policy: UsagePolicy
     derived_from: list[str]
     plans: list[Plan]
@@ -284,6 +327,8 @@ class InternalVersion(BaseModel):
     usage_policy: UsagePolicy
     guardrails: Guardrails
     plans: list[Plan]
+    latest_version: int = Field(description="The product's newest published version (orders quotes "
+                                "only that one).")
 
 
 class InternalProduct(BaseModel):

@@ -33,6 +33,7 @@ def _common(product: Product, *, show_draft_state: bool) -> dict[str, Any]:
             else None
         ),
         "status_reason": product.status_reason if show_draft_state else None,
+        "privacy_budget": product.privacy_budget,
         "created_at": product.created_at,
         "updated_at": product.updated_at,
         "listed_at": product.listed_at,
@@ -83,6 +84,7 @@ def internal_version(product: Product, version: ProductVersion) -> dict[str, Any
         "usage_policy": c["usage_policy"],
         "guardrails": version.guardrails,
         "plans": c["plans"],
+        "latest_version": product.latest_version,
     }
 
 

@@ -11,13 +11,16 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.dataservice.aliases import AliasWatcher
+from services.dataservice.budget_report import REPORT_DESTINATION, BudgetReporter, report_deliverer
 from services.dataservice.config import load_products
 from services.dataservice.datasource import DataSource, data_engine
-from services.dataservice.demo_data import demo_tables_present, seed_demo
+from services.dataservice.demo_data import seed_demo_once
+from services.dataservice.dp_answer import ExactCache
+from services.dataservice.releases import Releases
 from services.dataservice.revocations import RevocationList, RevocationPoller, polling
-from services.dataservice.routers import query
+from services.dataservice.routers import privacy, query
 from services.dataservice.service import QueryService
-from services.dataservice.settings import DEMO_PRODUCTS_FILE, DataServiceSettings
+from services.dataservice.settings import DataServiceSettings
 from services.dataservice.usage import USAGE_DESTINATION, usage_deliverer
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
@@ -37,8 +40,10 @@ never receive a copy of the data.
 
 * `GET /v1/schema`: what the token's product exposes and what is left of its limits.
 * `POST /v1/query`: structured queries (never SQL). L1/L2: rows, capped and masked.
-  L3: aggregates only, groups of fewer than k people suppressed, differencing refused,
-  optional Laplace noise charged to the entitlement's privacy budget.
+  L3: differentially private aggregates only (OpenDP; the privacy unit is one person),
+  each charged to the product's privacy budget (shared by every buyer, per release
+  period) and to the entitlement's own share, with its accuracy per column.
+* `GET /v1/privacy/budgets`, `GET /v1/privacy/charges`: the regulator's view of the spend.
 
 Usage is reported to the access service and every query is an audit event (both via
 the transactional outbox). Errors are RFC 9457 `application/problem+json`.
@@ -85,14 +90,10 @@ def data_token_verifier(app: FastAPI) -> TokenVerifier:
 async def open_data_source(settings: DataServiceSettings) -> DataSource:
     """The provider's database with the products mapped onto it (demo data generated on
     first start when both data_url and products_file are the defaults)."""
-    rename = {}
-    if settings.products_file == str(DEMO_PRODUCTS_FILE):
-        rename = {"prd_demo_transit": settings.demo_transit_product_id,
-                  "prd_demo_health": settings.demo_health_product_id}
-    products = load_products(settings.products_file, rename)
+    products = load_products(settings.products_file, settings.product_renames())
     engine = data_engine(settings.data_url)
-    if settings.uses_demo and settings.demo_autoseed and not await demo_tables_present(engine):
-        rows = await seed_demo(engine, people=settings.demo_people)
+    if settings.uses_demo and settings.demo_autoseed and (
+            rows := await seed_demo_once(engine, people=settings.demo_people)):
         logger.info("generated the demo data set (%d health-service visits) at %s", rows,
                     settings.data_url)
     source = DataSource(engine, products)
@@ -112,7 +113,7 @@ async def _first_poll(poller: RevocationPoller) -> None:
 
 @contextlib.asynccontextmanager
 async def data_service(app: FastAPI) -> AsyncIterator[None]:
-    """Lifespan step: provider data, query service, revocation feed, usage relay."""
+    """Lifespan step: provider data, query service, revocation feed, usage and budget relays."""
     settings: DataServiceSettings = app.state.settings
     db: Database = app.state.db
     source = await open_data_source(settings)
@@ -129,18 +130,26 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
                             poll_interval=settings.outbox_poll_seconds)
         app.state.usage_relay = relay
         relays.append(relay)
+        app.state.budget_report_relay = OutboxRelay(
+            db.sessionmaker, REPORT_DESTINATION,
+            report_deliverer(app.state.http, settings.catalog_url, token),
+            poll_interval=settings.outbox_poll_seconds)
+        relays.append(app.state.budget_report_relay)
 
     def wake_relays() -> None:
-        for name in ("usage_relay", "audit_relay"):
+        for name in ("usage_relay", "audit_relay", "budget_report_relay"):
             r: OutboxRelay | None = getattr(app.state, name, None)
             if r is not None:
                 r.wake()
 
     app.state.data_source = source
+    reporter = BudgetReporter(db.sessionmaker, source, settings.budget_report_seconds)
+    app.state.budget_reporter = reporter
     app.state.query_service = QueryService(
-        source, db.sessionmaker, mask_value=settings.mask_value,
-        history_size=settings.differencing_history, timeout=settings.query_timeout_seconds,
-        after_commit=wake_relays)
+        source, db.sessionmaker, Releases(source.engine, db.engine), mask_value=settings.mask_value,
+        timeout=settings.query_timeout_seconds, min_epsilon=settings.min_query_epsilon,
+        cache=ExactCache(settings.exact_cache_entries), after_commit=wake_relays,
+        on_charge=reporter.charged)
     app.state.revocations = RevocationList()
     app.state.revocation_poller = RevocationPoller(
         app.state.revocations, app.state.http, settings.access_url, token,
@@ -154,6 +163,7 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             if watcher_task is not None:
                 stack.push_async_callback(stop_task, watcher_task)
+            stack.push_async_callback(stop_task, asyncio.create_task(reporter.run(), name="budget-reports"))
             await stack.enter_async_context(running(relays))
             if token is not None:
                 await _first_poll(app.state.revocation_poller)
@@ -169,8 +179,9 @@ def create_app(settings: DataServiceSettings | None = None) -> FastAPI:
         settings,
         title="Sluice dataservice",
         description=DESCRIPTION,
-        routers=[query.router],
+        routers=[query.router, privacy.router],
         lifespan_steps=[audit_relay, data_service],
         make_verifier=data_token_verifier,
-        openapi_tags=[{"name": "query", "description": "Structured queries on one data product."}],
+        openapi_tags=[{"name": "query", "description": "Structured queries on one data product."},
+                      {"name": "privacy", "description": "The privacy spend, for regulators."}],
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, distinct, func, literal, select
+from sqlalchemy import ColumnElement, Select, and_, distinct, func, select
 
 from services.dataservice.config import grade_rank
 from services.dataservice.datasource import BoundProduct, ValueTypeError, coerce_value
@@ -19,10 +19,8 @@ from services.dataservice.query_model import FNS, MAX_IN_VALUES, OPS, Aggregate,
 from shared.errors import RuleViolation
 
 NUMERIC = ("int", "float")
-#: Functions that can be answered with Laplace noise (min and max cannot: one person decides them).
+#: Functions with a differentially private answer (min and max have none: one person decides them).
 NOISE_FNS = ("count", "count_distinct", "sum", "avg")
-#: Most groups an aggregate query may produce before guardrails run.
-MAX_GROUPS = 100_000
 
 
 class InvalidQuery(RuleViolation):
@@ -43,7 +41,7 @@ class Rules:
 
     grade: str
     max_rows: int
-    k: int | None  # minimum distinct people per group (L3), None below L3
+    k: int | None  # L3: groups whose noisy count is below k are withheld; None below L3
     mask_value: str
 
     @property
@@ -62,12 +60,13 @@ class AggPart:
 
 @dataclass
 class Plan:
+    """An exact (L1/L2) query: its statement and how to read the rows."""
+
     stmt: Select[Any]
     columns: list[str]  # output column names, in order
     group_labels: list[str] = field(default_factory=list)
     select_labels: list[str] = field(default_factory=list)
     aggs: list[AggPart] = field(default_factory=list)
-    people_label: str | None = None
     masked_outputs: set[int] = field(default_factory=set)
 
 
@@ -147,25 +146,23 @@ def _check_shape(query: Query, bp: BoundProduct, rules: Rules) -> None:
         raise QueryRefused(
             f"This product is graded {rules.grade}: it answers aggregate queries only, never rows. "
             "Add aggregates (count, sum, avg, ...) and group_by.", rule="aggregates-only")
-    if rules.aggregates_only:
-        minmax = [a.fn for a in query.aggregates if a.fn in ("min", "max")]
-        if minmax:
+    if not rules.aggregates_only:
+        if query.epsilon is not None:
+            raise QueryRefused("epsilon applies to L3_sensitive products only (their answers are "
+                               "differentially private); drop 'epsilon' from the query.",
+                               rule="noise-l3-only")
+        return
+    for a in query.aggregates:
+        if a.fn in ("min", "max"):
             raise QueryRefused(
-                f"{minmax[0]} is not offered on {rules.grade} products: it returns one person's "
-                "own value. Use avg or count over ranges instead.", rule="no-min-max")
-    if query.epsilon is not None:
-        if not rules.aggregates_only:
-            raise QueryRefused("Noise (epsilon) is offered on L3_sensitive products only; drop "
-                               "'epsilon' from the query.", rule="noise-l3-only")
-        for a in query.aggregates:
-            if a.fn not in NOISE_FNS:
-                raise QueryRefused(f"{a.fn} cannot be answered with noise; use one of "
-                                   f"{', '.join(NOISE_FNS)}.", rule="noise-function")
-            if a.fn in ("sum", "avg") and a.column not in bp.mapping.bounds:
-                raise QueryRefused(
-                    f"Noisy {a.fn} of {a.column!r} needs clamping bounds, which the provider has "
-                    "not declared for that column; ask without epsilon or use count.",
-                    rule="noise-bounds")
+                f"{a.fn} is not offered on {rules.grade} products: it returns one person's own "
+                "value and has no differentially private answer here. Use avg, or count over "
+                "ranges.", rule="no-min-max")
+        if a.fn in ("sum", "avg") and a.column not in bp.mapping.bounds:
+            raise QueryRefused(
+                f"{a.fn} of {a.column!r} needs clamping bounds, which the provider has not "
+                "declared for that column (GET /v1/schema lists them); use count instead.",
+                rule="noise-bounds")
 
 
 def _values(flt: Filter, kind: str) -> Any:
@@ -213,27 +210,10 @@ def where_clause(bp: BoundProduct, filters: list[Filter]) -> ColumnElement[bool]
     return and_(*parts)
 
 
-def people_expr(bp: BoundProduct, condition: ColumnElement[bool] | None = None) -> ColumnElement[Any]:
-    """Distinct people (or, without a person column, rows) where ``condition`` holds."""
-    person = bp.mapping.person_column
-    if person is None:
-        if condition is None:
-            return func.count()
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-    col = bp.column(person)
-    if condition is None:
-        return func.count(distinct(col))
-    return func.count(distinct(case((condition, col), else_=None)))
-
-
-def _agg_sql(agg: Aggregate, bp: BoundProduct, noisy: bool) -> list[ColumnElement[Any]]:
+def _agg_sql(agg: Aggregate, bp: BoundProduct) -> list[ColumnElement[Any]]:
     if agg.column is None:
         return [func.count()]
     col: ColumnElement[Any] = bp.column(agg.column)
-    if noisy and agg.fn in ("sum", "avg"):
-        lo, hi = bp.mapping.bounds[agg.column]
-        # Clamp every row into the declared range: that bounds one person's influence.
-        col = case((col < lo, literal(lo)), (col > hi, literal(hi)), else_=col)
     match agg.fn:
         case "count":
             return [func.count(col)]
@@ -242,8 +222,7 @@ def _agg_sql(agg: Aggregate, bp: BoundProduct, noisy: bool) -> list[ColumnElemen
         case "sum":
             return [func.sum(col)]
         case "avg":
-            # Noisy averages are computed as noisy sum / noisy count.
-            return [func.sum(col), func.count(col)] if noisy else [func.avg(col)]
+            return [func.avg(col)]
         case "min":
             return [func.min(col)]
         case _:
@@ -251,7 +230,8 @@ def _agg_sql(agg: Aggregate, bp: BoundProduct, noisy: bool) -> list[ColumnElemen
 
 
 def build_plan(query: Query, bp: BoundProduct, rules: Rules) -> Plan:
-    """The SELECT for a checked query (``check_query`` first)."""
+    """The SELECT of a checked L1/L2 query (``check_query`` first; L3 answers are built by
+    :mod:`services.dataservice.dp_answer` on the bounded copy)."""
     where = where_clause(bp, query.where)
     if not query.is_aggregate:
         names = query.select or bp.mapping.column_names
@@ -274,18 +254,13 @@ def build_plan(query: Query, bp: BoundProduct, rules: Rules) -> Plan:
         group_labels.append(f"g{i}")
         by_output[name] = expr
     aggs: list[AggPart] = []
-    noisy = query.epsilon is not None
     for i, agg in enumerate(query.aggregates):
-        parts = _agg_sql(agg, bp, noisy)
+        parts = _agg_sql(agg, bp)
         labels = [f"a{i}_{j}" for j in range(len(parts))]
         cols.extend(p.label(lbl) for p, lbl in zip(parts, labels, strict=True))
         kind = "count" if agg.fn in ("count", "count_distinct") else bp.kind(str(agg.column))
         aggs.append(AggPart(agg, labels, kind))
         by_output[agg.output_name] = parts[0]
-    people_label = None
-    if rules.k is not None:
-        people_label = "people"
-        cols.append(people_expr(bp).label(people_label))
     stmt = select(*cols)
     if where is not None:
         stmt = stmt.where(where)
@@ -293,9 +268,7 @@ def build_plan(query: Query, bp: BoundProduct, rules: Rules) -> Plan:
         stmt = stmt.group_by(*(bp.column(n) for n in query.group_by))
     stmt = stmt.order_by(*(by_output[o.column].desc() if o.dir == "desc" else by_output[o.column]
                            for o in query.order_by))
-    # L3 answers are limited after suppression (so every group is judged); others here.
-    cap = MAX_GROUPS if rules.k is not None else min(query.limit, rules.max_rows)
-    stmt = stmt.limit(cap + 1)
+    stmt = stmt.limit(min(query.limit, rules.max_rows) + 1)
     select_labels = [group_labels[query.group_by.index(n)] for n in query.select]
     return Plan(stmt, [*query.select, *(a.agg.output_name for a in aggs)], group_labels,
-                select_labels, aggs, people_label)
+                select_labels, aggs)

@@ -122,6 +122,24 @@ def coerce_value(kind: str, value: Any) -> Any:
     raise ValueTypeError("a number or string")
 
 
+def check_types(bp: BoundProduct) -> None:
+    """The mapping's declared values and bounds fit the real column types (a provider's
+    mistake here must not become a wrong answer)."""
+    m = bp.mapping
+    for col, values in m.domains.items():
+        for v in values:
+            try:
+                coerce_value(bp.kind(col), v)
+            except ValueTypeError as exc:
+                raise ValueTypeError(f"domains of {col!r}: {v!r} is not {exc}") from exc
+    for col, (lo, hi) in m.bounds.items():
+        kind = bp.kind(col)
+        if kind not in ("int", "float"):
+            raise ValueTypeError(f"bounds given for {col!r}, which is not numeric ({kind})")
+        if kind == "int" and not (float(lo).is_integer() and float(hi).is_integer()):
+            raise ValueTypeError(f"bounds of the integer column {col!r} must be whole numbers")
+
+
 class DataSource:
     """The provider's database and the products mapped onto it."""
 
@@ -142,9 +160,11 @@ class DataSource:
         marked unavailable (503 for its buyers) instead of stopping the service."""
         for pid, mapping in self.products.items():
             try:
-                self.bound[pid] = BoundProduct(mapping, await self._reflect_one(mapping))
+                bound = BoundProduct(mapping, await self._reflect_one(mapping))
+                check_types(bound)
+                self.bound[pid] = bound
                 self.unavailable.pop(pid, None)
-            except (NoSuchTableError, SQLAlchemyError, KeyError, OSError) as exc:
+            except (NoSuchTableError, SQLAlchemyError, KeyError, OSError, ValueTypeError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 self.unavailable[pid] = reason
                 logger.error("product %s is unavailable: table %s cannot be used (%s)",
@@ -160,7 +180,7 @@ class DataSource:
             if missing:
                 raise KeyError(f"columns {missing} are not in {mapping.table}")
             # Keep only the mapped columns: nothing else can ever be compiled into a query.
-            return Table(name, MetaData(), *(Column(c.name, c.type) for c in reflected.c
+            return Table(name, MetaData(), *(Column(c.name, c.type, nullable=c.nullable) for c in reflected.c
                                              if c.name in wanted), schema=schema or None)
 
         async with self.engine.connect() as conn:

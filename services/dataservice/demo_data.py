@@ -12,7 +12,10 @@ Nothing here is real data: every value comes from ``random.Random(seed)``.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import random
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, insert, inspect
@@ -122,3 +125,24 @@ async def seed_demo(engine: AsyncEngine, *, people: int = 3000, seed: int = DEMO
             for start in range(0, len(rows), 5000):
                 await conn.execute(insert(table), rows[start:start + 5000])
     return len(health)
+
+
+async def seed_demo_once(engine: AsyncEngine, *, people: int = 3000) -> int:
+    """Seed unless the demo tables exist; return the visit rows written (0: already there).
+
+    Replicas of the data service share the demo file and start at the same moment: an
+    exclusive lock on ``<file>.seed-lock`` around the check and the seeding makes one of them
+    seed and the others find the tables, instead of each dropping and refilling them under
+    the others' feet. (The demo database is always a SQLite file, see ``uses_demo``.)
+    """
+    lock_path = Path(str(engine.url.database) + ".seed-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = await asyncio.to_thread(lock_path.open, "w")
+    with lock:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        try:
+            if await demo_tables_present(engine):
+                return 0
+            return await seed_demo(engine, people=people)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

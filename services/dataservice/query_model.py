@@ -84,8 +84,10 @@ class Query(BaseModel):
                        description="Most rows wanted; the token's and product's caps also apply.")
     epsilon: float | None = Field(
         default=None, gt=0, le=10,
-        description="L3 only: answer with Laplace noise at this privacy cost, charged to the "
-        "entitlement's epsilon budget.",
+        description="L3 only: the privacy cost of this answer (differential privacy, per person), "
+        "charged to the product's budget shared by every buyer and to the entitlement's own share. "
+        "Omitted: the plan's default per query. Smaller epsilon = more noise.",
+        examples=[0.5],
     )
 
     @property
@@ -94,18 +96,68 @@ class Query(BaseModel):
 
 
 class Noise(BaseModel):
-    mechanism: Literal["laplace"] = "laplace"
-    epsilon: float
+    mechanism: str = Field(examples=["opendp"])
+    epsilon: float = Field(description="The epsilon this answer was charged (OpenDP's privacy map).")
+
+
+class Accuracy(BaseModel):
+    """How noisy one output column is (L3)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    column: str
+    statistic: str = Field(examples=["count", "sum(cost_eur)", "mean(cost_eur)"])
+    mechanism: str = Field(examples=["discrete-laplace (opendp make_laplace, integers)"])
+    epsilon: float = Field(description="Epsilon spent on this column's statistic(s).")
+    scale: float | None = Field(description="Noise scale (Laplace b); null for a mean.")
+    ci95_half_width: float | None = Field(
+        description="Each value is within this of the true one with 95 % probability (OpenDP "
+        "accuracy helper); null for a mean, which has intervals per row.")
+    ci95_intervals: list[list[float]] | None = Field(
+        default=None, description="Means only: a 95 % interval per returned row, in row order.")
+    from_: list[dict[str, Any]] | None = Field(
+        default=None, alias="from", description="Means only: the sum and count it is made of.")
+
+
+class BudgetState(BaseModel):
+    """A product's privacy budget in one release period, shared by every buyer."""
+
+    period: str = Field(examples=["2026-11"])
+    renews_at: str = Field(examples=["2026-12-01T00:00:00Z"])
+    epsilon_total: float
+    epsilon_spent: float
+    epsilon_remaining: float
+    delta_total: float
+    delta_spent: float
+
+
+class PrivacyReport(BaseModel):
+    """What an L3 answer cost and what is left (the guarantee is per person per period)."""
+
+    unit: str = Field(examples=["one person (person_column), at most 6 rows each"])
+    epsilon_requested: float
+    epsilon_charged: float = Field(description="OpenDP's privacy map of the mechanisms, rounded up.")
+    delta_charged: float
+    groups: Literal["public", "noisy-threshold"] = Field(
+        description="`public`: every declared key combination is released (zero counts too); "
+        "`noisy-threshold`: only groups whose noisy count cleared `threshold`.")
+    threshold: int | None = None
+    min_group_size: int = Field(description="k: groups whose noisy count is below k are withheld "
+                                "(post-processing).")
+    product_budget: BudgetState
+    entitlement_epsilon_remaining: float | None = Field(
+        description="What is left of this entitlement's own share (null: no share limit).")
 
 
 class QueryResult(BaseModel):
     columns: list[str] = Field(examples=[["district", "count", "avg_cost"]])
     rows: list[list[Any]] = Field(examples=[[["Altstadt", 812, 310.4]]])
     suppressed_groups: int = Field(
-        default=0, description="Groups withheld because fewer than k people are in them "
-        "(or withheld so that a small group cannot be worked out from the others).")
+        default=0, description="L3: groups withheld because their *noisy* count is below k.")
     truncated: bool = Field(default=False, description="More rows matched than were returned.")
     noise: Noise | None = None
+    privacy: PrivacyReport | None = Field(default=None, description="L3: the charge and budgets.")
+    accuracy: list[Accuracy] | None = Field(
+        default=None, description="L3: mechanism, scale and 95 % accuracy per output column.")
     epsilon_remaining: float | None = Field(
         default=None, description="Privacy budget left on the entitlement (null: no budget).")
     queries_remaining: int | None = Field(
@@ -114,18 +166,37 @@ class QueryResult(BaseModel):
 
 class SchemaColumn(BaseModel):
     name: str
-    type: str = Field(description="int, float, str, bool, date, datetime or other.")
+    type: str = Field(description="The catalog's type names: string, integer, number, boolean, "
+                      "date, datetime (or other).")
     description: str = ""
     masked: bool = Field(description="Values are returned masked; not usable in filters, "
                          "groups, ordering or aggregates.")
     groupable: bool
     filterable: bool
+    values: list[Any] | None = Field(
+        default=None, description="L3: the public key list (grouping by it releases every value).")
+    bounds: list[float] | None = Field(
+        default=None, description="L3: clamping range; sums and means use values clamped to it.")
+
+
+class PrivacyTerms(BaseModel):
+    """How an L3 product answers and what its budgets are."""
+
+    unit: str
+    max_rows_per_person: int
+    period: str
+    product_budget: BudgetState
+    delta_per_threshold_query: float = Field(
+        description="δ a query spends when its groups are chosen by a noisy threshold.")
+    default_query_epsilon: float = Field(description="Charged when a query names no epsilon.")
+    min_query_epsilon: float
+    mechanisms: list[str]
 
 
 class ProductSchema(BaseModel):
     """What the caller's token may query."""
 
-    product_id: str
+    product_id: str = Field(description="The catalog product the token was issued for.")
     title: str
     grade: str = Field(description="The stricter of the token's and the provider's grade.")
     mode: Literal["rows", "aggregates"] = Field(
@@ -134,9 +205,11 @@ class ProductSchema(BaseModel):
     operators: list[str]
     functions: list[str]
     max_rows: int
-    min_group_size: int | None = Field(description="k: smaller groups are suppressed (L3).")
-    noise_functions: list[str] = Field(description="Functions answerable with Laplace noise.")
-    epsilon_budget: float | None
+    min_group_size: int | None = Field(description="k (L3): groups whose noisy count is below k "
+                                       "are withheld.")
+    noise_functions: list[str] = Field(description="Functions with differentially private answers.")
+    privacy: PrivacyTerms | None = Field(default=None, description="L3 only.")
+    epsilon_budget: float | None = Field(description="The entitlement's own share of epsilon.")
     epsilon_remaining: float | None
     query_quota: int | None
     queries_remaining: int | None

@@ -1,6 +1,9 @@
-"""Answering one query: token grant → product → guardrails → SQL → counters, usage, audit.
+"""Answering one query: token grant → product → checks → answer → charge, usage, audit.
 
-No FastAPI here; the router only adapts HTTP to :class:`QueryService`.
+L1/L2: exact rows or aggregates from the provider's database. L3: a differentially
+private answer (:mod:`services.dataservice.dp_answer`) on the period's bounded copy,
+charged to the product's budget and the entitlement's share in one transaction before it
+is returned. No FastAPI here; the router only adapts HTTP to :class:`QueryService`.
 """
 
 from __future__ import annotations
@@ -15,27 +18,36 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.dataservice import usage
-from services.dataservice.compiler import NOISE_FNS, Rules, build_plan, check_query
+from services.dataservice import budget, usage
+from services.dataservice.compiler import NOISE_FNS, QueryRefused, Rules, build_plan, check_query
 from services.dataservice.config import GRADES, Grade, grade_rank
 from services.dataservice.datasource import BoundProduct, DataSource
-from services.dataservice.guardrails import (
-    Answer,
-    assemble_aggregate,
-    assemble_rows,
-    check_differencing,
-    most_similar,
-    where_fingerprint,
+from services.dataservice.dp_answer import (
+    DPAnswer,
+    ExactCache,
+    Statistics,
+    assemble,
+    public_keys,
+    release_noisy,
+    statistics,
 )
+from services.dataservice.guardrails import Answer, assemble_aggregate, assemble_rows
+from services.dataservice.privacy import PICO, CalibrationError, DPPlan
+from services.dataservice.privacy import plan as privacy_plan
 from services.dataservice.query_model import (
     FNS,
     OPS,
+    Accuracy,
+    BudgetState,
     Noise,
+    PrivacyReport,
+    PrivacyTerms,
     ProductSchema,
     Query,
     QueryResult,
     SchemaColumn,
 )
+from services.dataservice.releases import Releases, ReleaseUnavailable
 from shared.auth import InvalidToken
 from shared.db import utcnow
 from shared.errors import Forbidden, ProblemError, ServiceUnavailable
@@ -44,8 +56,9 @@ from shared.outbox import record_event
 
 logger = logging.getLogger("sluice.dataservice")
 
-#: Earlier filtered queries read per check; the most similar ``history_size`` are compared.
-HISTORY_SCAN = 2000
+#: The catalog's names for column types (docs/contracts.md, catalog schema fields).
+CATALOG_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean",
+                 "date": "date", "datetime": "datetime"}
 
 
 class TokenLimits(BaseModel):
@@ -54,6 +67,8 @@ class TokenLimits(BaseModel):
     min_group_size: int | None = Field(default=None, ge=1)
     epsilon_budget: float | None = Field(default=None, ge=0)
     query_quota: int | None = Field(default=None, ge=0)
+    #: The plan's default epsilon per L3 query (when the query names none).
+    query_epsilon: float | None = Field(default=None, gt=0, le=10)
 
 
 class Grant(BaseModel):
@@ -105,15 +120,20 @@ class Context:
 
 
 class QueryService:
-    def __init__(self, data: DataSource, sessionmaker: async_sessionmaker[AsyncSession], *,
-                 mask_value: str = "***", history_size: int = 64, timeout: float = 20.0,
-                 after_commit: Callable[[], None] | None = None) -> None:
+    def __init__(self, data: DataSource, sessionmaker: async_sessionmaker[AsyncSession],
+                 releases: Releases, *, mask_value: str = "***", timeout: float = 20.0,
+                 min_epsilon: float = 0.01, cache: ExactCache | None = None,
+                 after_commit: Callable[[], None] | None = None,
+                 on_charge: Callable[[str, str], None] | None = None) -> None:
         self.data = data
         self.sessionmaker = sessionmaker
+        self.releases = releases
         self.mask_value = mask_value
-        self.history_size = history_size
         self.timeout = timeout
+        self.min_epsilon = min_epsilon
+        self.cache = cache or ExactCache()
         self.after_commit = after_commit
+        self.on_charge = on_charge  # (mapped product, catalog product) after a charge commits
 
     # --- resolving the token -------------------------------------------------------------
 
@@ -143,6 +163,11 @@ class QueryService:
         grade = GRADES[max(grade_rank(grant.grade), grade_rank(m.grade))]
         k = None
         if grade_rank(grade) >= grade_rank("L3_sensitive"):
+            if m.privacy is None or m.person_column is None:
+                raise ServiceUnavailable(
+                    f"Product {grant.product!r} is served here as {m.grade} but the token grades it "
+                    f"{grade}, which needs a person column and a privacy budget in the provider's "
+                    "mapping; the provider must add them (the catalog entry and the mapping disagree).")
             k = max(m.min_group_size, grant.limits.min_group_size or 0)
         rules = Rules(grade=grade, max_rows=min(m.max_rows, grant.limits.max_rows or m.max_rows), k=k,
                       mask_value=self.mask_value)
@@ -153,25 +178,47 @@ class QueryService:
     async def schema(self, grant: Grant, requested_product: str | None = None) -> ProductSchema:
         ctx = self.context(grant, requested_product)
         m = ctx.bp.mapping
+        l3 = ctx.rules.aggregates_only
         async with self.sessionmaker() as session:
             state = await usage.current(session, grant.ent)
+            terms = await self._privacy_terms(session, ctx) if l3 else None
         limits = grant.usage_limits()
         columns = [
-            SchemaColumn(name=c.name, type=ctx.bp.kind(c.name), description=c.description,
-                         masked=c.name in m.masked, groupable=c.name not in m.masked,
-                         filterable=c.name not in m.masked)
+            SchemaColumn(name=c.name, type=CATALOG_TYPES.get(ctx.bp.kind(c.name), "other"),
+                         description=c.description, masked=c.name in m.masked,
+                         groupable=c.name not in m.masked, filterable=c.name not in m.masked,
+                         values=m.domains.get(c.name) if l3 else None,
+                         bounds=list(m.bounds[c.name]) if l3 and c.name in m.bounds else None)
             for c in m.columns
         ]
-        l3 = ctx.rules.aggregates_only
         return ProductSchema(
-            product_id=m.product_id, title=m.title, grade=ctx.rules.grade,
+            product_id=grant.product, title=m.title, grade=ctx.rules.grade,
             mode="aggregates" if l3 else "rows", columns=columns, operators=list(OPS),
             functions=[f for f in FNS if not (l3 and f in ("min", "max"))],
             max_rows=ctx.rules.max_rows, min_group_size=ctx.rules.k,
-            noise_functions=list(NOISE_FNS) if l3 else [],
+            noise_functions=list(NOISE_FNS) if l3 else [], privacy=terms,
             epsilon_budget=grant.limits.epsilon_budget,
             epsilon_remaining=state.epsilon_remaining(limits),
             query_quota=grant.limits.query_quota, queries_remaining=state.queries_remaining(limits))
+
+    async def _privacy_terms(self, session: AsyncSession, ctx: Context) -> PrivacyTerms:
+        m = ctx.bp.mapping
+        assert m.privacy is not None
+        state = await budget.product_budget(session, m.product_id, m.privacy)
+        return PrivacyTerms(
+            unit=self._unit(ctx), max_rows_per_person=m.max_rows_per_person, period=m.privacy.period,
+            product_budget=BudgetState(**state.view()),
+            delta_per_threshold_query=m.privacy.selection_delta if m.privacy.delta else 0.0,
+            default_query_epsilon=ctx.grant.limits.query_epsilon or m.privacy.query_epsilon,
+            min_query_epsilon=self.min_epsilon,
+            mechanisms=["discrete Laplace (integer counts and sums)", "Laplace (float sums)",
+                        "Laplace threshold (groups without public keys)"])
+
+    @staticmethod
+    def _unit(ctx: Context) -> str:
+        m = ctx.bp.mapping
+        return (f"one person ({m.person_column}), at most {m.max_rows_per_person} rows each, "
+                f"per {m.privacy.period if m.privacy else 'period'}")
 
     # --- POST /v1/query -------------------------------------------------------------------
 
@@ -185,64 +232,137 @@ class QueryService:
     async def _run(self, grant: Grant, query: Query) -> QueryResult:
         ctx = self.context(grant, query.product)
         check_query(query, ctx.bp, ctx.rules)
+        if ctx.rules.aggregates_only:
+            return await self._run_private(ctx, query)
         limits = grant.usage_limits()
-        eps_micro = usage.to_micro(query.epsilon)
         async with self.sessionmaker() as session:
             # Fail fast before touching the provider's database; the charge re-checks.
-            usage.refuse_if_spent(await usage.current(session, grant.ent), limits, eps_micro)
-            earlier, seen_id = await self._earlier(session, ctx, query)
-        answer, shown = await self._execute(ctx, query, earlier)
+            usage.refuse_if_spent(await usage.current(session, grant.ent), limits, 0)
+        answer = await self._execute(ctx, query)
         async with self.sessionmaker() as session, session.begin():
-            # The conditional UPDATE also serialises queries of one entitlement from here on.
-            state = await usage.charge(session, grant.ent, grant.product, limits, eps_micro,
-                                       len(answer.rows))
-            if ctx.rules.k is not None and query.where:
-                # Filtered queries that committed while this one ran: check against them too.
-                newer, _ = await usage.earlier_filters(session, grant.ent, grant.product,
-                                                       HISTORY_SCAN, after_id=seen_id)
-                if newer:
-                    await self._differencing(ctx, query, shown, newer)
-                await usage.remember_filters(session, grant.ent, grant.product,
-                                             where_fingerprint(query.where), query.where)
-            now = utcnow()
-            record = usage.usage_record(
-                entitlement_id=grant.ent, jti=grant.jti, product_id=grant.product,
-                rows_returned=len(answer.rows), suppressed_groups=answer.suppressed_groups,
-                epsilon_spent=eps_micro / usage.MICRO, occurred_at=now)
-            await usage.enqueue_usage(session, record)
+            state = await usage.charge(session, grant.ent, grant.product, limits, 0, len(answer.rows))
+            usage_id = await self._report(session, ctx, query, len(answer.rows), 0, 0)
             await record_event(
                 session, service="dataservice", action="dataservice.query.executed",
                 subject_type="entitlement", subject_id=grant.ent, actor=grant.actor,
                 details={**self._audit_details(grant, query), "rows": len(answer.rows),
-                         "suppressed_groups": answer.suppressed_groups,
-                         "epsilon": query.epsilon, "usage_id": record["usage_id"]})
-        if self.after_commit is not None:
-            self.after_commit()
+                         "usage_id": usage_id})
+        self._wake()
+        return QueryResult(columns=answer.columns, rows=answer.rows, truncated=answer.truncated,
+                           epsilon_remaining=state.epsilon_remaining(limits),
+                           queries_remaining=state.queries_remaining(limits))
+
+    # --- L3: differentially private answers ---------------------------------------------------
+
+    def _dp_plan(self, ctx: Context, query: Query) -> tuple[Statistics, DPPlan, float]:
+        """Everything about the answer that does not depend on the data: its statistics, its
+        groups (public or noisy threshold), its mechanisms and its charge."""
+        m = ctx.bp.mapping
+        assert m.privacy is not None
+        eps = query.epsilon or ctx.grant.limits.query_epsilon or m.privacy.query_epsilon
+        if eps < self.min_epsilon:
+            raise QueryRefused(
+                f"epsilon {eps:g} is below this service's minimum of {self.min_epsilon:g} per query; "
+                "ask with a larger epsilon (smaller ones give answers made almost only of noise).",
+                rule="epsilon-minimum", min_epsilon=self.min_epsilon)
+        keys = public_keys(query, ctx.bp)
+        threshold = keys is None
+        if threshold and not m.privacy.delta:
+            undeclared = [g for g in query.group_by if g not in m.domains]
+            raise QueryRefused(
+                f"Grouping by {', '.join(undeclared)} needs groups chosen by a noisy threshold, which "
+                "this product does not offer (its delta budget is 0). Group by columns with declared "
+                "values (GET /v1/schema lists them).", rule="public-keys-required")
+        stats, outputs = statistics(query, ctx.bp, threshold)
+        try:
+            plan = privacy_plan(
+                stats, budget.request_micro(eps), rows_per_person=m.max_rows_per_person,
+                selection_delta_pico=budget.to_pico(m.privacy.selection_delta) if threshold else None)
+        except CalibrationError as exc:
+            raise QueryRefused(f"{exc}; ask with a larger epsilon.", rule="epsilon-minimum") from exc
+        return Statistics(stats, outputs, keys), plan, eps
+
+    async def _run_private(self, ctx: Context, query: Query) -> QueryResult:
+        grant, m = ctx.grant, ctx.bp.mapping
+        assert m.privacy is not None and ctx.rules.k is not None
+        spec, plan, eps = self._dp_plan(ctx, query)
+        limits = grant.usage_limits()
+        async with self.sessionmaker() as session:
+            # Refuse before touching any data when a budget cannot pay (free); the charge re-checks.
+            state = await budget.product_budget(session, m.product_id, m.privacy)
+            problem = budget.refuse_product(state, plan.epsilon_micro, plan.delta_pico)
+            if problem is not None:
+                raise problem
+            usage.refuse_if_spent(await usage.current(session, grant.ent), limits, plan.epsilon_micro)
+        answer = await self._private_answer(ctx, query, spec, plan, state.period)
+        async with self.sessionmaker() as session, session.begin():
+            charged = await budget.charge_product(session, state, plan.epsilon_micro, plan.delta_pico)
+            used = await usage.charge(session, grant.ent, grant.product, limits, plan.epsilon_micro,
+                                      len(answer.rows))
+            usage_id = await self._report(session, ctx, query, len(answer.rows), answer.withheld,
+                                          plan.epsilon_micro)
+            await budget.record_charge(
+                session, budget=charged, catalog_product_id=grant.product, entitlement_id=grant.ent,
+                organisation_id=grant.org, subject=grant.sub, jti=grant.jti,
+                eps_micro=plan.epsilon_micro, delta_pico=plan.delta_pico, usage_id=usage_id)
+            await record_event(
+                session, service="dataservice", action="dataservice.query.executed",
+                subject_type="entitlement", subject_id=grant.ent, actor=grant.actor,
+                details={**self._audit_details(grant, query), "rows": len(answer.rows),
+                         "suppressed_groups": answer.withheld, "usage_id": usage_id,
+                         "charge": {"product": m.product_id, "period": charged.period,
+                                    "epsilon": plan.epsilon_micro / usage.MICRO,
+                                    "delta": plan.delta_pico / PICO,
+                                    "product_epsilon_spent": charged.epsilon_spent_micro / usage.MICRO,
+                                    "product_epsilon_total": charged.epsilon_total_micro / usage.MICRO}})
+        if self.on_charge is not None:
+            self.on_charge(m.product_id, grant.product)
+        self._wake()
+        selection = plan.selection
+        report = PrivacyReport(
+            unit=self._unit(ctx), epsilon_requested=eps, epsilon_charged=plan.epsilon_micro / usage.MICRO,
+            delta_charged=plan.delta_pico / PICO,
+            groups="public" if selection is None else "noisy-threshold",
+            threshold=None if selection is None else selection.threshold,
+            min_group_size=ctx.rules.k, product_budget=BudgetState(**charged.view()),
+            entitlement_epsilon_remaining=used.epsilon_remaining(limits))
         return QueryResult(
-            columns=answer.columns, rows=answer.rows, suppressed_groups=answer.suppressed_groups,
-            truncated=answer.truncated,
-            noise=Noise(epsilon=query.epsilon) if query.epsilon is not None else None,
-            epsilon_remaining=state.epsilon_remaining(limits),
-            queries_remaining=state.queries_remaining(limits))
+            columns=answer.columns, rows=answer.rows, suppressed_groups=answer.withheld,
+            truncated=answer.truncated, noise=Noise(mechanism="opendp",
+                                                    epsilon=plan.epsilon_micro / usage.MICRO),
+            privacy=report, accuracy=[Accuracy.model_validate(a) for a in answer.accuracy],
+            epsilon_remaining=used.epsilon_remaining(limits),
+            queries_remaining=used.queries_remaining(limits))
 
-    async def _earlier(self, session: AsyncSession, ctx: Context, query: Query) -> tuple[list[Any], int]:
-        if ctx.rules.k is None or not query.where:
-            return [], await usage.latest_history_id(session, ctx.grant.ent, ctx.grant.product)
-        filters, top = await usage.earlier_filters(session, ctx.grant.ent, ctx.grant.product,
-                                                   HISTORY_SCAN)
-        return most_similar(query.where, filters, self.history_size), top
+    async def _private_answer(self, ctx: Context, query: Query, spec: Statistics, plan: DPPlan,
+                              period: str) -> DPAnswer:
+        m = ctx.bp.mapping
+        assert ctx.rules.k is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                release = await self.releases.current(m.product_id, ctx.bp, period)
+                exact = await self.cache.get(self.releases.own, release, query, spec.stats)
+        except TimeoutError as exc:
+            raise ServiceUnavailable(
+                f"The answer took longer than {self.timeout:.0f} s (the first query of a period also "
+                "prepares that period's contribution-bounded copy of the data, which continues in the "
+                "background); nothing was charged. Try again in a minute.",
+                headers={"Retry-After": "30"}) from exc
+        except (ReleaseUnavailable, SQLAlchemyError) as exc:
+            logger.error("L3 answer on product %s failed: %s", ctx.grant.product, exc)
+            raise ServiceUnavailable(
+                "The data could not be read (nothing was charged); try again later.") from exc
+        noisy = release_noisy(plan, spec, exact)
+        return assemble(plan, spec, noisy, query, release.bound, ctx.rules.k,
+                        min(query.limit, ctx.rules.max_rows))
 
-    async def _execute(self, ctx: Context, query: Query, earlier: list[Any]) -> tuple[Answer, set[Any]]:
+    # --- L1/L2 ------------------------------------------------------------------------------
+
+    async def _execute(self, ctx: Context, query: Query) -> Answer:
         plan = build_plan(query, ctx.bp, ctx.rules)
         try:
             async with asyncio.timeout(self.timeout), self.data.engine.connect() as conn:
                 rows = (await conn.execute(plan.stmt)).all()
-                if not query.is_aggregate:
-                    return assemble_rows(plan, rows, query, ctx.rules), set()
-                answer, shown = await assemble_aggregate(conn, plan, rows, ctx.bp, query, ctx.rules)
-                if ctx.rules.k is not None:
-                    await check_differencing(conn, ctx.bp, query, shown, earlier, ctx.rules.k)
-                return answer, shown
         except TimeoutError as exc:
             raise ServiceUnavailable(
                 f"The query ran longer than {self.timeout:.0f} s on the provider's database and was "
@@ -253,20 +373,24 @@ class QueryService:
             raise ServiceUnavailable(
                 "The provider's database could not answer (nothing was charged); try again later."
             ) from exc
+        if query.is_aggregate:
+            return assemble_aggregate(plan, rows, query, ctx.rules)
+        return assemble_rows(plan, rows, query, ctx.rules)
 
-    async def _differencing(self, ctx: Context, query: Query, shown: set[Any], earlier: list[Any]) -> None:
-        assert ctx.rules.k is not None
-        others = most_similar(query.where, earlier, self.history_size)
-        if not others:
-            return
-        try:
-            async with asyncio.timeout(self.timeout), self.data.engine.connect() as conn:
-                await check_differencing(conn, ctx.bp, query, shown, others, ctx.rules.k)
-        except (TimeoutError, SQLAlchemyError) as exc:
-            raise ServiceUnavailable("The provider's database could not check this query against "
-                                     "earlier ones (nothing was charged); try again.") from exc
+    # --- usage, audit -------------------------------------------------------------------------
 
-    # --- audit ------------------------------------------------------------------------------
+    async def _report(self, session: AsyncSession, ctx: Context, query: Query, rows: int,
+                      withheld: int, eps_micro: int) -> str:
+        record = usage.usage_record(
+            entitlement_id=ctx.grant.ent, jti=ctx.grant.jti, product_id=ctx.grant.product,
+            rows_returned=rows, suppressed_groups=withheld, epsilon_spent=eps_micro / usage.MICRO,
+            occurred_at=utcnow())
+        await usage.enqueue_usage(session, record)
+        return str(record["usage_id"])
+
+    def _wake(self) -> None:
+        if self.after_commit is not None:
+            self.after_commit()
 
     @staticmethod
     def _audit_details(grant: Grant, query: Query) -> dict[str, Any]:
@@ -278,8 +402,9 @@ class QueryService:
     async def _audit_refusal(self, grant: Grant, query: Query, exc: ProblemError) -> None:
         details = {**self._audit_details(grant, query), "status": exc.status,
                    "problem": exc.problem, "reason": exc.detail[:500]}
-        if "rule" in exc.extra:
-            details["rule"] = exc.extra["rule"]
+        for key in ("rule", "budget"):
+            if key in exc.extra:
+                details[key] = exc.extra[key]
         try:
             async with self.sessionmaker() as session, session.begin():
                 await record_event(
@@ -288,5 +413,4 @@ class QueryService:
                     outcome="denied" if exc.status < 500 else "failure", details=details)
         except SQLAlchemyError:
             logger.exception("could not record the refusal of a query by %s", grant.sub)
-        if self.after_commit is not None:
-            self.after_commit()
+        self._wake()

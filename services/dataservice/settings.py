@@ -51,10 +51,21 @@ class DataServiceSettings(ServiceSettings):
         description="How often the revocation feed is polled (at most 30 s, so revoked tokens "
         "stop working within a minute).",
     )
-    differencing_history: int = Field(
-        default=64, ge=0, le=256,
-        description="How many earlier filtered queries per buyer and product are compared with a "
-        "new one to refuse differencing attacks.",
+    min_query_epsilon: float = Field(
+        default=0.01, gt=0, le=10,
+        description="Smallest epsilon one L3 query may spend (smaller ones are refused with rule "
+        "`epsilon-minimum`: their answers would be almost only noise, and every charge is at "
+        "least this).",
+    )
+    budget_report_seconds: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="How often changed privacy budgets are reported to the catalog (through the "
+        "outbox), so buyers see what remains.",
+    )
+    exact_cache_entries: int = Field(
+        default=512, ge=0,
+        description="Exact L3 aggregates kept in memory per process, per (release, query shape); "
+        "each answer still draws fresh noise and exact values never leave the process. 0 = off.",
     )
     mask_value: str = Field(default="***", description="What a masked column's values read as.")
     query_timeout_seconds: float = Field(
@@ -67,6 +78,13 @@ class DataServiceSettings(ServiceSettings):
         # resource): this one's public URL, unless configured otherwise.
         if "token_audience" not in self.model_fields_set:
             self.token_audience = self.public_url.rstrip("/")
+
+    def product_renames(self) -> dict[str, str]:
+        """The demo mapping's product ids as configured (empty for a provider's own mapping)."""
+        if self.products_file != str(DEMO_PRODUCTS_FILE):
+            return {}
+        return {"prd_demo_transit": self.demo_transit_product_id,
+                "prd_demo_health": self.demo_health_product_id}
 
     @property
     def uses_demo(self) -> bool:

@@ -1,4 +1,4 @@
-"""Per-entitlement quota and privacy-budget counters, query history, and usage reports.
+"""Per-entitlement quota and privacy-budget counters, and usage reports.
 
 The counters are changed by one conditional ``UPDATE`` whose ``WHERE`` re-checks the
 limits, so 50 concurrent queries near the limit cannot overspend: on PostgreSQL each
@@ -21,8 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dataservice.models import entitlement_usage, query_history
-from services.dataservice.query_model import Filter
+from services.dataservice.models import entitlement_usage
 from shared.db import utcnow
 from shared.errors import Forbidden
 from shared.outbox import OutboxMessage, enqueue
@@ -32,6 +31,7 @@ MICRO = 1_000_000
 
 
 def to_micro(epsilon: float | None) -> int:
+    """A budget in millionths of ε (the nearest; charges round up, see budget.request_micro)."""
     return 0 if epsilon is None else round(epsilon * MICRO)
 
 
@@ -40,6 +40,8 @@ class QuotaExhausted(Forbidden):
 
 
 class BudgetExhausted(Forbidden):
+    """The entitlement's own share of ε (what its plan sold) cannot pay for the query."""
+
     problem, title = "privacy-budget-exhausted", "Privacy budget used up"
 
 
@@ -63,7 +65,7 @@ class UsageState:
         return max(0, limits.epsilon_budget_micro - self.epsilon_used_micro) / MICRO
 
 
-async def _insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any],
+async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any],
                          keys: list[str]) -> None:
     """INSERT that does nothing when the row exists (race-safe on both back ends)."""
     dialect = session.get_bind().dialect.name
@@ -97,10 +99,12 @@ def refuse_if_spent(state: UsageState, limits: Limits, epsilon_micro: int) -> No
             and state.epsilon_used_micro + epsilon_micro > limits.epsilon_budget_micro:
         left = max(0, limits.epsilon_budget_micro - state.epsilon_used_micro) / MICRO
         raise BudgetExhausted(
-            f"This query's epsilon ({epsilon_micro / MICRO}) is more than the entitlement's "
-            f"remaining privacy budget ({left}). Ask with a smaller epsilon or without noise, or "
-            "buy a new entitlement.",
-            epsilon_budget=limits.epsilon_budget_micro / MICRO, epsilon_remaining=left)
+            f"This query's epsilon ({epsilon_micro / MICRO:g}) is more than what is left of this "
+            f"entitlement's privacy budget ({left:g} of {limits.epsilon_budget_micro / MICRO:g}, what "
+            "its plan granted; it does not renew). Ask with a smaller epsilon, or buy a plan with "
+            "more epsilon in the catalog and get a new token.",
+            budget="entitlement", renews_at=None, epsilon_budget=limits.epsilon_budget_micro / MICRO,
+            epsilon_remaining=left, epsilon_needed=epsilon_micro / MICRO)
 
 
 async def charge(
@@ -109,7 +113,7 @@ async def charge(
 ) -> UsageState:
     """Count one query (and its epsilon) if both stay within the limits; else refuse."""
     now = utcnow()
-    await _insert_ignore(session, entitlement_usage, {
+    await insert_ignore(session, entitlement_usage, {
         "entitlement_id": entitlement_id, "product_id": product_id, "queries_used": 0,
         "epsilon_used_micro": 0, "rows_returned": 0, "updated_at": now,
     }, ["entitlement_id"])
@@ -131,40 +135,6 @@ async def charge(
         refuse_if_spent(await current(session, entitlement_id), limits, epsilon_micro)
         raise QuotaExhausted("This entitlement's limits are used up.")  # pragma: no cover
     return UsageState(int(row[0]), int(row[1]))
-
-
-# --- differencing history ---------------------------------------------------------------
-
-async def earlier_filters(
-    session: AsyncSession, entitlement_id: str, product_id: str, limit: int, after_id: int = 0
-) -> tuple[list[list[Filter]], int]:
-    """The most recent filtered queries (newest first) and the highest history id seen."""
-    if limit <= 0:
-        return [], after_id
-    h = query_history.c
-    rows = (await session.execute(
-        select(h.id, h.filters).where(h.entitlement_id == entitlement_id, h.product_id == product_id,
-                                      h.id > after_id)
-        .order_by(h.id.desc()).limit(limit))).all()
-    top = max([after_id, *(int(r[0]) for r in rows)])
-    return [[Filter.model_validate(f) for f in r[1]] for r in rows], top
-
-
-async def latest_history_id(session: AsyncSession, entitlement_id: str, product_id: str) -> int:
-    h = query_history.c
-    row = (await session.execute(
-        select(h.id).where(h.entitlement_id == entitlement_id, h.product_id == product_id)
-        .order_by(h.id.desc()).limit(1))).first()
-    return 0 if row is None else int(row[0])
-
-
-async def remember_filters(session: AsyncSession, entitlement_id: str, product_id: str,
-                           fingerprint: str, filters: Sequence[Filter]) -> None:
-    await _insert_ignore(session, query_history, {
-        "entitlement_id": entitlement_id, "product_id": product_id,
-        "where_fingerprint": fingerprint, "filters": [f.model_dump(mode="json") for f in filters],
-        "created_at": utcnow(),
-    }, ["entitlement_id", "product_id", "where_fingerprint"])
 
 
 # --- usage reports (outbox → access) ------------------------------------------------------

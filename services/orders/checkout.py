@@ -19,15 +19,16 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.orders import settlement
+from services.orders import refunds, settlement
 from services.orders.context import OrdersContext
-from services.orders.models import Order, PaymentAttempt, Quote
+from services.orders.models import Order, PaymentAttempt, Quote, Refund
 from services.orders.orders import (
     CANCELLED,
     FAILED,
     FULFILLED,
     PAID,
     PENDING,
+    REFUND_PENDING,
     REFUNDED,
     Who,
     load_for_update,
@@ -36,6 +37,7 @@ from services.orders.orders import (
 )
 from services.orders.payments import Intent, PaymentDeclined
 from services.orders.quotes import allowed_purposes, require_listed
+from services.orders.refunds import RefundAsk
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound, ProblemError, RuleViolation, ServiceUnavailable
@@ -243,7 +245,7 @@ async def pay_order(
 ) -> tuple[Order, dict[str, Any] | None]:
     """Start a new attempt if the last one failed; confirm with ``payment_method`` if given."""
     order = await _buyer_order(ctx, principal, order_id)
-    if order.status in (PAID, FULFILLED):
+    if order.status in (PAID, FULFILLED, REFUND_PENDING):
         return order, None
     if order.status in (CANCELLED, REFUNDED):
         raise Conflict(f"Order {order.id} is {order.status}; it cannot be paid. Place a new order.",
@@ -272,7 +274,8 @@ async def pay_order(
                         amount=order.gross, currency=order.currency, client_secret=None,
                         metadata={"order_id": order.id})
         async with ctx.sessionmaker() as s, s.begin():
-            await settlement.payment_failed(s, failed, "stripe-confirm", declined.card_error)
+            await settlement.payment_failed(s, failed, "stripe-confirm", declined.card_error,
+                                            payer=Who(principal, "buyer", system="stripe-confirm"))
         error = declined.card_error
         raise PaymentFailed(
             f"The payment was declined ({error.get('decline_code') or error.get('code')}: "
@@ -284,7 +287,8 @@ async def pay_order(
         if intent.status == "succeeded":
             await settlement.payment_succeeded(s, intent, "stripe-confirm")
         elif intent.status == "requires_payment_method" and intent.last_payment_error:
-            await settlement.payment_failed(s, intent, "stripe-confirm")
+            await settlement.payment_failed(s, intent, "stripe-confirm",
+                                            payer=Who(principal, "buyer", system="stripe-confirm"))
     ctx.wake_fulfilment()
     return await _reload(ctx, order.id), intent.next_action
 
@@ -324,7 +328,8 @@ async def cancel_order(ctx: OrdersContext, principal: Principal, order_id: str) 
     return await _reload(ctx, order.id)
 
 
-async def refund_order(ctx: OrdersContext, principal: Principal, order_id: str, reason: str) -> Order:
+async def refund_order(ctx: OrdersContext, principal: Principal, order_id: str, ask: RefundAsk) -> Order:
+    """Refund all or part of a paid order (see :mod:`services.orders.refunds` for the steps)."""
     async with ctx.sessionmaker() as s:
         order = await s.get(Order, order_id)
     is_operator = "operator" in principal.roles
@@ -334,37 +339,32 @@ async def refund_order(ctx: OrdersContext, principal: Principal, order_id: str, 
                        problem="order-not-found")
     if not is_operator and not ("provider" in principal.roles and order.provider_org == principal.org_id):
         raise Forbidden("Only an operator, or the provider of the product, can refund an order.")
-    role = "operator" if is_operator else "provider"
-    if order.status == REFUNDED:
-        return order
-    if order.status not in (PAID, FULFILLED):
-        raise Conflict(f"Order {order.id} is {order.status}; only paid or fulfilled orders can be refunded.",
-                       problem="order-not-refundable", status_now=order.status)
-    refund_id: str | None = None
-    if order.gross > 0 and order.payment_intent_id:
-        now = utcnow()
-        async with ctx.sessionmaker() as s, s.begin():
-            claim = await s.execute(
-                update(Order).where(Order.id == order.id, Order.status.in_((PAID, FULFILLED)),
-                                    or_(Order.refund_claimed_until.is_(None),
-                                        Order.refund_claimed_until < now))
-                .values(refund_claimed_until=now + PAYMENT_LEASE))
-        if claim.rowcount != 1:  # type: ignore[attr-defined]
-            raise Conflict(f"A refund of order {order.id} is in progress; GET the order in a moment.",
-                           problem="refund-in-progress", headers={"Retry-After": "1"})
-        try:
-            refund_id = await ctx.gateway.refund(order.payment_intent_id, order.id)
-        except BaseException:
-            async with ctx.sessionmaker() as s, s.begin():
-                await s.execute(update(Order).where(Order.id == order.id).values(refund_claimed_until=None))
-            raise
+    who = Who(principal, "operator" if is_operator else "provider")
+    # Step 1 commits the decision (order refund_pending) before Stripe hears of it.
     async with ctx.sessionmaker() as s, s.begin():
-        locked = await load_for_update(s, order.id)
-        assert locked is not None
-        if locked.status != REFUNDED:
-            await transition(s, locked, REFUNDED, Who(principal, role),
-                             details={"reason": reason, "stripe_refund_id": refund_id},
-                             changes={"stripe_refund_id": refund_id, "refund_reason": reason,
-                                      "refund_claimed_until": None})
+        decision = await refunds.decide(s, order_id, who, ask)
     ctx.wake_fulfilment()
-    return await _reload(ctx, order.id)
+    if decision is not None:
+        if not decision.leased:
+            async with ctx.sessionmaker() as s, s.begin():
+                claimed = await refunds.claim(s, decision.refund.id)
+            if not claimed:
+                raise refunds.RefundInProgress(
+                    f"Refund {decision.refund.id} of order {order_id} is at Stripe right now; GET the "
+                    "order in a moment.", headers={"Retry-After": "1"}, refund_id=decision.refund.id)
+            async with ctx.sessionmaker() as s:
+                refund = await s.get(Refund, decision.refund.id)
+            assert refund is not None
+        else:
+            refund = decision.refund
+        try:
+            await refunds.carry_out(ctx.sessionmaker, ctx.gateway, refund, source="refund-request")
+        except ServiceUnavailable as exc:
+            raise ServiceUnavailable(
+                f"Refund {refund.id} of order {order_id} is decided but Stripe could not confirm it "
+                f"({exc.detail}) Repeat the same request to finish it (it will not refund twice); the "
+                "reconciler also finishes it.", problem=exc.problem, title=exc.title,
+                refund_id=refund.id, headers={"Retry-After": "2"},
+            ) from exc
+        ctx.wake_fulfilment()
+    return await _reload(ctx, order_id)

@@ -19,10 +19,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from services.orders.context import OrdersContext
-from services.orders.orders import FULFILLED, GRANT, PAID, REVOKE, Who, load_for_update, transition
+from services.orders.models import Order
+from services.orders.orders import (
+    FULFILLED,
+    GRANT,
+    PAID,
+    REFUND_PENDING,
+    REVOKE,
+    Who,
+    load_for_update,
+    transition,
+)
 from services.orders.settlement import STRIPE_DESTINATION
+from shared.db import utcnow
 from shared.outbox import OutboxMessage, OutboxRelay, record_event
 from shared.service_auth import ServiceTokenProvider, TokenSource
 
@@ -30,11 +42,18 @@ logger = logging.getLogger("sluice.orders")
 
 
 async def mark_fulfilled(ctx: OrdersContext, granted: Sequence[tuple[str, str | None]]) -> int:
-    """Make each granted order ``fulfilled`` (only if still ``paid``), in one transaction."""
+    """Make each granted order ``fulfilled`` (only if still ``paid``), in one transaction.
+
+    An order whose refund is at Stripe (``refund_pending``) only records the entitlement
+    id: the refund decides where it goes next (``refunded``, or back to ``fulfilled``)."""
     done = 0
     async with ctx.sessionmaker() as s, s.begin():
         for order_id, entitlement_id in granted:
             order = await load_for_update(s, order_id)
+            if order is not None and order.status == REFUND_PENDING and order.fulfilled_at is None:
+                await s.execute(update(Order).where(Order.id == order_id, Order.status == REFUND_PENDING)
+                                .values(entitlement_id=entitlement_id, fulfilled_at=utcnow()))
+                continue
             if order is None or order.status != PAID:
                 continue  # already fulfilled, or refunded meanwhile (the revoke follows)
             await transition(s, order, FULFILLED, Who(system="fulfilment"),

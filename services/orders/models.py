@@ -86,6 +86,8 @@ class Order(Base):
     last_payment_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     refund_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: Minor units given back so far (partial refunds add up; never more than ``gross``).
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     refund_reason: Mapped[str | None] = mapped_column(Text, default=None)
     valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -124,15 +126,49 @@ class StripeEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Refund(Base):
+    """One refund of an order, decided (``pending``) before Stripe is called.
+
+    The row is committed together with the order's move to ``refund_pending``, so a
+    refund and the fulfilment of the same order are serialized by that one transition;
+    the stored ``idempotency_key`` makes a repeated Stripe call (a retry after a lost
+    answer, the reconciler) the same refund, and ``claimed_until`` lets exactly one
+    caller at a time talk to Stripe about it."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (Index("ix_refunds_status_claimed", "status", "claimed_until"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(40), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text)
+    # revoke (a full refund) | keep | shorten | end: what happens to the entitlement
+    access: Mapped[str] = mapped_column(String(16))
+    # pending | succeeded | failed
+    status: Mapped[str] = mapped_column(String(16))
+    #: The order's status before ``refund_pending``: where a partial or failed refund returns.
+    order_status_before: Mapped[str] = mapped_column(String(20))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    stripe_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    failure: Mapped[str | None] = mapped_column(Text, default=None)
+    requested_by: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class LedgerEntry(Base):
     """Append-only: entries are only ever inserted; a refund adds reversing entries."""
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
         Index("ix_ledger_entries_provider_org_id", "provider_org", "id"),
-        # At most one entry of each kind per account per order: a retried transition cannot
-        # book twice.
-        UniqueConstraint("order_id", "kind", "account", name="uq_ledger_entries_order_id_kind_account"),
+        # At most one entry of each kind per account per order and reference (the refund id
+        # of a reversal, "" otherwise): a retried transition cannot book twice.
+        UniqueConstraint("order_id", "kind", "account", "ref",
+                         name="uq_ledger_entries_order_id_kind_account_ref"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -148,6 +184,8 @@ class LedgerEntry(Base):
     provider_org: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[int] = mapped_column(BigInteger)
+    #: What the entry belongs to besides the order: the refund id of a reversal, else "".
+    ref: Mapped[str] = mapped_column(String(40), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

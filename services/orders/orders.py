@@ -4,10 +4,15 @@
 
     pending_payment ──paid──▶ paid ──fulfilled──▶ fulfilled
         │  ▲                   │                     │
-  failed│  │retried            └──────refunded───────┴──▶ refunded
-        ▼  │
-    payment_failed ──paid (a late success of an earlier attempt)──▶ paid
-    pending_payment | payment_failed ──cancelled──▶ cancelled
+  failed│  │retried            └──refund_requested───┴──▶ refund_pending ──refunded──▶ refunded
+        ▼  │                                              │ (partially_refunded | refund_failed)
+    payment_failed ──paid (a late success of an earlier attempt)──▶ paid        ▼
+    pending_payment | payment_failed ──cancelled──▶ cancelled          paid | fulfilled
+
+A refund is decided (``refund_pending``, committed) *before* Stripe is called, so it
+and the fulfilment of the same order are serialized by this one compare-and-set: a
+fulfilment that lands while the refund is at Stripe only records the entitlement id.
+Free orders move no money and go straight from ``paid``/``fulfilled`` to ``refunded``.
 
 The guard is a compare-and-set on the status (``UPDATE ... WHERE status = <from>``),
 so two concurrent deliveries of the same news (a webhook and the reconciler, two
@@ -32,24 +37,31 @@ from services.orders.pricing import Access
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound
-from shared.events import Actor
+from shared.events import Actor, Outcome
 from shared.outbox import enqueue, record_event
 
 PENDING, PAID, FULFILLED = "pending_payment", "paid", "fulfilled"
 FAILED, CANCELLED, REFUNDED = "payment_failed", "cancelled", "refunded"
-STATUSES = (PENDING, PAID, FULFILLED, FAILED, CANCELLED, REFUNDED)
+REFUND_PENDING = "refund_pending"
+STATUSES = (PENDING, PAID, FULFILLED, FAILED, CANCELLED, REFUND_PENDING, REFUNDED)
 
-#: (from, to) → the verb of the audit action ``orders.order.<verb>``.
-TRANSITIONS: dict[tuple[str, str], str] = {
-    (PENDING, PAID): "paid",
-    (FAILED, PAID): "paid",
-    (PAID, FULFILLED): "fulfilled",
-    (PENDING, FAILED): "payment_failed",
-    (FAILED, PENDING): "payment_retried",
-    (PENDING, CANCELLED): "cancelled",
-    (FAILED, CANCELLED): "cancelled",
-    (PAID, REFUNDED): "refunded",
-    (FULFILLED, REFUNDED): "refunded",
+#: (from, to) → the verbs of the audit action ``orders.order.<verb>`` (the first is the default).
+TRANSITIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    (PENDING, PAID): ("paid",),
+    (FAILED, PAID): ("paid",),
+    (PAID, FULFILLED): ("fulfilled",),
+    (PENDING, FAILED): ("payment_failed",),
+    (FAILED, PENDING): ("payment_retried",),
+    (PENDING, CANCELLED): ("cancelled",),
+    (FAILED, CANCELLED): ("cancelled",),
+    (PAID, REFUND_PENDING): ("refund_requested",),
+    (FULFILLED, REFUND_PENDING): ("refund_requested",),
+    (REFUND_PENDING, REFUNDED): ("refunded",),
+    (REFUND_PENDING, PAID): ("partially_refunded", "refund_failed"),
+    (REFUND_PENDING, FULFILLED): ("partially_refunded", "refund_failed"),
+    # Free orders: nothing to give back at Stripe.
+    (PAID, REFUNDED): ("refunded",),
+    (FULFILLED, REFUNDED): ("refunded",),
 }
 
 ACCESS_DESTINATION = "access"
@@ -84,22 +96,34 @@ def grant_payload(order: Order) -> dict[str, Any]:
     quota = (order.access or {}).get("query_quota")
     if quota is not None:
         body["query_quota"] = int(quota)
+    epsilon = (order.access or {}).get("epsilon_budget")
+    if epsilon is not None:  # L3: the privacy budget the order bought
+        body["epsilon_budget"] = float(epsilon)
     return body
 
 
 @dataclass(frozen=True)
 class Who:
-    """Who caused a transition: a person/client (principal), or the system (Stripe, reconciler)."""
+    """Who caused a transition: a person/client (principal), or the system (Stripe, reconciler).
+
+    ``on_behalf`` names the party whose act the system reports (the buyer whose card a
+    webhook says was declined), so the audit event has the right actor."""
 
     principal: Principal | None = None
     role: str | None = None
     system: str | None = None  # "stripe-webhook", "reconciler", "fulfilment", "stripe-confirm"
+    on_behalf: Actor | None = None
 
     def actor(self) -> Actor | Principal | None:
         if self.principal is None:
-            return None
+            return self.on_behalf
         p = self.principal
         return Actor(sub=p.subject, org=p.org_id, role=self.role or (sorted(p.roles)[0] if p.roles else None))
+
+
+def buyer_of(order: Order) -> Actor:
+    """The buyer who placed ``order``, as an audit actor."""
+    return Actor(sub=order.buyer_sub, org=order.buyer_org, role="buyer")
 
 
 async def transition(
@@ -110,23 +134,28 @@ async def transition(
     *,
     details: dict[str, Any] | None = None,
     changes: dict[str, Any] | None = None,
+    verb: str | None = None,
+    outcome: Outcome = "success",
 ) -> Order:
     """Move ``order`` to ``to`` or raise; writes the audit event and the side effects."""
     frm = order.status
-    verb = TRANSITIONS.get((frm, to))
-    if verb is None:
+    verbs = TRANSITIONS.get((frm, to))
+    if verbs is None:
         raise Conflict(
             f"Order {order.id} is {frm}; it cannot become {to}. "
             f"From {frm} it can become: {', '.join(t for f, t in TRANSITIONS if f == frm) or 'nothing'}.",
             problem="order-transition-refused",
             status_now=frm,
         )
+    if verb is not None and verb not in verbs:
+        raise ValueError(f"{verb!r} does not name the transition {frm} -> {to}")
+    verb = verb or verbs[0]
     now = utcnow()
     values: dict[str, Any] = {"status": to, "updated_at": now, **(changes or {})}
-    if to == PAID:
+    if to == PAID and frm in (PENDING, FAILED):
         access = Access(str(order.access["unit"]), int(order.access["count"]))
         values.update(paid_at=now, valid_from=now, valid_until=access.end(now), last_payment_error=None)
-    elif to == FULFILLED:
+    elif to == FULFILLED and frm == PAID:
         values["fulfilled_at"] = now
     elif to == CANCELLED:
         values["cancelled_at"] = now
@@ -140,12 +169,13 @@ async def transition(
         raise StaleOrder(f"Order {order.id} changed while this request ran; GET it and retry.")
     for key, value in values.items():
         setattr(order, key, value)
-    if to == PAID:
+    if to == PAID and frm in (PENDING, FAILED):
         await ledger.book_payment(session, order)
         await enqueue(session, kind=GRANT, destination=ACCESS_DESTINATION,
                       message_id=f"grant:{order.id}", payload=grant_payload(order))
     elif to == REFUNDED:
-        await ledger.book_refund(session, order)
+        # The ledger reversal is booked by the refund itself (services.orders.refunds),
+        # in this same transaction: it knows how much was given back.
         await enqueue(session, kind=REVOKE, destination=ACCESS_DESTINATION,
                       message_id=f"revoke:{order.id}",
                       payload={"order_id": order.id, "reason": "refund"})
@@ -156,7 +186,7 @@ async def transition(
         event_details["by"] = who.system
     event_details.update(details or {})
     await record_event(session, service="orders", action=f"orders.order.{verb}", subject_type="order",
-                       subject_id=order.id, actor=who.actor(), details=event_details)
+                       subject_id=order.id, actor=who.actor(), outcome=outcome, details=event_details)
     return order
 
 

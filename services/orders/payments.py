@@ -37,6 +37,10 @@ class Intent:
     next_action: dict[str, Any] | None = None
 
 
+class RefundRefused(Exception):
+    """Stripe refused a refund for good (not a network fault): it must not be retried."""
+
+
 class PaymentDeclined(Exception):
     """The card was declined: the order becomes ``payment_failed``."""
 
@@ -167,12 +171,33 @@ class PaymentGateway:
             raise _unavailable(exc, "cancelling the payment") from exc
         return intent_from(pi)
 
-    async def refund(self, payment_intent_id: str, order_id: str, *, key: str | None = None) -> str:
+    async def refund(self, payment_intent_id: str, order_id: str, *, key: str,
+                     amount: int | None = None, refund_id: str | None = None) -> str:
+        """Refund ``amount`` (all of it when None) with the caller's stored idempotency key;
+        raises :class:`RefundRefused` when Stripe says no for good."""
+        params: Any = {"payment_intent": payment_intent_id,
+                       "metadata": {"order_id": order_id, **({"refund_id": refund_id} if refund_id else {})}}
+        if amount is not None:
+            params["amount"] = amount
         try:
-            refund = await self.client.v1.refunds.create_async(
-                {"payment_intent": payment_intent_id, "metadata": {"order_id": order_id}},
-                {"idempotency_key": key or f"{order_id}-refund"},
-            )
+            refund = await self.client.v1.refunds.create_async(params, {"idempotency_key": key})
+        except stripe.InvalidRequestError as exc:
+            raise RefundRefused(exc.user_message or str(exc)) from exc
         except stripe.StripeError as exc:
             raise _unavailable(exc, "refunding the payment") from exc
         return str(refund.id)
+
+    async def find_refund(self, payment_intent_id: str, refund_id: str) -> str | None:
+        """The Stripe refund made for our ``refund_id``, if any (found by its metadata).
+
+        Asked before repeating a refund whose answer was lost: real Stripe replays an
+        idempotency key for 24 hours, localstripe does not, and this works on both."""
+        try:
+            listed = await self.client.v1.refunds.list_async(
+                {"payment_intent": payment_intent_id, "limit": 100})
+        except stripe.StripeError as exc:
+            raise _unavailable(exc, "reading the refunds") from exc
+        for refund in listed.data:
+            if (_plain(refund).get("metadata") or {}).get("refund_id") == refund_id:
+                return str(refund.id)
+        return None

@@ -119,6 +119,7 @@ class PlanTerms:
     tiers: tuple[Tier, ...] = ()
     query_quota: int | None = None
     access_days: int | None = None
+    epsilon: float | None = None  # L3: the privacy budget (ε) the plan sells
 
     @classmethod
     def from_catalog(cls, plan: dict[str, Any]) -> PlanTerms:
@@ -140,6 +141,7 @@ class PlanTerms:
                 tiers=tiers,
                 query_quota=None if plan.get("query_quota") is None else int(plan["query_quota"]),
                 access_days=None if plan.get("access_days") is None else int(plan["access_days"]),
+                epsilon=None if plan.get("epsilon") is None else float(plan["epsilon"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RuleViolation(
@@ -241,6 +243,16 @@ class PriceBreakdown:
         return self.gross == 0
 
 
+def epsilon_sold(plan: PlanTerms, periods: int, product_default: float | None) -> float | None:
+    """The privacy budget (ε) an order of ``plan`` buys: the plan's epsilon (else the product's
+    default), per period for periodic plans, like the query quota; None = no per-entitlement
+    limit (the product's budget still applies)."""
+    eps = plan.epsilon if plan.epsilon is not None else product_default
+    if eps is None:
+        return None
+    return round(eps * periods, 6) if plan.period else eps
+
+
 def _graduated(billable: int, tiers: tuple[Tier, ...]) -> list[Line]:
     lines: list[Line] = []
     start = 0
@@ -263,6 +275,20 @@ def _graduated(billable: int, tiers: tuple[Tier, ...]) -> list[Line]:
             rule="quantity-within-tiers",
         )
     return lines
+
+
+def metered_bundle(plan: PlanTerms, quantity: int) -> int:
+    """The queries a prepaid metered order buys: ``quantity``, or the plan's included
+    queries when none are asked for. Never unlimited: a bundle of 0 queries would give
+    access to nothing (or, read as "no quota", to everything for free), so it is refused."""
+    bundle = quantity or plan.included_queries
+    if bundle <= 0:
+        raise RuleViolation(
+            f"Plan {plan.id} is metered and includes no queries: order the number of queries you "
+            "want with quantity (at least 1).",
+            rule="metered-quantity-required",
+        )
+    return bundle
 
 
 def price_plan(
@@ -313,7 +339,7 @@ def price_plan(
     fee, share = split_fee(gross, fee_bps)
     quota = plan.query_quota
     if plan.kind == "metered":
-        quota = quantity if quantity else plan.included_queries or plan.query_quota
+        quota = metered_bundle(plan, quantity)
     elif quota is not None and plan.period:
         quota = quota * periods  # the quota is per period
     return PriceBreakdown(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.catalog_client import CatalogClient
 from services.orders.models import Quote
-from services.orders.pricing import PlanTerms, price_plan
+from services.orders.pricing import PlanTerms, epsilon_sold, price_plan
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.errors import NotFound, RuleViolation
@@ -29,8 +29,32 @@ def require_listed(version: dict[str, Any]) -> None:
     if status != "listed":
         raise RuleViolation(
             f"Product {version.get('product_id')} is {status}; only listed products can be bought. "
-            "Choose another product or wait until it is listed again.",
+            + NOT_LISTED_NEXT_STEP.get(str(status), "Choose another product."),
             rule="product-listed",
+        )
+
+
+#: What a buyer can do about a product that is not listed, by its status: a retired product
+#: never comes back; a suspended one may be reinstated.
+NOT_LISTED_NEXT_STEP = {
+    "retired": "Its provider retired it for good; choose another product.",
+    "suspended": "It is suspended; choose another product or wait until it is reinstated.",
+}
+
+
+def require_current(version: dict[str, Any]) -> None:
+    """New quotes are for the product's latest version only.
+
+    A provider publishes a new version to change terms (a price rise among them); quoting
+    the version it replaces would let buyers dodge the change. Orders and subscriptions
+    that already pinned the old version keep it, and a quote made before the new version
+    was published stays good for its 15 minutes."""
+    latest = version.get("latest_version")
+    if isinstance(latest, int) and int(version.get("version") or 0) < latest:
+        raise RuleViolation(
+            f"Version {version.get('version')} of product {version.get('product_id')} has been "
+            f"superseded by version {latest}; quote version {latest}.",
+            rule="version-current", latest_version=latest,
         )
 
 
@@ -70,6 +94,7 @@ async def create_quote(
                             rule="buyer-organisation")
     frozen = await catalog.product_version(product_id, version)
     require_listed(frozen)
+    require_current(frozen)
     plan = find_plan(frozen, plan_id)
     terms = PlanTerms.from_catalog(plan)
     max_days = (frozen.get("usage_policy") or {}).get("max_duration_days")
@@ -83,7 +108,9 @@ async def create_quote(
         periods=periods, quantity=quantity, currency=priced.currency, gross=priced.gross,
         platform_fee=priced.platform_fee, provider_share=priced.provider_share, fee_bps=fee_bps,
         lines=[line.as_dict() for line in priced.lines],
-        access={**priced.access.as_dict()} | {"query_quota": priced.query_quota},
+        access={**priced.access.as_dict(), "query_quota": priced.query_quota,
+                "epsilon_budget": epsilon_sold(terms, periods,
+                                               (frozen.get("guardrails") or {}).get("epsilon_budget"))},
         created_at=now, expires_at=now + timedelta(seconds=ttl_seconds), order_id=None,
     )
     session.add(quote)

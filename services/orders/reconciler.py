@@ -16,7 +16,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from services.orders import settlement
+from services.orders import refunds, settlement
 from services.orders.context import OrdersContext
 from services.orders.models import Order
 from services.orders.orders import PENDING
@@ -58,8 +58,10 @@ async def reconcile_once(ctx: OrdersContext, *, older_than_seconds: float | None
                 await s.execute(update(Order).where(Order.id == order_id, Order.status == PENDING)
                                 .values(last_payment_at=utcnow()))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    if rows:
-        logger.info("reconciled %d pending order(s): %s", len(rows), outcomes)
+    for outcome, count in (await refunds.resume_stale(ctx.sessionmaker, ctx.gateway)).items():
+        outcomes[outcome] = outcomes.get(outcome, 0) + count
+    if outcomes:
+        logger.info("reconciled %d pending order(s) and refunds: %s", len(rows), outcomes)
         ctx.wake_fulfilment()
     return outcomes
 

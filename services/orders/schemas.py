@@ -12,7 +12,8 @@ from services.orders.models import Order as OrderRow
 from services.orders.models import Quote as QuoteRow
 from services.orders.pricing import Money
 
-Status = Literal["pending_payment", "paid", "fulfilled", "payment_failed", "cancelled", "refunded"]
+Status = Literal["pending_payment", "paid", "fulfilled", "payment_failed", "cancelled", "refund_pending",
+                 "refunded"]
 
 
 class PriceLine(BaseModel):
@@ -28,6 +29,10 @@ class AccessTerm(BaseModel):
     count: int = Field(examples=[3])
     query_quota: int | None = Field(default=None, examples=[30000],
                                     description="Queries the entitlement allows in total; null = unlimited.")
+    epsilon_budget: float | None = Field(
+        default=None, examples=[2.0],
+        description="L3: the privacy budget (differential privacy ε) the order buys: what the "
+        "entitlement's queries may spend of the product's budget; null = no own limit.")
 
 
 class Breakdown(BaseModel):
@@ -146,6 +151,8 @@ class Order(BaseModel):
     valid_until: datetime | None = Field(default=None, description="Access ends (set when paid).")
     entitlement_id: str | None = None
     refund_reason: str | None = None
+    refunded_amount: int = Field(default=0, description="Minor units refunded so far (partial refunds "
+                                 "add up; at most the total).")
     created_at: datetime
     updated_at: datetime
     paid_at: datetime | None = None
@@ -166,7 +173,8 @@ def order_out(o: OrderRow, *, for_buyer: bool, next_action: dict[str, Any] | Non
             attempts=o.payment_attempts, last_error=o.last_payment_error, next_action=next_action,
         ),
         access=AccessTerm(**o.access), valid_from=o.valid_from, valid_until=o.valid_until,
-        entitlement_id=o.entitlement_id, refund_reason=o.refund_reason, created_at=o.created_at,
+        entitlement_id=o.entitlement_id, refund_reason=o.refund_reason,
+        refunded_amount=o.refunded_amount, created_at=o.created_at,
         updated_at=o.updated_at, paid_at=o.paid_at, fulfilled_at=o.fulfilled_at,
         cancelled_at=o.cancelled_at, refunded_at=o.refunded_at,
     )
@@ -181,13 +189,14 @@ class LedgerEntry(BaseModel):
     provider_org: str
     currency: str
     amount: int = Field(description="Signed minor units (reversals are negative).")
+    ref: str = Field(default="", description="The refund a reversal belongs to (empty otherwise).")
     created_at: datetime
 
 
 def entry_out(e: LedgerEntryRow) -> LedgerEntry:
     return LedgerEntry(id=e.id, order_id=e.order_id, kind=e.kind, account=e.account,
                        buyer_org=e.buyer_org, provider_org=e.provider_org, currency=e.currency,
-                       amount=e.amount, created_at=e.created_at)
+                       amount=e.amount, ref=e.ref, created_at=e.created_at)
 
 
 class CurrencyTotal(BaseModel):

@@ -24,6 +24,11 @@ class OrdersSettings(ServiceSettings):
         default=SecretStr("whsec_sluice_dev"),
         description="Signing secret of the Stripe webhook endpoint (`whsec_...`).",
     )
+    stripe_webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, le=3600,
+        description="A webhook's signed timestamp must lie within this many seconds of now, in the "
+        "past or the future (replay protection).",
+    )
     stripe_timeout_seconds: float = Field(default=20.0, description="Timeout of one Stripe API call.")
     platform_fee_bps: int = Field(
         default=1000, ge=0, le=10_000,

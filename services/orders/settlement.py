@@ -13,7 +13,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.models import Order, PaymentAttempt
-from services.orders.orders import CANCELLED, FAILED, PAID, PENDING, Who, load_for_update, transition
+from services.orders.orders import (
+    CANCELLED,
+    FAILED,
+    PAID,
+    PENDING,
+    Who,
+    buyer_of,
+    load_for_update,
+    transition,
+)
 from services.orders.payments import Intent
 from shared.outbox import enqueue, record_event
 
@@ -72,15 +81,19 @@ async def payment_succeeded(session: AsyncSession, intent: Intent, source: str) 
 
 
 async def payment_failed(session: AsyncSession, intent: Intent, source: str,
-                         card_error: dict[str, Any] | None = None) -> str:
-    """Make the order ``payment_failed`` if this is its current attempt and it is still pending."""
+                         card_error: dict[str, Any] | None = None, *, payer: Who | None = None) -> str:
+    """Make the order ``payment_failed`` if this is its current attempt and it is still pending.
+
+    Audited as a ``failure`` of the buyer's payment: by ``payer`` when the buyer's own
+    request learnt it, else on behalf of the buyer who placed the order."""
     order, problem = await _order_of(session, intent)
     if order is None:
         return problem
     if order.status != PENDING or order.payment_intent_id != intent.id:
         return "no_change"  # an older attempt, or news that arrived after the success
     error = card_error or intent.last_payment_error or {"code": None, "message": "The payment failed."}
-    await transition(session, order, FAILED, Who(system=source),
+    who = payer or Who(system=source, on_behalf=buyer_of(order))
+    await transition(session, order, FAILED, who, outcome="failure",
                      details={"payment_intent_id": intent.id, "card_error": error},
                      changes={"last_payment_error": error})
     return "payment_failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import stripe
@@ -20,22 +21,45 @@ logger = logging.getLogger("sluice.orders")
 HANDLED = ("payment_intent.succeeded", "payment_intent.payment_failed")
 
 
-def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
-    """Check the ``Stripe-Signature`` header against the raw body; return the event as JSON."""
+def _signed_at(signature: str) -> int | None:
+    """The ``t=`` timestamp of a ``Stripe-Signature`` header (None if absent or malformed)."""
+    for item in signature.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def verify(payload: bytes, signature: str | None, secret: str, *, tolerance: int = 300) -> dict[str, Any]:
+    """Check the ``Stripe-Signature`` header against the raw body; return the event as JSON.
+
+    The signed timestamp must lie within ``tolerance`` seconds of now *in both directions*:
+    the SDK refuses only old ones, and a signature dated in the future would let a captured
+    request be replayed for that long."""
     if not signature:
         raise BadRequest("The Stripe-Signature header is missing; only Stripe can call this endpoint.",
                          problem="webhook-signature-invalid", title="Invalid webhook signature")
     try:
-        event = stripe.Webhook.construct_event(payload, signature, secret)
+        event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
     except stripe.SignatureVerificationError as exc:
         raise BadRequest(
             "The Stripe-Signature header does not match the body (wrong secret, modified body, or "
-            "a timestamp older than 5 minutes).",
+            f"a timestamp older than {tolerance} seconds).",
             problem="webhook-signature-invalid", title="Invalid webhook signature",
         ) from exc
     except ValueError as exc:
         raise BadRequest("The webhook body is not a JSON Stripe event.", problem="webhook-malformed",
                          title="Malformed webhook") from exc
+    signed_at = _signed_at(signature)
+    if signed_at is None or signed_at > time.time() + tolerance:
+        raise BadRequest(
+            f"The Stripe-Signature timestamp lies more than {tolerance} seconds in the future; "
+            "check the sender's clock (Stripe signs with the time it sends).",
+            problem="webhook-signature-invalid", title="Invalid webhook signature",
+        )
     data: dict[str, Any] = event.to_dict()
     if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
         raise BadRequest("The event has no id or type.", problem="webhook-malformed",

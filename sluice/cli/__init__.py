@@ -27,8 +27,8 @@ from sluice.cli.core import (
 from sluice.transport import ENVIRONMENT, Endpoints
 
 EPILOG = (
-    "[b]Environment[/b]: "
-    + " · ".join(f"[cyan]{name}[/cyan] {text}" for name, text in ENVIRONMENT.items())
+    "[b]Environment[/b]\n\n"
+    + "\n\n".join(f"  [cyan]{name}[/cyan]  {text}" for name, text in ENVIRONMENT.items())
     + f"\n\n[b]Exit status[/b]: 0 done · {EXIT_REFUSED} the API refused or failed (the error says why "
     f"and what to do) · {EXIT_USAGE} bad arguments or no credentials · {EXIT_UNREACHABLE} a service "
     "could not be reached."
@@ -82,7 +82,8 @@ identity.register_top_level(app)
 orders.register_top_level(app)
 access.register_top_level(app)
 for sub in (catalog.products, orders.quotes, orders.orders, access.entitlements, access.tokens,
-            data.query, audit.audit, identity.orgs, identity.clients, identity.keys, identity.oauth):
+            data.query, data.privacy, audit.audit, identity.orgs, identity.clients, identity.keys,
+            identity.oauth):
     app.add_typer(sub)
 
 

@@ -63,8 +63,14 @@ class State:
 
     def client(self) -> SluiceClient:
         if self._client is None:
+            from sluice import token_cache
+
+            cache = None
+            if self.client_id and self.client_secret and not self.token and token_cache.enabled():
+                cache = token_cache.TokenCache.for_client(self.endpoints.access, self.client_id,
+                                                          self.client_secret)
             self._client = SluiceClient(self.client_id, self.client_secret, self.endpoints,
-                                        token=self.token)
+                                        token=self.token, token_cache=cache)
         return self._client
 
     def close(self) -> None:
@@ -151,7 +157,6 @@ def command(app: typer.Typer, name: str, *, calls: str | Sequence[str],
         api_line = "\n\n".join(f"API: `{e}`" for e in endpoints)
         app.command(name, help=f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{api_line}",
                     hidden=hidden)(run)
-        fn.sluice_calls = endpoints  # type: ignore[attr-defined]
         REGISTRY.append((name, endpoints))
         return fn
 

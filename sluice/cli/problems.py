@@ -18,7 +18,8 @@ NEXT_STEP = {
     402: "Pay again with another payment method (`sluice orders pay ORD --payment-method ...`).",
     403: "Your client's roles or this object's state do not allow it; `sluice me` shows your roles.",
     404: "Check the id; what you may not see answers 404 too.",
-    409: "The object is not in a state that allows this; `get` it to see its state.",
+    409: "It conflicts with what is there now (a name taken, or a state that does not allow "
+         "this); `get` the object to see its state.",
     422: "Fix the fields or the rule named above.",
     429: "Slow down and retry after the time the service asked for.",
     503: "A service is down or busy; nothing was changed. Retry in a moment.",

@@ -129,6 +129,14 @@ async def test_product_no_longer_listed_in_the_catalog_gets_no_token(deal: Deal)
     await deal.market.token(deal.buyer, deal.ent["id"])
 
 
+async def test_a_retired_product_is_said_to_be_gone_for_good(deal: Deal) -> None:
+    deal.market.catalog.set_status(deal.product_id, "retired")
+    resp = await deal.market.client.post(f"/v1/entitlements/{deal.ent['id']}/tokens",
+                                         headers=deal.buyer.headers)
+    assert problem_type(resp) == "product-not-listed"
+    assert "for good" in resp.json()["detail"] and "listed again" not in resp.json()["detail"]
+
+
 async def test_product_suspension_push_refuses_tokens(deal: Deal) -> None:
     await deal.market.client.post(f"/v1/products/{deal.product_id}/suspend-entitlements",
                                   json={"reason": "regulator"}, headers=deal.market.service)

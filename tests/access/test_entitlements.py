@@ -290,3 +290,22 @@ async def test_a_calendar_month_fits_a_30_day_policy(market: Market) -> None:
         "valid_until": "2026-04-15T00:00:00Z", "query_quota": 10}, headers=market.service)
     assert too_long.status_code == 422
     assert problem_type(too_long) == "duration-exceeds-policy"
+
+
+async def test_the_plan_sells_the_epsilon_and_its_default_per_query_rides_in_the_token(market: Market) -> None:
+    provider = await market.party(["provider"])
+    buyer = await market.party(["buyer"])
+    product_id = market.catalog.add_product(provider.org_id, plans=[plan(epsilon=2.0, query_epsilon=0.5)])
+    ent = await market.grant(buyer, product_id)
+    assert ent["limits"]["epsilon_budget"] == 2.0  # the plan's, not the product's default 1.0
+    issued = await market.token(buyer, ent["id"])
+    claims = jwt.get_unverified_claims(issued["access_token"])
+    assert claims["limits"]["epsilon_budget"] == 2.0 and claims["limits"]["query_epsilon"] == 0.5
+
+
+async def test_the_epsilon_an_order_bought_wins_over_the_plans(market: Market) -> None:
+    provider = await market.party(["provider"])
+    buyer = await market.party(["buyer"])
+    product_id = market.catalog.add_product(provider.org_id, plans=[plan(epsilon=2.0)])
+    ent = await market.grant(buyer, product_id, epsilon_budget=6.0)  # three periods of 2.0
+    assert ent["limits"]["epsilon_budget"] == 6.0

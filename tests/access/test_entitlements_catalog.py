@@ -47,12 +47,17 @@ async def test_grant_and_token_against_the_real_catalog(
     issued = await market.token(buyer, ent["id"])
     assert issued["audience"] == "https://data.provider-a.example"
 
-    # Retired, not suspended: the catalog's suspension writes an outbox message
-    # id longer than its 64-character column on PostgreSQL (reported); the
-    # status check here is the same for any status other than `listed`.
-    resp = await catalog.client.post(f"/v1/products/{product['id']}/retire",
-                                     json={"reason": "end of series"}, headers=provider_headers)
+    # The catalog suspends the product: access asks the catalog before every token.
+    regulator = {"Authorization": "Bearer " + test_keys.token(roles=["regulator"], org="org_regulator")}
+    resp = await catalog.client.post(f"/v1/products/{product['id']}/suspend",
+                                     json={"reason": "complaint under investigation"}, headers=regulator)
     assert resp.status_code == 200, resp.text
     refused = await market.client.post(f"/v1/entitlements/{ent['id']}/tokens", headers=buyer.headers)
     assert refused.status_code == 403
     assert problem_type(refused) == "product-not-listed"
+    assert refused.json()["product_status"] == "suspended"
+    # Reinstated, it gives tokens again: the refusal was the suspension's.
+    resp = await catalog.client.post(f"/v1/products/{product['id']}/reinstate",
+                                     json={"reason": "complaint unfounded"}, headers=regulator)
+    assert resp.status_code == 200, resp.text
+    assert (await market.token(buyer, ent["id"]))["audience"] == "https://data.provider-a.example"

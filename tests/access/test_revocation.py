@@ -51,6 +51,12 @@ async def test_another_organisation_cannot_revoke_the_token(deal: Deal) -> None:
     assert resp.status_code == 400
     assert resp.json()["error"] == "unauthorized_client"
     assert (await m.feed())["items"] == []
+    assert (await introspect(m, issued["access_token"], m.service))["active"] is True
+    # The control: the token's own organisation revoking it does put it in the feed.
+    owner = await m.login(deal.buyer)
+    await m.client.post("/oauth/revoke", data={"token": issued["access_token"]},
+                        headers=basic(owner.client_id, owner.secret))
+    assert [i["id"] for i in (await m.feed())["items"]] == [issued["jti"]]
 
 
 async def test_revocation_needs_client_authentication(deal: Deal) -> None:
@@ -158,30 +164,66 @@ async def test_feed_polled_during_concurrent_revocations_misses_nothing(deal: De
     m = deal.market
     ents = [await m.grant(deal.buyer, deal.product_id) for _ in range(12)]
     seen: list[str] = []  # "id:event" of each entry polled
+    writes = len(ents) + 1
+    answered = 0  # writes answered so far
+    partial_polls = 0  # polls that found entries while some writes were still unanswered
     done = asyncio.Event()
 
     async def poll() -> None:
+        nonlocal partial_polls
         cursor = None
         while True:
             finished = done.is_set()
             page = await m.feed(cursor)
+            if page["items"] and answered < writes:
+                partial_polls += 1
             seen.extend(f'{i["id"]}:{i["event"]}' for i in page["items"])
             cursor = page["next_cursor"]
             if finished and not page["items"]:
                 return
             await asyncio.sleep(0)
 
-    async def revoke(e: dict[str, Any]) -> None:
-        resp = await m.client.post(f"/v1/entitlements/{e['id']}/revoke", json={"reason": "r"},
-                                   headers=m.operator)
-        assert resp.status_code == 200
+    async def write(path: str, headers: dict[str, str]) -> None:
+        nonlocal answered
+        resp = await m.client.post(path, json={"reason": "r"}, headers=headers)
+        assert resp.status_code == 200, resp.text
+        answered += 1
 
     poller = asyncio.create_task(poll())
-    await asyncio.gather(*(revoke(e) for e in ents),
-                         m.client.post(f"/v1/products/{deal.product_id}/suspend-entitlements",
-                                       json={"reason": "p"}, headers=m.service))
+    await asyncio.gather(*(write(f"/v1/entitlements/{e['id']}/revoke", m.operator) for e in ents),
+                         write(f"/v1/products/{deal.product_id}/suspend-entitlements", m.service))
     done.set()
     await poller
     everything = [f'{i["id"]}:{i["event"]}' for i in (await m.feed())["items"]]
     assert seen == everything  # every entry once, in order, none skipped
     assert {f'{e["id"]}:revoked' for e in ents} <= set(seen)
+    # The polls really interleaved with the writes: some found entries before all were written.
+    assert partial_polls >= 1, "every poll ran before or after the writes; nothing was tested"
+
+
+async def test_an_entry_committed_after_a_later_one_is_not_skipped_by_a_poll_between(deal: Deal) -> None:
+    """The feed's cursor is the entry id. Writer A takes an id and commits late; writer B
+    starts after A, and a poll runs while A is still open: the poll must not move its cursor
+    past A's id (PostgreSQL: B waits for A's feed lock; SQLite: for its write lock)."""
+    import asyncio
+
+    from services.access import revocation
+
+    sessions = deal.market.svc.app.state.db.sessionmaker
+
+    async def write_b() -> None:
+        async with sessions() as b, b.begin():
+            await revocation.add_entry(b, kind="entitlement", subject_id="ent_b", event="revoked",
+                                       reason="quick")
+
+    async with sessions() as a:
+        async with a.begin():
+            await revocation.add_entry(a, kind="entitlement", subject_id="ent_a", event="revoked",
+                                       reason="slow")
+            b = asyncio.create_task(write_b())
+            await asyncio.sleep(0.3)  # B gets as far as it can while A is open
+            first = await deal.market.feed()
+        await b
+    rest = await deal.market.feed(first["next_cursor"])
+    polled = [i["id"] for i in first["items"] + rest["items"]]
+    assert sorted(polled) == ["ent_a", "ent_b"], f"a poll between the commits skipped an entry: {polled}"

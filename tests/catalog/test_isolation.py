@@ -36,9 +36,11 @@ async def test_another_provider_cannot_edit_a_listed_product(catalog: RunningApp
 
 async def test_buyer_cannot_see_drafts(catalog: RunningApp, tokens: Tokens) -> None:
     pid = (await create(catalog, tokens.provider_a, spec()))["id"]
+    # The control: a listed product the same search matches (so an empty search proves nothing).
+    listed = (await create_listed(catalog, tokens.provider_b, spec(slug="b-weather")))["id"]
     assert (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer)).status_code == 404
     search = await catalog.client.get("/v1/products", params={"q": "weather"}, headers=tokens.buyer)
-    assert search.json()["items"] == [] and search.json()["total"] == 0
+    assert [p["id"] for p in search.json()["items"]] == [listed] and search.json()["total"] == 1
     drafts = await catalog.client.get("/v1/products", params={"status": "draft"}, headers=tokens.buyer)
     assert drafts.status_code == 403
 
@@ -48,13 +50,17 @@ async def test_buyer_sees_the_published_version_not_the_pending_draft(catalog: R
     await catalog.client.put(f"/v1/products/{pid}", json=spec(title="Secret new title v2"), headers=tokens.provider_a)
     seen = (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer)).json()
     assert seen["title"] == "Weather station readings" and seen["pending_draft"] is None
-    assert (await catalog.client.get(f"/v1/products/{pid}/draft", headers=tokens.buyer)).status_code == 404
+    assert (await catalog.client.get(f"/v1/products/{pid}/draft", headers=tokens.buyer)).status_code == 403
     owner = (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.provider_a)).json()
     assert owner["pending_draft"] == "draft"
     draft = (await catalog.client.get(f"/v1/products/{pid}/draft", headers=tokens.provider_a)).json()
     assert (draft["title"], draft["version"]) == ("Secret new title v2", 2)
     hits = (await catalog.client.get("/v1/products", params={"q": "secret"}, headers=tokens.buyer)).json()
     assert hits["items"] == []
+    # The control: once the draft is published, the same search finds it.
+    await catalog.client.post(f"/v1/products/{pid}/submit", headers=tokens.provider_a)
+    hits = (await catalog.client.get("/v1/products", params={"q": "secret"}, headers=tokens.buyer)).json()
+    assert [p["id"] for p in hits["items"]] == [pid]
 
 
 async def test_providers_list_only_their_own_drafts(catalog: RunningApp, tokens: Tokens) -> None:
@@ -65,6 +71,10 @@ async def test_providers_list_only_their_own_drafts(catalog: RunningApp, tokens:
     theirs = await catalog.client.get("/v1/products", params={"status": "draft", "provider": "org_provider_b"},
                                       headers=tokens.provider_a)
     assert theirs.json()["items"] == []
+    # The control: the same listing, asked by someone allowed to see B's drafts, is not empty.
+    seen = await catalog.client.get("/v1/products", params={"status": "draft", "provider": "org_provider_b"},
+                                    headers=tokens.provider_b)
+    assert [p["slug"] for p in seen.json()["items"]] == ["b-weather"]
 
 
 async def test_regulators_see_drafts_under_review(catalog: RunningApp, tokens: Tokens) -> None:

@@ -124,6 +124,8 @@ async def test_suspended_products_leave_search_and_reinstating_needs_suspension(
     bad = await catalog.client.post(f"/v1/products/{pid}/reinstate", json={"reason": "nothing to do"},
                                     headers=tokens.regulator)
     assert bad.status_code == 409 and bad.json()["status_now"] == "listed"
+    before = (await catalog.client.get("/v1/products", params={"q": "weather"}, headers=tokens.buyer)).json()
+    assert [p["id"] for p in before["items"]] == [pid]  # the control: found while listed
     await catalog.client.post(f"/v1/products/{pid}/suspend", json={"reason": "investigation"},
                               headers=tokens.regulator)
     hits = (await catalog.client.get("/v1/products", params={"q": "weather"}, headers=tokens.buyer)).json()

@@ -127,7 +127,7 @@ async def test_valid_plan_kinds_are_accepted_in_the_contract_shape(catalog: Runn
     assert got[3] == {"id": got[3]["id"], "name": "Metered", "kind": "metered", "currency": "EUR", "price": 1000,
                       "period": "month", "price_per_query": 0, "included_queries": 1000,
                       "tiers": [{"up_to": 10000, "unit_price": 5}, {"up_to": None, "unit_price": 3}],
-                      "query_quota": 100000, "access_days": None}
+                      "query_quota": 100000, "access_days": None, "epsilon": None, "query_epsilon": None}
 
 
 async def test_missing_rights_are_a_field_level_validation_problem(catalog: RunningApp, tokens: Tokens) -> None:

@@ -24,6 +24,8 @@ async def test_pinned_version_1_is_unchanged_after_version_2_is_published(catalo
     assert published.json()["latest_version"] == 2
 
     again = (await catalog.client.get(f"/internal/v1/products/{pid}/versions/1", headers=tokens.service)).json()
+    # Like `status`, `latest_version` is the product's current state, not part of the frozen version.
+    assert (pinned.pop("latest_version"), again.pop("latest_version")) == (1, 2)
     assert again == pinned
     assert again["plans"][0]["price"] == 4900
     assert again["usage_policy"]["allowed_purposes"] == ["research", "commercial"]
@@ -42,7 +44,7 @@ async def test_internal_version_has_the_contract_shape(catalog: RunningApp, toke
     await catalog.client.post(f"/v1/products/{pid}/approve", json={"note": "ok, checked"}, headers=tokens.regulator)
     body = (await catalog.client.get(f"/internal/v1/products/{pid}/versions/1", headers=tokens.service)).json()
     assert set(body) == {"product_id", "version", "status", "provider_org", "slug", "title", "grade",
-                         "personal_data", "delivery", "usage_policy", "guardrails", "plans"}
+                         "personal_data", "delivery", "usage_policy", "guardrails", "plans", "latest_version"}
     assert body["product_id"] == pid and body["version"] == 1 and body["status"] == "listed"
     assert body["provider_org"] == ORG_A and body["grade"] == "L3_sensitive"
     assert body["delivery"] == {"data_service_url": "https://data.provider-a.example", "mode": "aggregates"}
@@ -50,7 +52,8 @@ async def test_internal_version_has_the_contract_shape(catalog: RunningApp, toke
     assert body["usage_policy"] == {"allowed_purposes": ["research", "commercial"], "max_duration_days": 365,
                                     "resale_allowed": False, "territories": ["EU"]}
     assert set(body["plans"][0]) == {"id", "name", "kind", "currency", "price", "period", "price_per_query",
-                                     "included_queries", "tiers", "query_quota", "access_days"}
+                                     "included_queries", "tiers", "query_quota", "access_days",
+                                     "epsilon", "query_epsilon"}
     summary = (await catalog.client.get(f"/internal/v1/products/{pid}", headers=tokens.service)).json()
     assert summary == {"product_id": pid, "status": "listed", "provider_org": ORG_A, "latest_version": 1}
 

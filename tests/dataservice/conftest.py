@@ -11,14 +11,16 @@ import pytest
 from services.dataservice.datasource import data_engine
 from services.dataservice.demo_data import seed_demo
 from tests.conftest import AppFactory
-from tests.support import RunningApp, TestKeys
+from tests.support import PG_DB_PREFIX, RunningApp, TestKeys, recreate_pg_database
 
 HEALTH = "prd_demo_health"
 TRANSIT = "prd_demo_transit"
 FLEET = "prd_test_fleet"  # an L2 product with a masked column (test mapping only)
 
 LIMITS = {"max_rows": 1000, "min_group_size": 10, "epsilon_budget": 1.0, "query_quota": 1000}
-GRADE_OF = {HEALTH: "L3_sensitive", TRANSIT: "L1_public", FLEET: "L2_internal"}
+SMALL_BUDGET = "prd_test_small_budget"  # an L3 product with ε 1 per quarter and no δ
+GRADE_OF = {HEALTH: "L3_sensitive", TRANSIT: "L1_public", FLEET: "L2_internal",
+            SMALL_BUDGET: "L3_sensitive"}
 
 TEST_PRODUCTS = """
 products:
@@ -39,7 +41,23 @@ products:
     person_column: person_id
     min_group_size: 10
     max_rows_per_person: 6
-    bounds: {cost_eur: [0, 5000]}
+    bounds: {cost_eur: [0, 5000], wait_days: [0, 365]}
+    domains:
+      district: [Altstadt, Nordhafen, Westend, Südpark, Oststadt, Bergheim, Lindenau, Mühlental,
+                 Harbour Isle]
+      age_band: [0-9, 10-19, 20-29, 30-39, 40-49, 50-59, 60-69, 70-79, 80-89, 90+]
+      sex: [F, M]
+      service: [gp, dental, specialist, emergency]
+    privacy: {epsilon: 100, delta: 1.0e-6, period: month, query_epsilon: 0.1}
+  prd_test_small_budget:      # the same people with a small budget and no delta
+    table: health_visits
+    grade: L3_sensitive
+    columns: [district, age_band, sex, year, cost_eur]
+    person_column: person_id
+    max_rows_per_person: 6
+    domains: {district: [Altstadt, Nordhafen, Westend, Südpark, Oststadt, Bergheim, Lindenau,
+                         Mühlental, Harbour Isle]}
+    privacy: {epsilon: 1.0, period: quarter, query_epsilon: 0.25}
 """
 
 
@@ -51,14 +69,30 @@ async def _seed(url: str) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def demo_data_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The demo data set, generated once per session (queries only read it)."""
-    path = tmp_path_factory.mktemp("dataservice-data") / "demo.db"
-    url = f"sqlite+aiosqlite:///{path}"
+def _seed_once(url: str) -> str:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(asyncio.run, _seed(url)).result()
     return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_demo_data_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo data set in SQLite, generated once per session (queries only read it)."""
+    return _seed_once(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('dataservice-data') / 'demo.db'}")
+
+
+@pytest.fixture(scope="session")
+def pg_demo_data_url() -> str:
+    """The demo data set in a PostgreSQL database of its own, once per session."""
+    return _seed_once(recreate_pg_database(f"{PG_DB_PREFIX}_ds_provider"))
+
+
+@pytest.fixture
+def demo_data_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The provider's database on the test's back end: the PostgreSQL variants run the
+    query suite against provider data in PostgreSQL too, not only the service's own DB."""
+    name = "pg_demo_data_url" if backend == "postgresql" else "sqlite_demo_data_url"
+    return str(request.getfixturevalue(name))
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ async def test_an_alias_added_while_running_serves_the_catalog_id(
             await asyncio.sleep(0.1)
         assert resp.status_code == 200, resp.text
         assert "cost_eur" in resp.text
+        assert resp.json()["product_id"] == CATALOG_ID  # what the buyer bought, not the mapping id
 
 
 async def test_an_alias_to_an_unmapped_product_is_ignored(

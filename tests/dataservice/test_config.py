@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.dataservice.app import open_data_source
 from services.dataservice.config import ConfigError, load_products
 from services.dataservice.datasource import async_url, data_engine
 from services.dataservice.demo_data import seed_demo
@@ -44,6 +47,12 @@ def test_json_mapping_loads(tmp_path: Path) -> None:
     ({**BASE, "table": "t; drop table x"}, "plain table name"),
     ({**BASE, "columns": ["a b"]}, "plain column name"),
     ({**BASE, "grade": "L3_sensitive", "person_column": "a"}, "must not also be an exposed"),
+    ({**BASE, "grade": "L3_sensitive", "person_column": "p"}, "privacy block"),
+    ({**BASE, "grade": "L3_sensitive", "person_column": "p",
+      "privacy": {"epsilon": 1, "query_epsilon": 2}}, "query_epsilon is larger"),
+    ({**BASE, "domains": {"c": ["x"]}}, "domains given for 'c'"),
+    ({**BASE, "domains": {"a": ["x", "x"]}}, "listed twice"),
+    ({**BASE, "max_rows_per_person": 0}, "max_rows_per_person"),
 ])
 def test_bad_mappings_are_refused_with_the_reason(tmp_path: Path, entry: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -103,8 +112,34 @@ async def test_migrations_upgrade_and_downgrade(backend: str, tmp_path: Path) ->
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
     upgrade(migrations_dir("dataservice"), url)
-    assert {"outbox", "entitlement_usage", "query_history"} <= await _tables(url)
+    tables = await _tables(url)
+    assert {"outbox", "entitlement_usage", "privacy_budgets", "privacy_charges", "dp_releases"} <= tables
+    assert "query_history" not in tables  # the differencing history is gone with DP
+    engine = create_async_engine(url)  # a bounded copy made at run time, as the service does
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE dp_x_2026_11_abc (district VARCHAR(40))"))
+        await conn.execute(text("INSERT INTO dp_releases (product_id, period, table_name, rows, built_at) "
+                                "VALUES ('p', '2026-11', 'dp_x_2026_11_abc', 0, '2026-11-29 00:00:00')"))
+    await engine.dispose()
     downgrade(migrations_dir("dataservice"), url, "base")
-    assert await _tables(url) <= {"alembic_version"}
+    assert await _tables(url) <= {"alembic_version"}  # the copies went with their registry
     upgrade(migrations_dir("dataservice"), url)
-    assert "query_history" in await _tables(url)
+    assert "privacy_budgets" in await _tables(url)
+
+
+async def test_replicas_starting_together_generate_the_demo_data_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """make cluster starts two data services at once on the same demo file: one generates it, the
+    other finds it (two would drop and refill the tables under each other's feet)."""
+    monkeypatch.chdir(tmp_path)  # the demo file is var/dataservice-demo.db of the working directory
+    settings = DataServiceSettings(demo_people=200)
+    with caplog.at_level(logging.INFO, logger="sluice.dataservice"):
+        sources = await asyncio.gather(*(open_data_source(settings) for _ in range(3)))
+    try:
+        generated = [r for r in caplog.records if r.getMessage().startswith("generated the demo data")]
+        assert len(generated) == 1
+        for source in sources:
+            assert set(source.products) >= {"prd_demo_transit", "prd_demo_health"}
+    finally:
+        for source in sources:
+            await source.dispose()

@@ -118,7 +118,7 @@ async def test_schema_shows_what_the_token_product_exposes(ds: RunningApp, data_
     assert body["product_id"] == FLEET and body["grade"] == "L2_internal" and body["mode"] == "rows"
     cols = {c["name"]: c for c in body["columns"]}
     assert cols["operator_contact"]["masked"] and not cols["operator_contact"]["filterable"]
-    assert cols["trips"]["type"] == "int"
+    assert cols["trips"]["type"] == "integer" and cols["district"]["type"] == "string"  # catalog names
     assert body["max_rows"] == 20 and body["min_group_size"] is None
 
 
@@ -127,3 +127,4 @@ async def test_schema_of_an_l3_product_hides_the_person_column(ds: RunningApp, d
     assert body["mode"] == "aggregates" and body["min_group_size"] == 10
     assert "person_id" not in {c["name"] for c in body["columns"]}
     assert "min" not in body["functions"] and body["epsilon_remaining"] == 1.0
+    assert body["privacy"]["product_budget"]["epsilon_remaining"] == 100

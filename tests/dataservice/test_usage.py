@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from services.dataservice.models import entitlement_usage, outbox
+from services.dataservice.models import entitlement_usage, outbox, privacy_budgets, privacy_charges
 from services.dataservice.usage import usage_deliverer
 from shared.outbox import OutboxRelay
-from tests.dataservice.conftest import HEALTH, TRANSIT, TokenFactory, query
+from tests.dataservice.conftest import HEALTH, SMALL_BUDGET, TRANSIT, TokenFactory, query
 from tests.support import RunningApp
 
 COUNT = {"select": ["district"], "aggregates": [{"fn": "count"}], "group_by": ["district"]}
@@ -43,7 +43,7 @@ async def test_each_query_enqueues_a_usage_record_for_access(ds: RunningApp, dat
     assert record["entitlement_id"] == "ent_u1" and record["jti"] == "jti-u1"
     assert record["product_id"] == HEALTH and record["epsilon_spent"] == 0.1
     assert record["rows_returned"] == len(resp.json()["rows"])
-    assert record["suppressed_groups"] == resp.json()["suppressed_groups"] == 2
+    assert record["suppressed_groups"] == resp.json()["suppressed_groups"]
 
 
 async def test_each_query_is_an_audit_event(ds: RunningApp, data_token: TokenFactory) -> None:
@@ -56,8 +56,34 @@ async def test_each_query_is_an_audit_event(ds: RunningApp, data_token: TokenFac
     assert done["actor"] == {"sub": "cli_buyer", "org": "org_buyer", "role": "buyer"}
     assert done["subject"] == {"type": "entitlement", "id": "ent_a1"}
     assert done["details"]["product_id"] == HEALTH and done["details"]["purpose"] == "planning"
-    assert done["details"]["rows"] == 7 and done["details"]["suppressed_groups"] == 2
+    assert done["details"]["rows"] + done["details"]["suppressed_groups"] == 9  # declared districts
     assert refused["outcome"] == "denied" and refused["details"]["rule"] == "aggregates-only"
+
+
+async def test_each_charge_is_in_the_audit_event_and_the_charge_ledger(
+    ds: RunningApp, data_token: TokenFactory
+) -> None:
+    token = data_token(ent="ent_ch", org="org_ch", jti="jti-ch")
+    assert (await query(ds, token, {**COUNT, "epsilon": 0.25})).status_code == 200
+    [event] = [m["payload"] for m in await _outbox(ds, "audit")]
+    charge = event["details"]["charge"]
+    assert charge == {"product": HEALTH, "period": charge["period"], "epsilon": 0.25, "delta": 0.0,
+                      "product_epsilon_spent": 0.25, "product_epsilon_total": 100.0}
+    async with ds.app.state.db.sessionmaker() as s:
+        [row] = (await s.execute(select(privacy_charges))).mappings().all()
+    assert (row["entitlement_id"], row["organisation_id"], row["jti"], row["epsilon_micro"]) == \
+        ("ent_ch", "org_ch", "jti-ch", 250_000)
+    assert row["usage_id"] == event["details"]["usage_id"]
+
+
+async def test_a_query_refused_for_its_budget_leaves_no_charge(ds: RunningApp, data_token: TokenFactory) -> None:
+    token = data_token(ent="ent_poor", limits={"epsilon_budget": 0.05})
+    refused = await query(ds, token, {**COUNT, "epsilon": 0.1})
+    assert refused.status_code == 403 and refused.json()["budget"] == "entitlement"
+    async with ds.app.state.db.sessionmaker() as s:
+        assert (await s.execute(select(privacy_charges))).first() is None
+        assert (await s.execute(select(privacy_budgets))).first() is None
+    assert await _outbox(ds, "access") == []
 
 
 async def test_refused_queries_are_not_charged_or_reported(ds: RunningApp, data_token: TokenFactory) -> None:
@@ -98,6 +124,23 @@ async def test_fifty_concurrent_noisy_queries_never_exceed_the_epsilon_budget(
     assert all(r.json()["type"].endswith("/privacy-budget-exhausted") for r in results if r.status_code != 200)
     assert await _counters(ds, "ent_c2") == (10, 1_000_000)
     assert min(r.json()["epsilon_remaining"] for r in ok) == 0.0
+
+
+async def test_fifty_concurrent_queries_of_many_buyers_never_exceed_the_product_budget(
+    ds: RunningApp, data_token: TokenFactory
+) -> None:
+    # Fifty entitlements of different organisations, each with room to spare: only the
+    # product's shared budget (epsilon 1.0 per quarter) stops them, after exactly ten.
+    tokens = [data_token(SMALL_BUDGET, ent=f"ent_m{i}", org=f"org_m{i}") for i in range(50)]
+    body = {**COUNT, "epsilon": 0.1}
+    results = await asyncio.gather(*(query(ds, t, body) for t in tokens))
+    assert sorted(r.status_code for r in results).count(200) == 10, sorted(r.status_code for r in results)
+    refused = [r.json() for r in results if r.status_code != 200]
+    assert all(p["budget"] == "product" and p["status"] == 429 for p in refused)
+    async with ds.app.state.db.sessionmaker() as s:
+        [row] = (await s.execute(select(privacy_budgets))).mappings().all()
+        charges = (await s.execute(select(privacy_charges))).all()
+    assert (row["epsilon_spent_micro"], row["answers"], len(charges)) == (1_000_000, 10, 10)
 
 
 async def test_usage_relay_posts_each_record_and_counts_duplicates_as_delivered(

@@ -67,7 +67,8 @@ async def test_token_from_access_is_accepted_and_usage_reaches_its_ledger(linked
         "/v1/usage", params={"entitlement_id": linked.deal.ent["id"]}, headers=linked.deal.market.service)
     assert ledger.status_code == 200, ledger.text
     [record] = ledger.json()["items"]
-    assert record["epsilon_spent"] == 0.1 and record["suppressed_groups"] == 2
+    assert record["epsilon_spent"] == 0.1
+    assert record["suppressed_groups"] == resp.json()["suppressed_groups"]
 
 
 async def test_revocation_in_access_stops_the_token_after_one_poll(linked: Linked) -> None:

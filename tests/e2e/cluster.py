@@ -9,6 +9,7 @@ set), is migrated with its real ``migrate`` command, started with its real
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -18,6 +19,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import httpx
 
@@ -173,19 +176,15 @@ class Cluster:
             return recreate_pg_database(f"{PG_DB_PREFIX}_e2e_{service}")
         return f"sqlite+aiosqlite:///{self.workdir / f'{service}.db'}"
 
-    def env_for(self, service: str, database_url: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-        env["PYTHONPATH"] = str(ROOT)
-        env["SLUICE_E2E_CWD"] = str(self.workdir)
+    def service_settings(self, service: str) -> dict[str, str]:
+        """The ``SLUICE_<SERVICE>_*`` settings of an e2e cluster, whatever its shape: secrets,
+        quick polling and short waits (no URLs, databases or ports)."""
         prefix = f"SLUICE_{service.upper()}_"
-        env[prefix + "DATABASE_URL"] = database_url
-        for other, url in self.urls.items():
-            if other != "dataservice":
-                env[f"{prefix}{other.upper()}_URL"] = url
-        env[prefix + "PUBLIC_URL"] = self.urls[service]
-        env[prefix + "JWKS_MIN_REFETCH_SECONDS"] = "1"
-        env[prefix + "OUTBOX_POLL_SECONDS"] = "0.2"
-        env[prefix + "LOG_JSON"] = "true"
+        env = {
+            prefix + "JWKS_MIN_REFETCH_SECONDS": "1",
+            prefix + "OUTBOX_POLL_SECONDS": "0.2",
+            prefix + "LOG_JSON": "true",
+        }
         if service == "access":
             env[prefix + "BOOTSTRAP_CLIENT_ID"] = OPERATOR_ID
             env[prefix + "BOOTSTRAP_CLIENT_SECRET"] = OPERATOR_SECRET
@@ -196,8 +195,6 @@ class Cluster:
         if service == "audit":
             env[prefix + "CHECKPOINT_INTERVAL_SECONDS"] = "0.5"
         if service == "orders":
-            assert self.stripe is not None
-            env[prefix + "STRIPE_API_BASE"] = self.stripe.url
             env[prefix + "STRIPE_WEBHOOK_SECRET"] = STRIPE_WEBHOOK_SECRET
             env[prefix + "RECONCILE_AFTER_SECONDS"] = str(RECONCILE_AFTER_SECONDS)
             env[prefix + "RECONCILE_INTERVAL_SECONDS"] = "0.5"
@@ -206,6 +203,22 @@ class Cluster:
             env[prefix + "PRODUCT_ALIASES_FILE"] = str(self.aliases_file)
             env[prefix + "REVOCATION_POLL_SECONDS"] = "1"
         env.update({k: v for k, v in self.extra_env.items() if k.startswith(prefix)})
+        return env
+
+    def env_for(self, service: str, database_url: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+        env["PYTHONPATH"] = str(ROOT)
+        env["SLUICE_E2E_CWD"] = str(self.workdir)
+        prefix = f"SLUICE_{service.upper()}_"
+        env[prefix + "DATABASE_URL"] = database_url
+        for other, url in self.urls.items():
+            if other != "dataservice":
+                env[f"{prefix}{other.upper()}_URL"] = url
+        env[prefix + "PUBLIC_URL"] = self.urls[service]
+        if service == "orders":
+            assert self.stripe is not None
+            env[prefix + "STRIPE_API_BASE"] = self.stripe.url
+        env.update(self.service_settings(service))
         return env
 
     def start(self) -> None:
@@ -250,3 +263,81 @@ class Cluster:
 
 def postgres_available() -> bool:
     return bool(POSTGRES_URL)
+
+
+# --- cluster mode: `make cluster` on free ports ---------------------------------------------
+
+def local_cluster_module() -> ModuleType:
+    """deploy/local/cluster.py, the code behind `make cluster` (loaded from its file: deploy/ is
+    not a package)."""
+    name = "sluice_make_cluster"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "local" / "cluster.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def cluster_mode_unavailable() -> str | None:
+    """Why the cluster mode cannot run here (None: it can)."""
+    if not POSTGRES_URL:
+        return "the cluster mode runs on PostgreSQL: set SLUICE_TEST_POSTGRES_URL"
+    if local_cluster_module().haproxy_path() is None:
+        return ("HAProxy is not installed (apt-get install haproxy; .ci/run installs it, "
+                "make cluster too)")
+    return None
+
+
+@dataclass
+class ReplicatedCluster(Cluster):
+    """Cluster mode: every service ``replica_count`` times behind HAProxy, on PostgreSQL, run by
+    `make cluster`'s own ``LocalCluster`` on free ports, with the e2e settings of :class:`Cluster`.
+    ``urls`` are the balancer's; ``replicas[service]`` are the processes behind it."""
+
+    replica_count: int = 2
+    db_prefix: str = ""  # the databases are <db_prefix>_<service> (default: the tests' prefix)
+    local: Any = None
+
+    def __post_init__(self) -> None:
+        self.backend = "postgresql"
+        mod = local_cluster_module()
+        self.service_secrets = {name: f"e2e-{name}-secret" for name in self.services if name != "access"}
+        self.aliases_file = self.workdir / "dataservice-aliases.yaml"
+        self.db_prefix = self.db_prefix or f"{PG_DB_PREFIX}_e2e_cluster"
+        config = mod.ClusterConfig(
+            workdir=self.workdir, cwd=self.workdir, replicas=self.replica_count,
+            lb_ports={s: free_port() for s in mod.SERVICES},
+            replica_ports={s: [free_port() for _ in range(self.replica_count)] for s in mod.SERVICES},
+            stripe_port=free_port(), stats_port=free_port(), admin_url=POSTGRES_URL,
+            db_prefix=self.db_prefix, fresh_databases=True,
+            base_env={k: v for s in mod.SERVICES for k, v in self.service_settings(s).items()})
+        self.local = mod.LocalCluster(config, mod.ensure_haproxy(install=False), say=lambda _msg: None)
+        self.ports = dict(config.lb_ports)
+        self.urls = dict(self.local.urls)
+
+    @property
+    def replicas(self) -> dict[str, list[Any]]:
+        return dict(self.local.replicas)
+
+    @property
+    def stripe_url(self) -> str:
+        return str(self.local.stripe_url)
+
+    def database_url(self, service: str) -> str:
+        return str(self.local.config.database_url(service))
+
+    def start(self) -> None:
+        (self.workdir / "var").mkdir(parents=True, exist_ok=True)
+        self.local.start()
+
+    def restart(self, replica: Any) -> None:
+        """Start a killed replica and wait until the balancer routes to it again."""
+        self.local.restart(replica)
+
+    def stop(self) -> None:
+        self.local.stop()
+
+    def logs(self) -> str:
+        return str(self.local.logs_tail())

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,9 @@ def cluster_backend() -> str:
     return "postgresql" if os.environ.get("SLUICE_TEST_POSTGRES_URL") else "sqlite"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_backend: str) -> Iterator[Cluster]:
-    """All five services as real processes (PostgreSQL when configured, else SQLite)."""
-    c = Cluster(tmp_path_factory.mktemp("cluster"), backend=cluster_backend)
+@contextmanager
+def started(c: Cluster) -> Iterator[Cluster]:
+    """Start ``c``; stop it afterwards, whatever happens (its logs are printed if it fails)."""
     try:
         c.start()
         yield c
@@ -27,6 +27,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_backend: str) -> I
         raise
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_backend: str) -> Iterator[Cluster]:
+    """All five services as real processes (PostgreSQL when configured, else SQLite)."""
+    with started(Cluster(tmp_path_factory.mktemp("cluster"), backend=cluster_backend)) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

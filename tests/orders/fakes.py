@@ -3,6 +3,7 @@ implementing exactly the shapes of docs/contracts.md."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import secrets
 from typing import Any
@@ -62,7 +63,8 @@ class FakeCatalog:
             found = self.versions.get((product_id, version))
             if found is None:
                 raise HTTPException(404, "no such version")
-            return found
+            latest = max(v for (p, v) in self.versions if p == product_id)
+            return {**found, "latest_version": latest}
 
         @self.app.get("/internal/v1/products/{product_id}")
         async def get_product(product_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
@@ -82,18 +84,24 @@ class FakeCatalog:
 class FakeAccess:
     def __init__(self) -> None:
         self.entitlements: dict[str, dict[str, Any]] = {}
-        self.grant_requests: list[dict[str, Any]] = []
+        self.grant_attempts: list[str] = []  # order id of every grant request, refused or not
+        self.grant_requests: list[dict[str, Any]] = []  # the grant requests it answered 200/201
         self.revocations: list[str] = []
         self.fail_with: int | None = None
+        #: While set and not yet released, grants wait for it (a grant "in flight").
+        self.hold_grants: asyncio.Event | None = None
         self.app = FastAPI()
 
         @self.app.post("/v1/entitlements")
         async def grant(request: Request, authorization: str | None = Header(default=None)) -> JSONResponse:
             _check_service(authorization)
+            body = await request.json()
+            self.grant_attempts.append(str(body["order_id"]))
             if self.fail_with:
                 return JSONResponse({"detail": "down"}, status_code=self.fail_with)
-            body = await request.json()
             self.grant_requests.append(body)
+            if self.hold_grants is not None:
+                await self.hold_grants.wait()
             existing = self.entitlements.get(body["order_id"])
             if existing is not None:
                 return JSONResponse(existing, status_code=200)

@@ -105,6 +105,8 @@ async def test_a_buyer_cannot_see_or_pay_another_buyers_order(orders: Harness) -
     assert cancel.status_code == 404
     listed = await orders.client.get("/v1/orders", headers=other)
     assert listed.json()["items"] == []
+    own = await orders.client.get("/v1/orders", headers=orders.buyer())  # the control
+    assert [o["id"] for o in own.json()["items"]] == [order["id"]]
     assert (await orders.get(order["id"]))["status"] == "pending_payment"
 
 
@@ -190,3 +192,11 @@ async def test_stripe_down_leaves_the_order_and_the_same_key_finishes_it(orders:
     again = await orders.order(quote["id"], key="stripe-down")
     assert again.status_code == 200 and again.json()["id"] == problem["order_id"]
     assert again.json()["payment"]["payment_intent_id"].startswith("pi_")
+
+
+async def test_the_entitlement_command_carries_the_privacy_budget_the_order_bought(orders: Harness) -> None:
+    quote = await orders.quote("plan_free")  # the product's default epsilon 1.0 (no plan epsilon)
+    order = (await orders.order(quote["id"], purpose="statistics")).json()
+    await orders.wait_status(order["id"], "fulfilled")
+    [grant] = [g for g in orders.access.grant_requests if g["order_id"] == order["id"]]
+    assert grant["epsilon_budget"] == 1.0 and grant["query_quota"] == 100

@@ -123,6 +123,10 @@ def test_any_priced_plan_splits_exactly_and_never_goes_negative(
         tiers=(*tiers, Tier(None, open_tier_price)) if kind == "metered" else (),
         access_days=None if periodic else 30,
     )
+    if kind == "metered" and not (quantity or included):
+        with pytest.raises(RuleViolation, match="includes no queries"):
+            price_plan(plan, periods=periods, quantity=0, fee_bps=bps)
+        return
     priced = price_plan(plan, periods=periods if periodic else 1,
                         quantity=quantity if kind == "metered" else 0, fee_bps=bps)
     assert priced.gross == sum(line.amount for line in priced.lines)

@@ -28,8 +28,8 @@ async def test_metered_quote_lists_tiers_and_jpy_has_no_decimals(orders: Harness
     assert [line["code"] for line in metered["price"]["lines"]] == ["base", "usage_tier_1", "usage_tier_2"]
     assert metered["price"]["total"] == 1000 + 1000 * 5 + 500 * 3
     jpy = await orders.quote("plan_once_jpy")
-    assert jpy["price"]["total_display"] == "5000" and jpy["access"] == {"unit": "day", "count": 90,
-                                                                         "query_quota": None}
+    assert jpy["price"]["total_display"] == "5000" and jpy["access"] == {
+        "unit": "day", "count": 90, "query_quota": None, "epsilon_budget": 1.0}  # the product's default
 
 
 async def test_a_product_that_is_not_listed_cannot_be_quoted(orders: Harness) -> None:
@@ -39,6 +39,15 @@ async def test_a_product_that_is_not_listed_cannot_be_quoted(orders: Harness) ->
     assert resp.status_code == 422
     assert resp.headers["content-type"] == "application/problem+json"
     assert resp.json()["rule"] == "product-listed"
+
+
+async def test_a_retired_product_is_said_to_be_gone_for_good(orders: Harness) -> None:
+    """A retired product never comes back: the refusal must not tell the buyer to wait."""
+    orders.catalog.add(product_version("prd_retired", status="retired"))
+    resp = await orders.client.post("/v1/quotes", json={"product_id": "prd_retired", "version": 1,
+                                                        "plan_id": "plan_free"}, headers=orders.buyer())
+    assert resp.status_code == 422
+    assert "for good" in resp.json()["detail"] and "listed again" not in resp.json()["detail"]
 
 
 async def test_unknown_version_is_404_and_unknown_plan_names_the_plans(orders: Harness) -> None:
@@ -66,3 +75,16 @@ async def test_catalog_down_is_a_503_problem(orders: Harness) -> None:
     resp = await orders.client.post("/v1/quotes", json={"product_id": "prd_mobility", "version": 1,
                                                         "plan_id": "plan_free"}, headers=orders.buyer())
     assert resp.status_code == 503 and resp.json()["type"].endswith("catalog-unavailable")
+
+
+async def test_the_quote_prices_the_privacy_budget_per_period_like_the_quota(orders: Harness) -> None:
+    version = product_version("prd_private")
+    monthly = next(p for p in version["plans"] if p["id"] == "plan_monthly")
+    monthly["epsilon"] = 2.0
+    orders.catalog.add(version)
+    resp = await orders.client.post("/v1/quotes", json={"product_id": "prd_private", "version": 1,
+                                                        "plan_id": "plan_monthly", "periods": 3},
+                                    headers=orders.buyer())
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["access"]["epsilon_budget"] == 6.0  # 2.0 per month, three months
+    assert resp.json()["price"]["total"] == 14700

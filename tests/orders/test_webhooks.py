@@ -57,6 +57,24 @@ async def test_a_bad_signature_is_refused_and_changes_nothing(orders: Harness) -
         assert (await s.execute(select(StripeEvent))).scalars().all() == []
 
 
+async def test_a_replayed_event_signed_long_ago_is_refused_and_changes_nothing(orders: Harness) -> None:
+    """An attacker who captured a genuine delivery (body and signature) replays it later:
+    Stripe's signature covers the timestamp, and one older than five minutes is refused."""
+    order = await orders.placed("plan_monthly")
+    payload = event("evt_replayed", "payment_intent.succeeded", order)
+    captured = stripe.WebhookSignature.generate_signature_header(
+        payload.decode(), WEBHOOK_SECRET, timestamp=int(time.time()) - 10 * 60)
+    replayed = await deliver(orders, payload, signature=captured)
+    assert replayed.status_code == 400, replayed.text
+    assert replayed.json()["type"].endswith("webhook-signature-invalid")
+    assert (await orders.get(order["id"]))["status"] == "pending_payment"
+    async with orders.ctx.sessionmaker() as s:
+        assert (await s.execute(select(StripeEvent))).scalars().all() == []
+    # The control: the same body, signed now, is a genuine delivery and pays the order.
+    fresh = await deliver(orders, payload)
+    assert fresh.status_code == 200 and fresh.json()["outcome"] == "paid"
+
+
 async def test_the_same_event_delivered_five_times_pays_once(orders: Harness) -> None:
     order = await orders.placed("plan_monthly")
     payload = event("evt_once", "payment_intent.succeeded", order)

@@ -22,6 +22,7 @@ NOT_FOR_PEOPLE = {
     ("orders", "POST", "/v1/webhooks/stripe"): "Stripe calls it, signed",
     ("access", "POST", "/v1/entitlements"): "orders' fulfilment relay",
     ("access", "POST", "/v1/usage"): "data services report answered queries",
+    ("catalog", "PUT", "/v1/products/{product_id}/privacy-budget"): "data services report their budget",
     ("audit", "POST", "/v1/events"): "services append events through their outboxes",
     ("every", "GET", "/healthz"): "liveness probe; `sluice status` uses /readyz",
     ("every", "GET", "/metrics"): "Prometheus scrapes it",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
@@ -21,6 +22,9 @@ from shared.db import DbSession
 from shared.events import Actor
 
 logger = logging.getLogger("sluice.access.oauth")
+#: How long verifiers may cache the JWKS at most (shorter while a retiring key nears its end).
+JWKS_MAX_AGE_SECONDS = 60
+
 router = APIRouter(tags=["oauth"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -140,7 +144,9 @@ async def issue_token(
 @router.get("/.well-known/jwks.json", summary="Public keys that verify platform and data tokens")
 async def jwks(request: Request) -> JSONResponse:
     keys: KeyStore = request.app.state.keys
-    return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
+    await keys.read_since(time.monotonic())  # a rotation on another replica shows at once
+    max_age = keys.jwks_max_age(cap=JWKS_MAX_AGE_SECONDS)
+    return JSONResponse(keys.jwks(), headers={"Cache-Control": f"public, max-age={max_age}"})
 
 
 @router.get(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from services.catalog import dcat, lifecycle, published, rules, views
 from services.catalog.auth_cache import AnyPrincipal
 from services.catalog.cache import PublicViewCache
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
-from shared.auth import CurrentPrincipal, Provider
+from shared.auth import CurrentPrincipal, Principal, Provider, require_roles
 from shared.db import Database, DbSession
 from shared.errors import NotFound
 from shared.problems import problem_docs
@@ -116,13 +116,18 @@ async def replace_draft(
     return _json(views.draft_view(product))
 
 
+#: Drafts are for their provider and for regulators/operators; any other role is refused
+#: (403) before the product is looked up, as docs/security.md says.
+DraftReader = Annotated[Principal, Depends(require_roles("provider", "regulator", "operator"))]
+
+
 @router.get(
     "/{product_id}/draft",
     response_model=ProductView,
     summary="Get the working draft (its provider, regulators)",
-    responses=problem_docs(401, 404),
+    responses=problem_docs(401, 403, 404),
 )
-async def get_draft(product_id: str, session: DbSession, principal: CurrentPrincipal) -> Response:
+async def get_draft(product_id: str, session: DbSession, principal: DraftReader) -> Response:
     product = await lifecycle.get_visible(session, principal, product_id)
     if not lifecycle.can_see_draft(principal, product) or product.draft is None:
         raise NotFound(

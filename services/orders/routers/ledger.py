@@ -47,7 +47,7 @@ async def get_ledger(
 ) -> LedgerPage:
     rows = await ledger.list_entries(session, limit=limit, after_id=_after(cursor), order_id=order_id)
     nxt = encode_cursor({"after": rows[limit - 1].id}) if len(rows) > limit else None
-    return LedgerPage(totals=_totals(await ledger.totals(session)),
+    return LedgerPage(totals=_totals(await ledger.totals(session, order_id=order_id)),
                       items=[entry_out(e) for e in rows[:limit]], next_cursor=nxt)
 
 

@@ -12,6 +12,7 @@ from services.orders import checkout
 from services.orders.context import OrdersContext
 from services.orders.models import Order as OrderRow
 from services.orders.orders import get_visible, visibility_filter
+from services.orders.refunds import RefundAsk
 from services.orders.schemas import Order, OrderCreate, PayRequest, RefundRequest, Status, order_out
 from shared.auth import Buyer, Principal, require_roles
 from shared.db import DbSession
@@ -140,7 +141,7 @@ async def cancel_order(order_id: str, request: Request, buyer: Buyer) -> Order:
     responses=problem_docs(401, 403, 404, 409, 422, 503),
 )
 async def refund_order(order_id: str, body: RefundRequest, request: Request, principal: Refunder) -> Order:
-    order = await checkout.refund_order(_ctx(request), principal, order_id, body.reason)
+    order = await checkout.refund_order(_ctx(request), principal, order_id, RefundAsk(reason=body.reason))
     return order_out(order, for_buyer=False)
 
 

@@ -29,6 +29,7 @@ async def stripe_webhook(
 ) -> WebhookAck:
     ctx: OrdersContext = request.app.state.orders
     payload = await request.body()
-    event = webhooks.verify(payload, stripe_signature, ctx.settings.stripe_webhook_secret.get_secret_value())
+    event = webhooks.verify(payload, stripe_signature, ctx.settings.stripe_webhook_secret.get_secret_value(),
+                            tolerance=ctx.settings.stripe_webhook_tolerance_seconds)
     outcome, _duplicate = await webhooks.handle(ctx, event)
     return WebhookAck(event_id=event["id"], outcome=outcome)
