@@ -135,7 +135,7 @@ def word_counts_fill() -> str:
     from pathlib import Path
 
     path = (Path(__file__).resolve().parent.parent / "services" / "catalog" / "migrations" / "versions"
-            / "0005_word_facet_counts.py")
+            / "0006_word_facet_counts.py")
     spec = importlib.util.spec_from_file_location("word_facet_counts_migration", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

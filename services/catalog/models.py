@@ -125,13 +125,13 @@ class ProductVersion(Base):
     approved_by: Mapped[str | None] = mapped_column(String(64), default=None)
     approval_note: Mapped[str | None] = mapped_column(Text, default=None)
     # The version's members of its public view as JSON, rendered once at publication
-    # (services/catalog/published.py); null for versions published before migration 0003.
+    # (services/catalog/published.py); null for versions published before migration 0004.
     public_doc: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class ListedFacetCount(Base):
     """Listed products per combination of the facet columns, kept exact by triggers
-    (migration 0004): totals and facets of filter-only searches without counting products."""
+    (migration 0005): totals and facets of filter-only searches without counting products."""
 
     __tablename__ = "listed_facet_counts"
 
@@ -147,7 +147,7 @@ class ListedFacetCount(Base):
 
 class WordFacetCount(Base):
     """Per search word (PostgreSQL lexeme), the total and facet counts of the listed products
-    containing it, kept exact by a trigger (migration 0005; empty on SQLite)."""
+    containing it, kept exact by a trigger (migration 0006; empty on SQLite)."""
 
     __tablename__ = "word_facet_counts"
 

@@ -49,7 +49,7 @@ async def public_json(db: Database, principal: Principal, product_id: str) -> tu
 
 async def store_missing_document(engine: AsyncEngine, product: Product, version: ProductVersion) -> None:
     """Render and keep the document of a version published before documents were stored
-    (migration 0003), so its next public read is a stored one. Best effort: the general
+    (migration 0004), so its next public read is a stored one. Best effort: the general
     path already answered."""
     if version.public_doc is not None:
         return

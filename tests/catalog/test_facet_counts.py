@@ -1,4 +1,4 @@
-"""listed_facet_counts (migration 0004) answers filter-only searches: after every lifecycle change
+"""listed_facet_counts (migration 0005) answers filter-only searches: after every lifecycle change
 it must give exactly the totals and facets that counting the products gives."""
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ publications cannot deadlock on shared words. PostgreSQL only (its lexemes are
 ``tsvector_to_array(search_vector)``); on SQLite the table exists and stays empty, and
 searches count directly.
 
-Revision ID: 0005_word_facet_counts
-Revises: 0004_listed_facet_counts
+Revision ID: 0006_word_facet_counts
+Revises: 0005_listed_facet_counts
 Create Date: 2026-11-29
 """
 from collections.abc import Sequence
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_word_facet_counts"
-down_revision: str | None = "0004_listed_facet_counts"
+revision: str = "0006_word_facet_counts"
+down_revision: str | None = "0005_listed_facet_counts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

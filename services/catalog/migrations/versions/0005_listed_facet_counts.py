@@ -7,8 +7,8 @@ counting every matching product (services/catalog/search.py). Triggers keep it e
 same transaction as every change to a product; the table is filled from the products
 already listed.
 
-Revision ID: 0004_listed_facet_counts
-Revises: 0003_version_public_documents
+Revision ID: 0005_listed_facet_counts
+Revises: 0004_version_public_documents
 Create Date: 2026-11-29
 """
 from collections.abc import Sequence
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_listed_facet_counts"
-down_revision: str | None = "0003_version_public_documents"
+revision: str = "0005_listed_facet_counts"
+down_revision: str | None = "0004_version_public_documents"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

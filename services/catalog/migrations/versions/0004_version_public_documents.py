@@ -3,8 +3,8 @@
 Versions published before this revision keep a null document; the general read path
 renders it and stores it on the first public read (services/catalog/published.py).
 
-Revision ID: 0003_version_public_documents
-Revises: 0002
+Revision ID: 0004_version_public_documents
+Revises: 0003_product_privacy_budget
 Create Date: 2026-11-29
 """
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_version_public_documents"
-down_revision: str | None = "0002"
+revision: str = "0004_version_public_documents"
+down_revision: str | None = "0003_product_privacy_budget"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
