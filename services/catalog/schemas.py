@@ -108,6 +108,12 @@ class PlanIn(BaseModel):
     tiers: list[Tier] = Field(default_factory=list, max_length=20)
     query_quota: int | None = Field(default=None, ge=1, description="null = unlimited")
     access_days: int | None = Field(default=None, ge=1, le=3650)
+    trial_days: int | None = Field(default=None, ge=1, le=90,
+                                   description="A free trial of this many days, once per buyer "
+                                   "organisation.")
+    trial_queries: int | None = Field(default=None, ge=1, le=1_000_000,
+                                      description="A free trial's query limit (alone: a query-limited "
+                                      "trial).")
     epsilon: float | None = Field(
         default=None, gt=0, le=100,
         description="L3 only: the privacy loss (differential privacy ε) this plan sells: each "
@@ -133,6 +139,8 @@ class Plan(BaseModel):
     tiers: list[dict[str, int | None]]
     query_quota: int | None
     access_days: int | None
+    trial_days: int | None = None
+    trial_queries: int | None = None
     epsilon: float | None = Field(default=None, description="L3: ε each entitlement may spend.")
     query_epsilon: float | None = Field(default=None, description="L3: default ε per query.")
 
