@@ -64,13 +64,31 @@ async def customer_for(ctx: OrdersContext, buyer_org: str) -> str:
 
 
 async def save_payment_method(ctx: OrdersContext, buyer_org: str, customer_id: str,
-                              payment_method: str) -> str:
-    """Attach ``payment_method`` as the customer's default (raises PaymentDeclined)."""
+                              payment_method: str) -> str | None:
+    """Attach ``payment_method`` as the customer's default (raises PaymentDeclined);
+    returns the default it replaced, for :func:`restore_payment_method`."""
+    async with ctx.sessionmaker() as s:
+        row = await s.get(BillingCustomer, buyer_org)
+    previous = row.default_payment_method if row else None
     attached = await stripe_billing(ctx).attach_payment_method(customer_id, payment_method)
+    await _set_default(ctx, buyer_org, attached)
+    return previous
+
+
+async def restore_payment_method(ctx: OrdersContext, buyer_org: str, customer_id: str,
+                                 previous: str | None) -> None:
+    """A card declined on its first charge does not stay the organisation's default: the
+    other subscriptions keep renewing with the card that worked."""
+    if previous is None:
+        return
+    await stripe_billing(ctx).set_default_payment_method(customer_id, previous)
+    await _set_default(ctx, buyer_org, previous)
+
+
+async def _set_default(ctx: OrdersContext, buyer_org: str, payment_method: str) -> None:
     async with ctx.sessionmaker() as s, s.begin():
         await s.execute(update(BillingCustomer).where(BillingCustomer.buyer_org == buyer_org)
-                        .values(default_payment_method=attached, updated_at=utcnow()))
-    return attached
+                        .values(default_payment_method=payment_method, updated_at=utcnow()))
 
 
 @asynccontextmanager

@@ -13,10 +13,11 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.models import Offer
+from services.orders.orders import parties_filter
 from services.orders.pricing import PlanTerms
 from shared.auth import Principal
 from shared.db import utcnow
@@ -85,15 +86,7 @@ async def _audit(session: AsyncSession, offer: Offer, verb: str, actor: Principa
 
 def visibility(principal: Principal) -> Any:
     """The offers a principal may see: its own as provider or as buyer; all for overseers."""
-    if principal.has_any(("regulator", "operator")):
-        return None
-    org = principal.org_id or "\x00no-org"
-    mine = []
-    if "provider" in principal.roles:
-        mine.append(Offer.provider_org == org)
-    if "buyer" in principal.roles:
-        mine.append(Offer.buyer_org == org)
-    return or_(*mine) if mine else Offer.id.is_(None)
+    return parties_filter(principal, Offer.buyer_org, Offer.provider_org)
 
 
 async def get_visible(session: AsyncSession, principal: Principal, offer_id: str) -> Offer:

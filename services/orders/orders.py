@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders import invoices, ledger, subscriptions
@@ -210,20 +210,26 @@ async def load_for_update(session: AsyncSession, order_id: str) -> Order | None:
     return await locked(session, Order, order_id)
 
 
-def visibility_filter(principal: Principal) -> Any:
-    """Buyers see their organisation's orders, providers the orders for their products,
-    regulators and operators all of them; a principal with several roles sees the union."""
+def parties_filter(principal: Principal, buyer_org: Any, provider_org: Any) -> Any:
+    """What a principal may see of rows between a buyer and a provider organisation (orders,
+    subscriptions, offers, invoices): buyers their organisation's, providers their own sales,
+    regulators and operators all (None); several roles see the union, none sees nothing."""
     if principal.has_any(("regulator", "operator")):
         return None
     org = principal.org_id or "\x00no-org"
     clauses = []
     if "buyer" in principal.roles:
-        clauses.append(Order.buyer_org == org)
+        clauses.append(buyer_org == org)
     if "provider" in principal.roles:
-        clauses.append(Order.provider_org == org)
+        clauses.append(provider_org == org)
     if not clauses:
-        return Order.id.is_(None)  # sees nothing
+        return false()  # sees nothing
     return or_(*clauses)
+
+
+def visibility_filter(principal: Principal) -> Any:
+    """The orders a principal may see (see :func:`parties_filter`)."""
+    return parties_filter(principal, Order.buyer_org, Order.provider_org)
 
 
 async def get_visible(session: AsyncSession, principal: Principal, order_id: str,

@@ -96,8 +96,6 @@ class BillingGateway:
         (Stripe's test shortcuts such as ``pm_card_visa`` become a new id)."""
         try:
             attached = await self.v1.payment_methods.attach_async(payment_method, {"customer": customer_id})
-            await self.v1.customers.update_async(
-                customer_id, {"invoice_settings": {"default_payment_method": str(attached.id)}})
         except stripe.CardError as exc:
             raise _declined(exc) from exc
         except stripe.InvalidRequestError as exc:
@@ -107,7 +105,15 @@ class BillingGateway:
                 rule="payment-method-valid") from exc
         except stripe.StripeError as exc:
             raise provider_unavailable(exc, "saving the payment method") from exc
+        await self.set_default_payment_method(customer_id, str(attached.id))
         return str(attached.id)
+
+    async def set_default_payment_method(self, customer_id: str, payment_method: str) -> None:
+        try:
+            await self.v1.customers.update_async(
+                customer_id, {"invoice_settings": {"default_payment_method": payment_method}})
+        except stripe.StripeError as exc:
+            raise provider_unavailable(exc, "restoring the saved payment method") from exc
 
     # --- products, plans and tax rates ----------------------------------------------------
 

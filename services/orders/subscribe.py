@@ -221,7 +221,7 @@ async def _first_payment(ctx: OrdersContext, sub: Subscription, order: Order, pa
     try:
         customer = await billing.customer_for(ctx, sub.buyer_org)
         try:
-            await billing.save_payment_method(ctx, sub.buyer_org, customer, payment_method)
+            previous = await billing.save_payment_method(ctx, sub.buyer_org, customer, payment_method)
         except PaymentDeclined as declined:
             await billing.fail_without_payment(ctx, order, declined.card_error, "stripe-setup")
             raise payment_failed_problem(sub, order.id, declined.card_error) from None
@@ -235,7 +235,11 @@ async def _first_payment(ctx: OrdersContext, sub: Subscription, order: Order, pa
                     stripe_subscription_id=stripe_sub, stripe_plan_id=plan, updated_at=utcnow()))
             assert invoice_id is not None
             invoice = await billing.stripe_billing(ctx).retrieve_invoice(invoice_id)
-        await settle_checked(ctx, sub, order, invoice, None)
+        try:
+            await settle_checked(ctx, sub, order, invoice, None)
+        except PaymentFailed:
+            await billing.restore_payment_method(ctx, sub.buyer_org, customer, previous)
+            raise
     finally:
         await _release(ctx, sub.id)
 
@@ -282,7 +286,7 @@ async def pay_again(ctx: OrdersContext, principal: Principal, subscription_id: s
     customer = await billing.customer_for(ctx, sub.buyer_org)
     order = await unpaid_order(ctx, sub)
     try:
-        await billing.save_payment_method(ctx, sub.buyer_org, customer, payment_method)
+        previous = await billing.save_payment_method(ctx, sub.buyer_org, customer, payment_method)
     except PaymentDeclined as refused:
         owed = order.id if order else sub.first_order_id
         raise payment_failed_problem(sub, owed, refused.card_error) from None
@@ -302,7 +306,11 @@ async def pay_again(ctx: OrdersContext, principal: Principal, subscription_id: s
             invoice = await stripe.pay_invoice(order.stripe_invoice_id)
         except PaymentDeclined as exc:
             declined, invoice = exc, await stripe.retrieve_invoice(order.stripe_invoice_id)
-    await settle_checked(ctx, sub, order, invoice, declined)
+    try:
+        await settle_checked(ctx, sub, order, invoice, declined)
+    except PaymentFailed:
+        await billing.restore_payment_method(ctx, sub.buyer_org, customer, previous)
+        raise
     return await _reload(ctx, sub.id)
 
 

@@ -204,3 +204,10 @@ async def test_a_prepaid_order_cannot_use_a_subscription_quote_and_vice_versa(or
         "product_id": "prd_mobility", "version": 1, "plan_id": "plan_once_jpy", "mode": "subscription"},
         headers=orders.buyer())
     assert once.status_code == 422 and once.json()["rule"] == "subscription-plan-renews"
+
+
+async def test_a_card_declined_for_a_new_subscription_does_not_replace_the_working_card(orders: Harness) -> None:
+    working = await orders.subscribe("plan_monthly")
+    await orders.subscribe("plan_premium", payment_method="pm_card_chargeCustomerFail", expect=402)
+    renewed = await orders.renew(working["id"])  # charged to the card that worked
+    assert renewed["status"] == "active" and renewed["periods_paid"] == 2

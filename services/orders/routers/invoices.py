@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders import invoices
 from services.orders.billing_schemas import InvoiceDocument
 from services.orders.models import Invoice
+from services.orders.orders import parties_filter
 from shared.auth import Principal, require_roles
 from shared.db import DbSession
 from shared.errors import NotFound
@@ -24,15 +25,7 @@ Reader = Annotated[Principal, Depends(require_roles("buyer", "provider", "regula
 
 def _visible(principal: Principal) -> Any:
     """Buyers see the invoices they paid, providers those of their sales, overseers all."""
-    if principal.has_any(("regulator", "operator")):
-        return None
-    org = principal.org_id or "\x00no-org"
-    mine = []
-    if "buyer" in principal.roles:
-        mine.append(Invoice.buyer_org == org)
-    if "provider" in principal.roles:
-        mine.append(Invoice.provider_org == org)
-    return or_(*mine) if mine else Invoice.number.is_(None)
+    return parties_filter(principal, Invoice.buyer_org, Invoice.provider_org)
 
 
 async def _find(session: AsyncSession, principal: Principal, number: str) -> invoices.InvoiceView:

@@ -78,8 +78,11 @@ async def list_payouts(session: DbSession, principal: PayoutReader,
     return [payout_out(p) for p in await statements.payouts_of(session, org, period)]
 
 
-def _groups(group_by: str) -> list[str]:
-    return [g.strip() for g in group_by.split(",") if g.strip()]
+async def _summary(session: DbSession, principal: Principal, side: str, group_by: str,
+                   since: datetime | None, until: datetime | None) -> Summary:
+    org, groups = _org(principal), [g.strip() for g in group_by.split(",") if g.strip()]
+    rows = await statements.summary(session, group_by=groups, since=since, until=until, **{side: org})
+    return Summary(organisation=org, group_by=groups, rows=[SummaryRow(**r) for r in rows])
 
 
 @router.get("/buyers/me/spending", response_model=Summary,
@@ -87,9 +90,7 @@ def _groups(group_by: str) -> list[str]:
             responses=problem_docs(401, 403, 422))
 async def my_spending(session: DbSession, buyer: Buyer, group_by: GroupBy = "period",
                       since: datetime | None = None, until: datetime | None = None) -> Summary:
-    org, groups = _org(buyer), _groups(group_by)
-    rows = await statements.summary(session, group_by=groups, buyer_org=org, since=since, until=until)
-    return Summary(organisation=org, group_by=groups, rows=[SummaryRow(**r) for r in rows])
+    return await _summary(session, buyer, "buyer_org", group_by, since, until)
 
 
 @router.get("/providers/me/earnings/summary", response_model=Summary,
@@ -97,6 +98,4 @@ async def my_spending(session: DbSession, buyer: Buyer, group_by: GroupBy = "per
             responses=problem_docs(401, 403, 422))
 async def my_earnings_summary(session: DbSession, provider: Provider, group_by: GroupBy = "period",
                               since: datetime | None = None, until: datetime | None = None) -> Summary:
-    org, groups = _org(provider), _groups(group_by)
-    rows = await statements.summary(session, group_by=groups, provider_org=org, since=since, until=until)
-    return Summary(organisation=org, group_by=groups, rows=[SummaryRow(**r) for r in rows])
+    return await _summary(session, provider, "provider_org", group_by, since, until)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from services.orders import renewals, subscribe
 from services.orders.billing_schemas import (
@@ -21,6 +21,7 @@ from services.orders.billing_schemas import (
 from services.orders.context import OrdersContext
 from services.orders.listing import newest_first, next_page
 from services.orders.models import Subscription as SubscriptionRow
+from services.orders.orders import parties_filter
 from shared.auth import Buyer, Operator, Principal, require_roles
 from shared.db import DbSession
 from shared.errors import BadRequest
@@ -44,16 +45,8 @@ def _ctx(request: Request) -> OrdersContext:
     return ctx
 
 
-def _visible(principal: Principal):  # type: ignore[no-untyped-def]
-    if principal.has_any(("regulator", "operator")):
-        return None
-    org = principal.org_id or "\x00no-org"
-    mine = []
-    if "buyer" in principal.roles:
-        mine.append(SubscriptionRow.buyer_org == org)
-    if "provider" in principal.roles:
-        mine.append(SubscriptionRow.provider_org == org)
-    return or_(*mine) if mine else SubscriptionRow.id.is_(None)
+def _visible(principal: Principal) -> Any:
+    return parties_filter(principal, SubscriptionRow.buyer_org, SubscriptionRow.provider_org)
 
 
 @router.post(

@@ -69,13 +69,16 @@ def order_create(
 def order_list(
     api: Api,
     status: Annotated[str | None, typer.Option(
-        help="pending_payment, payment_failed, paid, fulfilled, cancelled or refunded.")] = None,
+        help="pending_payment, payment_failed, paid, fulfilled, cancelled, refund_pending or refunded.")]
+    = None,
     product: Annotated[str | None, typer.Option(help="only orders of this product (prd_...).")] = None,
+    subscription: Annotated[str | None, typer.Option(
+        help="only this subscription's orders: its periods and plan changes (sbs_...).")] = None,
     limit: Limit = None, cursor: Cursor = None, all_pages: AllPages = False,
 ) -> Any:
     """Orders you may see: your organisation's (buyer), your products' (provider), all (overseers)."""
     return paged(api.orders_page, all_pages=all_pages, cursor=cursor, limit=limit, status=status,
-                 product_id=product)
+                 product_id=product, subscription_id=subscription)
 
 
 @command(orders, "get", calls="orders GET /v1/orders/{order_id}")
