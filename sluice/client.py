@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sluice.api.access import AccessApi
 from sluice.api.audit import AuditApi
+from sluice.api.billing import BillingApi
 from sluice.api.catalog import CatalogApi
 from sluice.api.data import DataApi
 from sluice.api.identity import IdentityApi
@@ -19,7 +20,7 @@ from sluice.transport import JSON, ApiError, CredentialsMissing, Endpoints, Trac
 __all__ = ["JSON", "ApiError", "CredentialsMissing", "Endpoints", "SluiceClient", "Tracer"]
 
 
-class SluiceClient(IdentityApi, CatalogApi, OrdersApi, AccessApi, AuditApi, DataApi):
+class SluiceClient(IdentityApi, CatalogApi, OrdersApi, BillingApi, AccessApi, AuditApi, DataApi):
     """Every call of every service, on one authenticated transport."""
 
     def __enter__(self) -> SluiceClient:

@@ -187,7 +187,7 @@ class Transport:
             self.trace(method, str(resp.request.url), json if json is not None else form, resp)
         if resp.status_code >= 300:
             raise ApiError(method, url, resp.status_code, _body(resp))
-        if resp.headers.get("content-type", "").startswith("application/x-ndjson"):
+        if resp.headers.get("content-type", "").startswith(("application/x-ndjson", "text/")):
             return resp.text
         return resp.json() if resp.content else None
 
@@ -203,6 +203,9 @@ class Transport:
 
     def put(self, service: str, path: str, body: Any) -> JSON:
         return as_object(self.request("PUT", self.url(service, path), json=body))
+
+    def patch(self, service: str, path: str, body: Any) -> JSON:
+        return as_object(self.request("PATCH", self.url(service, path), json=body))
 
     def stream_lines(self, url: str, params: Mapping[str, Any] | None = None) -> Iterator[str]:
         """The lines of a streamed (NDJSON) answer, read as they arrive."""

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from services.access.bootstrap import bootstrap_identity
 from services.access.keys import KeyStore
-from services.access.routers import entitlements, identity, oauth, revocation, usage
+from services.access.routers import billing, entitlements, identity, oauth, revocation, usage
 from services.access.settings import AccessSettings
 from services.access.tokens import LocalServiceToken
 from shared.app import create_service_app
@@ -94,7 +94,8 @@ def create_app(settings: AccessSettings | None = None) -> FastAPI:
         settings,
         title="Sluice access",
         description=DESCRIPTION,
-        routers=[oauth.router, identity.router, entitlements.router, revocation.router, usage.router],
+        routers=[oauth.router, identity.router, entitlements.router, billing.router, revocation.router,
+                 usage.router],
         lifespan_steps=[keys_and_bootstrap, audit_relay],
         openapi_tags=[
             {"name": "oauth", "description": "OAuth 2.0 token endpoint and discovery"},

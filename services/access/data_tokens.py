@@ -88,6 +88,11 @@ async def check_can_issue(
         raise _refuse("entitlement-suspended",
                       f"Entitlement {ent.id} is suspended ({ent.status_reason}); no tokens until a "
                       "regulator or operator reinstates it.", ent)
+    if ent.billing_suspended:
+        raise _refuse("entitlement-unpaid",
+                      f"Entitlement {ent.id} is on hold: its subscription's renewal was not paid "
+                      "within the grace period. Update the payment method of the subscription "
+                      "(orders: POST /v1/subscriptions/{id}/payment-method) and access resumes.", ent)
     if ent.product_suspended:
         raise _refuse("product-suspended",
                       f"Product {ent.product_id} is suspended in the catalog; no tokens until it "
@@ -99,6 +104,15 @@ async def check_can_issue(
                           "is suspended; no tokens until the operator reinstates it.", ent,
                           organisation_id=org)
     if ent.query_quota is not None and ent.queries_used >= ent.query_quota:
+        cap = ent.spend_cap
+        if cap:
+            raise _refuse("spend-cap-reached",
+                          f"Entitlement {ent.id} reached the spending cap of {cap.get('amount')} "
+                          f"{cap.get('currency')} minor units its buyer set for this billing period "
+                          f"({ent.query_quota} queries). Raise the cap (orders: PATCH "
+                          f"/v1/subscriptions/{cap.get('subscription_id')}) or wait for the next "
+                          "period.", ent, query_quota=ent.query_quota, queries_used=ent.queries_used,
+                          spend_cap=cap)
         raise _refuse("quota-exhausted",
                       f"Entitlement {ent.id} has used all {ent.query_quota} queries of its quota; "
                       "buy more with a new order.", ent, query_quota=ent.query_quota,

@@ -73,7 +73,8 @@ class Entitlement(BaseModel):
         "the entitlement itself, its product (catalog) or either organisation (see `suspended_by`)."
     )
     status_reason: str | None = None
-    suspended_by: list[Literal["entitlement", "product", "organisation"]] = Field(default_factory=list)
+    suspended_by: list[Literal["entitlement", "product", "organisation", "billing"]] = Field(
+        default_factory=list)
     buyer_org: str
     provider_org: str
     product_id: str
@@ -111,6 +112,43 @@ class Entitlement(BaseModel):
             },
             "created_at": row.created_at, "revoked_at": row.revoked_at,
         })
+
+
+class EntitlementChangeIn(BaseModel):
+    """A billing change from orders (a renewal, a grace period, a hold for non-payment, a
+    refund that shortens access). Idempotent by ``change_id``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "change_id": "renew:ord_9a8b7c", "reason": "subscription renewed",
+        "valid_from": "2026-12-28T00:00:00Z", "valid_until": "2027-01-28T00:00:00Z",
+        "query_allowance": 10000, "billing_hold": False,
+    }]})
+    change_id: str = Field(min_length=1, max_length=64, pattern=_ID)
+    reason: str = Field(min_length=1, max_length=500)
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    query_allowance: int | None = Field(
+        default=None, ge=0, description="Queries allowed from now on: the quota becomes the "
+        "queries used so far plus this (a new billing period's allowance).")
+    unlimited_queries: bool | None = Field(default=None, description="true removes the query quota "
+                                           "(a spending cap lifted on a plan without one).")
+    epsilon_allowance: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False,
+                                            description="L3: privacy budget (ε) allowed from now on: the "
+                                            "budget becomes the ε spent so far plus this.")
+    plan_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_ID,
+                                description="Another plan of the same pinned version (upgrade).")
+    billing_hold: bool | None = Field(default=None, description="true suspends for non-payment, "
+                                      "false lifts that suspension.")
+    spend_cap: dict[str, int | str] | None = Field(
+        default=None, description="The buyer's spending cap per period, for refusal messages.")
+
+
+class UsageSummary(BaseModel):
+    entitlement_id: str
+    after_seq: int = Field(description="Records counted are those after this sequence number.")
+    queries: int = Field(description="Queries recorded after `after_seq`.")
+    last_seq: int = Field(description="The last record counted (pass it as `after_seq` next time).")
+    epsilon: float
 
 
 class Reason(BaseModel):

@@ -69,12 +69,15 @@ async def org_statuses(session: AsyncSession, org_ids: Iterable[str]) -> dict[st
 
 
 def suspended_by(ent: Entitlement, orgs: dict[str, str]) -> list[str]:
-    """Why an entitlement is suspended: ``entitlement``, ``product``, ``organisation``."""
+    """Why an entitlement is suspended: ``entitlement``, ``product``, ``organisation``,
+    ``billing`` (non-payment)."""
     why = []
     if ent.status == "suspended":
         why.append("entitlement")
     if ent.product_suspended:
         why.append("product")
+    if ent.billing_suspended:
+        why.append("billing")
     if ent.org_suspended or any(
         orgs.get(o, "active") != "active" for o in (ent.buyer_org, ent.provider_org)
     ):
@@ -96,7 +99,7 @@ def effective_status(ent: Entitlement, orgs: dict[str, str], now: datetime | Non
 
 # --- granting -------------------------------------------------------------------------
 
-def _find_plan(version: dict[str, Any], plan_id: str) -> dict[str, Any]:
+def find_plan(version: dict[str, Any], plan_id: str) -> dict[str, Any]:
     for plan in version.get("plans") or []:
         if isinstance(plan, dict) and plan.get("id") == plan_id:
             return plan
@@ -204,7 +207,7 @@ async def grant(
             problem="no-data-service",
             rule="entitlement-needs-a-data-service",
         )
-    plan = _find_plan(version, req.plan_id)
+    plan = find_plan(version, req.plan_id)
     policy = dict(version.get("usage_policy") or {})
     check_usage_policy(policy, req.purpose, req.valid_from, req.valid_until)
     guard = version.get("guardrails") or {}

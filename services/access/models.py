@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime, make_metadata, utcnow
@@ -94,6 +94,12 @@ class Entitlement(Base):
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
     product_suspended: Mapped[bool] = mapped_column(Boolean, default=False)
     org_suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Suspended for non-payment (a subscription past its grace period), set and lifted by
+    #: orders only; like the flags above, lifting it lifts no other suspension.
+    billing_suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: What the buyer agreed to pay at most per billing period (post-paid metered plans),
+    #: so a refusal at the quota can say that the spending cap is what stops it.
+    spend_cap: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     query_quota: Mapped[int | None] = mapped_column(Integer, default=None)
     queries_used: Mapped[int] = mapped_column(Integer, default=0)
     epsilon_budget: Mapped[float | None] = mapped_column(Float, default=None)
@@ -150,3 +156,19 @@ class UsageRecord(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reported_by: Mapped[str] = mapped_column(String(64))
+
+
+class EntitlementChange(Base):
+    """A billing change orders applied to an entitlement (renewal, grace, hold, refund),
+    stored once by its id: a repeated delivery returns the stored result and changes
+    nothing (``query_allowance`` is relative to the queries used when first applied)."""
+
+    __tablename__ = "entitlement_changes"
+
+    change_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entitlement_id: Mapped[str] = mapped_column(String(40), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+

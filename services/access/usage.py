@@ -151,6 +151,12 @@ async def record(
                 actor=reporter, usage_id=report.usage_id, jti=report.jti,
                 rows_returned=report.rows_returned, epsilon_spent=eps,
                 query_number=rec.query_number)
+    if ent.query_quota is not None and ent.queries_used == ent.query_quota:
+        # Never silently: the last allowed query is an audited event (a spending cap or a
+        # bundle used up), and token requests from now on say why they are refused.
+        await audit(session, "entitlement.quota_reached", subject_type="entitlement",
+                    subject_id=ent.id, actor=reporter, query_quota=ent.query_quota,
+                    spend_cap=ent.spend_cap, buyer_org=ent.buyer_org)
     return rec, True
 
 

@@ -267,6 +267,8 @@ def check_plan_shape(plan: PlanIn, where: str, price: int, per_query: int) -> No
 
     if plan.kind == "free" and (price or per_query or plan.tiers):
         raise bad("a free plan has price 0 and no per-query prices.")
+    if plan.kind == "free" and (plan.trial_days or plan.trial_queries):
+        raise bad("a free plan needs no trial.")
     if plan.kind in ("free", "one_time"):
         if plan.period is not None:
             raise bad("only subscription and metered plans have a period.")
@@ -347,6 +349,8 @@ def normalise_plans(plans: list[PlanIn], existing_ids: set[str]) -> list[dict[st
                 "tiers": [{"up_to": t.up_to, "unit_price": int(t.unit_price)} for t in plan.tiers],
                 "query_quota": plan.query_quota,
                 "access_days": plan.access_days,
+                "trial_days": plan.trial_days,
+                "trial_queries": plan.trial_queries,
                 "epsilon": plan.epsilon,
                 "query_epsilon": plan.query_epsilon,
             }

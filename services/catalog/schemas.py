@@ -108,6 +108,12 @@ class PlanIn(BaseModel):
     tiers: list[Tier] = Field(default_factory=list, max_length=20)
     query_quota: int | None = Field(default=None, ge=1, description="null = unlimited")
     access_days: int | None = Field(default=None, ge=1, le=3650)
+    trial_days: int | None = Field(default=None, ge=1, le=90,
+                                   description="A free trial of this many days, once per buyer "
+                                   "organisation.")
+    trial_queries: int | None = Field(default=None, ge=1, le=1_000_000,
+                                      description="A free trial's query limit (alone: a query-limited "
+                                      "trial).")
     epsilon: float | None = Field(
         default=None, gt=0, le=100,
         description="L3 only: the privacy loss (differential privacy ε) this plan sells: each "
@@ -133,6 +139,8 @@ class Plan(BaseModel):
     tiers: list[dict[str, int | None]]
     query_quota: int | None
     access_days: int | None
+    trial_days: int | None = None
+    trial_queries: int | None = None
     epsilon: float | None = Field(default=None, description="L3: ε each entitlement may spend.")
     query_epsilon: float | None = Field(default=None, description="L3: default ε per query.")
 
@@ -196,21 +204,30 @@ class Guardrails(BaseModel):
     epsilon_budget: float | None
 
 
-class ProductView(BaseModel):
-    """A product as one of its versions (or its draft) describes it."""
-
-    model_config = ConfigDict(populate_by_name=True)
+class ProductState(BaseModel):
+    """The product-level members of a ProductView: they change with the product's lifecycle."""
 
     id: str = Field(examples=["prd_5e0b1c9a2f3d4e6a"])
     provider_org: str
     status: Status
-    version: int = Field(description="The version shown (the draft's future number for drafts).")
-    version_state: Literal["published", "draft", "in_review"]
     latest_version: int = Field(description="Newest published version; 0 before the first.")
     pending_draft: Literal["draft", "in_review"] | None = Field(
         description="State of an unpublished working copy, if any (owner and regulators only)."
     )
     status_reason: str | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    listed_at: dt.datetime | None
+
+
+class VersionBody(BaseModel):
+    """The version-level members of a ProductView. A published version's never change, so
+    its public JSON is rendered once, at publication (``product_versions.public_doc``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    version: int = Field(description="The version shown (the draft's future number for drafts).")
+    version_state: Literal["published", "draft", "in_review"]
     slug: str
     title: str
     summary: str
@@ -232,10 +249,15 @@ class ProductView(BaseModel):
     usage_policy: UsagePolicy
     derived_from: list[str]
     plans: list[Plan]
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    listed_at: dt.datetime | None
     published_at: dt.datetime | None = None
+
+
+class ProductView(VersionBody, ProductState):
+    """A product as one of its versions (or its draft) describes it: the product's state
+    members first, then the version's (the order in which a stored public document is
+    spliced after the state; see services/catalog/views.py)."""
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class VersionSummary(BaseModel):

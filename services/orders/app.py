@@ -13,7 +13,16 @@ from services.orders.context import OrdersContext
 from services.orders.fulfilment import fulfilment_relay, stripe_refund_relay
 from services.orders.payments import PaymentGateway
 from services.orders.reconciler import reconciler
-from services.orders.routers import ledger, orders, quotes, webhooks
+from services.orders.routers import (
+    invoices,
+    ledger,
+    offers,
+    orders,
+    quotes,
+    statements,
+    subscriptions,
+    webhooks,
+)
 from services.orders.settings import OrdersSettings
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
@@ -75,14 +84,21 @@ def create_app(
         settings,
         title="Sluice orders",
         description=DESCRIPTION,
-        routers=[quotes.router, orders.router, webhooks.router, ledger.router],
+        routers=[quotes.router, orders.router, subscriptions.router, offers.router, invoices.router,
+                 webhooks.router, ledger.router, statements.router],
         lifespan_steps=[orders_runtime(outbound_http, token_source), audit_relay, fulfilment_relay,
                         stripe_refund_relay, reconciler],
         openapi_tags=[
             {"name": "quotes", "description": "Priced offers pinned to a catalog version"},
             {"name": "orders", "description": "Orders, payment, cancellation and refunds"},
+            {"name": "subscriptions", "description": "Renewing plans: periods, payment methods, plan "
+             "changes, spending caps, cancellation"},
             {"name": "webhooks", "description": "Stripe webhook receiver"},
             {"name": "ledger", "description": "Money movements and provider earnings"},
+            {"name": "offers", "description": "Private offers to one buyer organisation"},
+            {"name": "invoices", "description": "Invoices and receipts (JSON, printable HTML)"},
+            {"name": "statements", "description": "Provider statements and payouts; spending and "
+             "earnings by month, product and plan"},
             {"name": "operations", "description": "Health, readiness and metrics"},
         ],
     )

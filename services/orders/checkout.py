@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.orders import refunds, settlement
+from services.orders import offers, refunds, settlement
 from services.orders.context import OrdersContext
-from services.orders.models import Order, PaymentAttempt, Quote, Refund
+from services.orders.models import Order, PaymentAttempt, Quote, Refund, Trial
 from services.orders.orders import (
     CANCELLED,
     FAILED,
@@ -36,7 +36,7 @@ from services.orders.orders import (
     transition,
 )
 from services.orders.payments import Intent, PaymentDeclined
-from services.orders.quotes import allowed_purposes, require_listed
+from services.orders.quotes import require_orderable, require_unexpired, trial_taken, trial_used
 from services.orders.refunds import RefundAsk
 from shared.auth import Principal
 from shared.db import utcnow
@@ -181,18 +181,11 @@ async def place_order(
             return await _replay(ctx, existing, body_hash, key), False
         raise Conflict(f"Quote {quote_id} was already used by order {quote.order_id}; get a new quote.",
                        problem="quote-used", order_id=quote.order_id)
-    if quote.expires_at <= now:
-        raise RuleViolation(f"Quote {quote_id} expired at {quote.expires_at.isoformat()}; get a new quote.",
-                            rule="quote-expired")
-    version = await ctx.catalog.product_version(quote.product_id, quote.version)
-    require_listed(version)
-    purposes = allowed_purposes(version)
-    if purpose not in purposes:
-        raise RuleViolation(
-            f"Purpose {purpose!r} is not allowed for product {quote.product_id}; declare one of: "
-            f"{', '.join(purposes) or '(none: the product allows no purpose)'}.",
-            rule="purpose-allowed", allowed_purposes=purposes,
-        )
+    require_unexpired(quote, now)
+    if quote.mode == "subscription":
+        raise RuleViolation(f"Quote {quote_id} is for a subscription; start it with POST /v1/subscriptions.",
+                            rule="quote-mode")
+    await require_orderable(ctx.catalog, quote, purpose)
     order = Order(
         id=new_order_id(), buyer_org=org, buyer_sub=principal.subject, idempotency_key=key,
         request_hash=body_hash, quote_id=quote.id, product_id=quote.product_id, version=quote.version,
@@ -201,9 +194,13 @@ async def place_order(
         provider_share=quote.provider_share, fee_bps=quote.fee_bps, lines=quote.lines, access=quote.access,
         status=PENDING, payment_attempts=0, created_at=now, updated_at=now,
         payment_claimed_until=now + PAYMENT_LEASE if quote.gross > 0 else None,
+        billing_reason="trial" if quote.mode == "trial" else "purchase", tax=quote.tax,
+        tax_bps=quote.tax_bps, offer_id=quote.offer_id,
     )
     try:
         async with ctx.sessionmaker() as s, s.begin():
+            if quote.mode == "trial" and (taken := await trial_taken(s, org, quote.product_id)):
+                raise trial_used(quote.product_id, taken)
             s.add(order)
             await s.flush()
             used = await s.execute(update(Quote).where(Quote.id == quote.id, Quote.order_id.is_(None))
@@ -211,6 +208,11 @@ async def place_order(
             if used.rowcount != 1:  # type: ignore[attr-defined]
                 raise Conflict(f"Quote {quote_id} was just used by another order; get a new quote.",
                                problem="quote-used")
+            if quote.mode == "trial":
+                s.add(Trial(buyer_org=org, product_id=quote.product_id, order_id=order.id, created_at=now))
+                await s.flush()
+            if quote.offer_id:
+                await offers.accept(s, quote.offer_id, order.id, principal)
             await record_event(s, service="orders", action="orders.order.created", subject_type="order",
                                subject_id=order.id, actor=Who(principal, "buyer").actor(),
                                details={"quote_id": quote.id, "product_id": order.product_id,
@@ -221,6 +223,10 @@ async def place_order(
                 await transition(s, order, PAID, Who(principal, "buyer"), details={"free": True})
     except IntegrityError:
         existing = await _by_key(ctx, org, key)
+        if existing is None and quote.mode == "trial":
+            async with ctx.sessionmaker() as s:
+                if taken := await trial_taken(s, org, quote.product_id):
+                    raise trial_used(quote.product_id, taken) from None
         if existing is None:
             raise Conflict(f"Quote {quote_id} was just used by another order; get a new quote.",
                            problem="quote-used") from None

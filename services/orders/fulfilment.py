@@ -6,6 +6,9 @@ The command is written in the transaction that makes an order ``paid`` (or
 * ``grant_entitlement`` → ``POST {access}/v1/entitlements`` (idempotent by order id);
   on 200/201 the order becomes ``fulfilled`` (only if it is still ``paid``).
 * ``revoke_entitlement`` → ``POST {access}/v1/entitlements/by-order/{order_id}/revoke``.
+* ``entitlement_change`` → ``POST {access}/v1/entitlements/by-order/{order_id}/changes`` (a
+  subscription's renewal, grace, hold, plan or cap); a change that ``fulfils`` an order makes
+  that order ``fulfilled``.
 
 Failures raise, so the outbox keeps the message and retries with backoff.
 """
@@ -22,6 +25,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from services.orders.context import OrdersContext
+from services.orders.entitlement_commands import CHANGE
 from services.orders.models import Order
 from services.orders.orders import (
     FULFILLED,
@@ -87,6 +91,16 @@ def access_deliverer(
                     ent = resp.json().get("id") if resp.headers.get("content-type", "").startswith(
                         "application/json") else None
                     granted.append((order_id, str(ent) if ent else None))
+                elif message.kind == CHANGE:
+                    body = {k: v for k, v in message.payload.items() if k not in ("order_id", "fulfils")}
+                    resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/changes", body)
+                    if resp.status_code == 409:
+                        continue  # the entitlement was revoked: billing changes no longer apply
+                    if resp.status_code not in (200, 201):
+                        raise RuntimeError(f"access refused the change for {order_id}: "
+                                           f"{resp.status_code} {resp.text[:300]}")
+                    if message.payload.get("fulfils"):
+                        granted.append((str(message.payload["fulfils"]), str(resp.json().get("id"))))
                 elif message.kind == REVOKE:
                     resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/revoke",
                                       {"reason": message.payload.get("reason", "refund")})

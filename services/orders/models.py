@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime, make_metadata, utcnow
@@ -44,6 +44,11 @@ class Quote(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Set once, by the order that used the quote (a quote is good for one order).
     order_id: Mapped[str | None] = mapped_column(String(40), unique=True, default=None)
+    #: prepaid (an order) | subscription (renews every period) | trial (free, once per product)
+    mode: Mapped[str] = mapped_column(String(16), default="prepaid", server_default="prepaid")
+    offer_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    tax: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tax_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Order(Base):
@@ -62,7 +67,9 @@ class Order(Base):
     buyer_sub: Mapped[str] = mapped_column(String(128))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
-    quote_id: Mapped[str] = mapped_column(String(40), unique=True)
+    #: The quote it was placed from; None for the orders a subscription makes itself
+    #: (renewals, plan changes).
+    quote_id: Mapped[str | None] = mapped_column(String(40), unique=True)
     product_id: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     provider_org: Mapped[str] = mapped_column(String(64))
@@ -88,6 +95,17 @@ class Order(Base):
     stripe_refund_id: Mapped[str | None] = mapped_column(String(64), default=None)
     #: Minor units given back so far (partial refunds add up; never more than ``gross``).
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: purchase | trial | subscription_create | subscription_cycle | subscription_update
+    billing_reason: Mapped[str] = mapped_column(String(32), default="purchase", server_default="purchase")
+    subscription_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)
+    #: The billing period a subscription order pays for (its access window when paid).
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    #: VAT in minor units, included in ``gross`` (``gross = platform_fee + provider_share + tax``).
+    tax: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tax_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    offer_id: Mapped[str | None] = mapped_column(String(40), default=None)
     refund_reason: Mapped[str | None] = mapped_column(Text, default=None)
     valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -157,6 +175,175 @@ class Refund(Base):
     requested_by: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class BillingCustomer(Base):
+    """The Stripe Customer of a buyer organisation (one per organisation).
+
+    ``invoice_lease_until`` serializes invoice making per customer: localstripe pulls
+    every pending invoice item of a customer into the next invoice it makes, so two
+    subscriptions of one organisation must not build invoices at the same time."""
+
+    __tablename__ = "billing_customers"
+
+    buyer_org: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(64))
+    default_payment_method: Mapped[str | None] = mapped_column(String(64), default=None)
+    invoice_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Subscription(Base):
+    """A plan a buyer organisation pays for every period until it cancels.
+
+    Each period is an order (``billing_reason`` subscription_create / subscription_cycle),
+    so the order state machine, the ledger, invoices and refunds work per period; the
+    subscription's own states are in :mod:`services.orders.subscriptions`."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("buyer_org", "idempotency_key", name="uq_subscriptions_buyer_org_idempotency_key"),
+        Index("ix_subscriptions_status_period_end", "status", "current_period_end"),
+        Index("ix_subscriptions_buyer_org_created", "buyer_org", "created_at"),
+        Index("ix_subscriptions_provider_org_created", "provider_org", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    buyer_org: Mapped[str] = mapped_column(String(64))
+    buyer_sub: Mapped[str] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    quote_id: Mapped[str] = mapped_column(String(40), unique=True)
+    provider_org: Mapped[str] = mapped_column(String(64))
+    product_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    plan_id: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    fee_bps: Mapped[int] = mapped_column(Integer)
+    tax_bps: Mapped[int] = mapped_column(Integer)
+    offer_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    # incomplete | active | past_due | suspended | canceled
+    status: Mapped[str] = mapped_column(String(16))
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    stripe_plan_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    stripe_canceled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: Period n ends n calendar periods after the anchor (so month ends do not drift).
+    billing_anchor: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    periods_paid: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    grace_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: How long access lasts after a failed renewal (the platform's setting when subscribed).
+    grace_days: Mapped[int] = mapped_column(Integer)
+    #: The order whose entitlement the subscription keeps extending.
+    first_order_id: Mapped[str] = mapped_column(String(40))
+    #: A buyer's cap on one period's spending (base fee + usage, before tax) for metered plans.
+    spend_cap: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: Usage records (access ``seq``) up to this one are billed already.
+    usage_billed_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: Whoever holds this lease is talking to Stripe about the subscription.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Offer(Base):
+    """A private offer: a plan at custom terms for one named buyer organisation."""
+
+    __tablename__ = "offers"
+    __table_args__ = (
+        Index("ix_offers_buyer_org_created", "buyer_org", "created_at"),
+        Index("ix_offers_provider_org_created", "provider_org", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    provider_org: Mapped[str] = mapped_column(String(64))
+    buyer_org: Mapped[str] = mapped_column(String(64))
+    product_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    base_plan_id: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    # open | accepted | withdrawn (expired is computed from expires_at)
+    status: Mapped[str] = mapped_column(String(16))
+    accepted_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Trial(Base):
+    """A free trial taken: at most one per buyer organisation and product."""
+
+    __tablename__ = "trials"
+
+    buyer_org: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Invoice(Base):
+    """The invoice (or receipt) of a paid order, numbered in issue order.
+
+    ``document`` is frozen when the order is paid; refunds appear beside it as credit
+    notes (rows of :class:`Refund`)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        Index("ix_invoices_buyer_org_number", "buyer_org", "number"),
+        Index("ix_invoices_provider_org_number", "provider_org", "number"),
+    )
+
+    number: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    order_id: Mapped[str] = mapped_column(String(40), unique=True)
+    buyer_org: Mapped[str] = mapped_column(String(64))
+    provider_org: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[int] = mapped_column(BigInteger)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Payout(Base):
+    """Money paid out to a provider for one period and currency (see docs/orders.md:
+    localstripe has no Connect; the Stripe ``Payout`` object stands in where it can)."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        UniqueConstraint("provider_org", "currency", "period",
+                         name="uq_payouts_provider_org_currency_period"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    provider_org: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM, UTC
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # pending (decided, Stripe not yet told) | paid | recorded (no Stripe payout: ledger only)
+    status: Mapped[str] = mapped_column(String(16))
+    stripe_payout_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_by: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StripeObject(Base):
+    """Ids of Stripe objects the service creates once and reuses (tax rates, products,
+    plans), by a key of ours."""
+
+    __tablename__ = "stripe_objects"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    stripe_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LedgerEntry(Base):

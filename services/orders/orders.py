@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.orders import ledger
+from services.orders import invoices, ledger, subscriptions
+from services.orders.locking import locked
 from services.orders.models import Order
 from services.orders.pricing import Access
 from shared.auth import Principal
@@ -66,6 +67,9 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, ...]] = {
 
 ACCESS_DESTINATION = "access"
 GRANT, REVOKE = "grant_entitlement", "revoke_entitlement"
+#: Orders whose payment creates an entitlement (a subscription's later orders change the
+#: one its first order created).
+GRANTING = ("purchase", "trial", "subscription_create")
 
 
 def new_order_id() -> str:
@@ -153,8 +157,14 @@ async def transition(
     now = utcnow()
     values: dict[str, Any] = {"status": to, "updated_at": now, **(changes or {})}
     if to == PAID and frm in (PENDING, FAILED):
-        access = Access(str(order.access["unit"]), int(order.access["count"]))
-        values.update(paid_at=now, valid_from=now, valid_until=access.end(now), last_payment_error=None)
+        if order.period_start is not None and order.period_end is not None:
+            valid_from, valid_until = order.period_start, order.period_end  # a subscription period
+        else:
+            valid_from = now
+            valid_until = Access(str(order.access["unit"]), int(order.access["count"])).end(now)
+        values.update(paid_at=now, valid_from=valid_from, valid_until=valid_until, last_payment_error=None)
+        if order.subscription_id is not None and order.period_start is None:
+            values.update(period_start=valid_from, period_end=valid_until)  # a first period starts now
     elif to == FULFILLED and frm == PAID:
         values["fulfilled_at"] = now
     elif to == CANCELLED:
@@ -171,14 +181,19 @@ async def transition(
         setattr(order, key, value)
     if to == PAID and frm in (PENDING, FAILED):
         await ledger.book_payment(session, order)
-        await enqueue(session, kind=GRANT, destination=ACCESS_DESTINATION,
-                      message_id=f"grant:{order.id}", payload=grant_payload(order))
-    elif to == REFUNDED:
+        await invoices.issue(session, order)
+        if order.billing_reason in GRANTING:
+            await enqueue(session, kind=GRANT, destination=ACCESS_DESTINATION,
+                          message_id=f"grant:{order.id}", payload=grant_payload(order))
+    elif to == REFUNDED and order.subscription_id is None:
         # The ledger reversal is booked by the refund itself (services.orders.refunds),
-        # in this same transaction: it knows how much was given back.
+        # in this same transaction: it knows how much was given back. (A subscription's
+        # entitlement outlives its orders: refunding one changes it, see subscriptions.)
         await enqueue(session, kind=REVOKE, destination=ACCESS_DESTINATION,
                       message_id=f"revoke:{order.id}",
                       payload={"order_id": order.id, "reason": "refund"})
+    if order.subscription_id is not None:
+        await subscriptions.order_moved(session, order, frm, to)
     event_details = {"from": frm, "to": to, "product_id": order.product_id, "version": order.version,
                      "buyer_org": order.buyer_org, "provider_org": order.provider_org,
                      "amount": order.gross, "currency": order.currency}
@@ -191,25 +206,30 @@ async def transition(
 
 
 async def load_for_update(session: AsyncSession, order_id: str) -> Order | None:
-    """The order, locked for the rest of the transaction on PostgreSQL."""
-    stmt = select(Order).where(Order.id == order_id).with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    """The order, locked for the rest of the transaction (on both back ends)."""
+    return await locked(session, Order, order_id)
 
 
-def visibility_filter(principal: Principal) -> Any:
-    """Buyers see their organisation's orders, providers the orders for their products,
-    regulators and operators all of them; a principal with several roles sees the union."""
+def parties_filter(principal: Principal, buyer_org: Any, provider_org: Any) -> Any:
+    """What a principal may see of rows between a buyer and a provider organisation (orders,
+    subscriptions, offers, invoices): buyers their organisation's, providers their own sales,
+    regulators and operators all (None); several roles see the union, none sees nothing."""
     if principal.has_any(("regulator", "operator")):
         return None
     org = principal.org_id or "\x00no-org"
     clauses = []
     if "buyer" in principal.roles:
-        clauses.append(Order.buyer_org == org)
+        clauses.append(buyer_org == org)
     if "provider" in principal.roles:
-        clauses.append(Order.provider_org == org)
+        clauses.append(provider_org == org)
     if not clauses:
-        return Order.id.is_(None)  # sees nothing
+        return false()  # sees nothing
     return or_(*clauses)
+
+
+def visibility_filter(principal: Principal) -> Any:
+    """The orders a principal may see (see :func:`parties_filter`)."""
+    return parties_filter(principal, Order.buyer_org, Order.provider_org)
 
 
 async def get_visible(session: AsyncSession, principal: Principal, order_id: str,

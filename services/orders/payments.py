@@ -50,19 +50,19 @@ class PaymentDeclined(Exception):
         self.card_error = card_error
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Turn StripeObjects (and nested ones) into plain JSON values."""
     if hasattr(value, "to_dict"):
         value = value.to_dict()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def intent_from(obj: Any) -> Intent:
-    data = _plain(obj)
+    data = plain(obj)
     error = data.get("last_payment_error")
     return Intent(
         id=str(data["id"]),
@@ -84,7 +84,7 @@ def card_error_of(error: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _unavailable(exc: stripe.StripeError, doing: str) -> ServiceUnavailable:
+def provider_unavailable(exc: stripe.StripeError, doing: str) -> ServiceUnavailable:
     return ServiceUnavailable(
         f"The payment provider failed while {doing} ({type(exc).__name__}: "
         f"{exc.user_message or 'no details'}); retry in a moment.",
@@ -124,7 +124,7 @@ class PaymentGateway:
                 params, {"idempotency_key": f"{order_id}-pi-{attempt}"}
             )
         except stripe.StripeError as exc:
-            raise _unavailable(exc, "creating the payment") from exc
+            raise provider_unavailable(exc, "creating the payment") from exc
         return intent_from(pi)
 
     async def confirm(self, payment_intent_id: str, payment_method: str) -> Intent:
@@ -134,7 +134,7 @@ class PaymentGateway:
             await intents.update_async(payment_intent_id, {"payment_method": payment_method})
             pi = await intents.confirm_async(payment_intent_id)
         except stripe.CardError as exc:
-            error = _plain(exc.json_body.get("error", {})) if isinstance(exc.json_body, dict) else {}
+            error = plain(exc.json_body.get("error", {})) if isinstance(exc.json_body, dict) else {}
             raise PaymentDeclined(payment_intent_id, card_error_of(error or {
                 "code": exc.code, "message": exc.user_message})) from exc
         except stripe.InvalidRequestError as exc:
@@ -151,14 +151,14 @@ class PaymentGateway:
                 problem="payment-not-confirmable",
             ) from exc
         except stripe.StripeError as exc:
-            raise _unavailable(exc, "confirming the payment") from exc
+            raise provider_unavailable(exc, "confirming the payment") from exc
         return intent_from(pi)
 
     async def retrieve(self, payment_intent_id: str) -> Intent:
         try:
             pi = await self.client.v1.payment_intents.retrieve_async(payment_intent_id)
         except stripe.StripeError as exc:
-            raise _unavailable(exc, "reading the payment") from exc
+            raise provider_unavailable(exc, "reading the payment") from exc
         return intent_from(pi)
 
     async def cancel(self, payment_intent_id: str) -> Intent:
@@ -168,7 +168,7 @@ class PaymentGateway:
         except stripe.InvalidRequestError:
             return await self.retrieve(payment_intent_id)
         except stripe.StripeError as exc:
-            raise _unavailable(exc, "cancelling the payment") from exc
+            raise provider_unavailable(exc, "cancelling the payment") from exc
         return intent_from(pi)
 
     async def refund(self, payment_intent_id: str, order_id: str, *, key: str,
@@ -184,7 +184,7 @@ class PaymentGateway:
         except stripe.InvalidRequestError as exc:
             raise RefundRefused(exc.user_message or str(exc)) from exc
         except stripe.StripeError as exc:
-            raise _unavailable(exc, "refunding the payment") from exc
+            raise provider_unavailable(exc, "refunding the payment") from exc
         return str(refund.id)
 
     async def find_refund(self, payment_intent_id: str, refund_id: str) -> str | None:
@@ -196,8 +196,8 @@ class PaymentGateway:
             listed = await self.client.v1.refunds.list_async(
                 {"payment_intent": payment_intent_id, "limit": 100})
         except stripe.StripeError as exc:
-            raise _unavailable(exc, "reading the refunds") from exc
+            raise provider_unavailable(exc, "reading the refunds") from exc
         for refund in listed.data:
-            if (_plain(refund).get("metadata") or {}).get("refund_id") == refund_id:
+            if (plain(refund).get("metadata") or {}).get("refund_id") == refund_id:
                 return str(refund.id)
         return None

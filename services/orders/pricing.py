@@ -119,6 +119,8 @@ class PlanTerms:
     tiers: tuple[Tier, ...] = ()
     query_quota: int | None = None
     access_days: int | None = None
+    trial_days: int | None = None
+    trial_queries: int | None = None
     epsilon: float | None = None  # L3: the privacy budget (ε) the plan sells
 
     @classmethod
@@ -141,6 +143,8 @@ class PlanTerms:
                 tiers=tiers,
                 query_quota=None if plan.get("query_quota") is None else int(plan["query_quota"]),
                 access_days=None if plan.get("access_days") is None else int(plan["access_days"]),
+                trial_days=None if plan.get("trial_days") is None else int(plan["trial_days"]),
+                trial_queries=None if plan.get("trial_queries") is None else int(plan["trial_queries"]),
                 epsilon=None if plan.get("epsilon") is None else float(plan["epsilon"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -227,6 +231,9 @@ class Access:
 
 @dataclass(frozen=True)
 class PriceBreakdown:
+    """``gross`` is what the buyer pays: ``platform_fee + provider_share`` (the net price,
+    split) plus ``tax`` (VAT at ``tax_bps``, per line, as Stripe computes it on invoices)."""
+
     currency: str
     lines: tuple[Line, ...]
     gross: int
@@ -237,10 +244,44 @@ class PriceBreakdown:
     quantity: int
     access: Access
     query_quota: int | None = field(default=None)
+    tax: int = 0
+    tax_bps: int = 0
 
     @property
     def is_free(self) -> bool:
         return self.gross == 0
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.tax
+
+
+def tax_of(amount: int, tax_bps: int) -> int:
+    """VAT on one line, rounded half away from zero (as Stripe rounds each line's tax)."""
+    sign = -1 if amount < 0 else 1
+    return sign * ((abs(amount) * tax_bps + BPS_DENOMINATOR // 2) // BPS_DENOMINATOR)
+
+
+def total_of(plan: PlanTerms, lines: list[Line], *, fee_bps: int, tax_bps: int, periods: int,
+             quantity: int, access: Access, quota: int | None) -> PriceBreakdown:
+    """Add up priced lines: the net splits into fee and share, VAT goes on top."""
+    net = sum(line.amount for line in lines)
+    tax = sum(tax_of(line.amount, tax_bps) for line in lines)
+    if net < 0 or tax < 0:
+        raise RuleViolation("The lines add up to less than nothing; this is credited, not charged.",
+                            rule="charge-not-negative")
+    if net + tax > MAX_CHARGE_MINOR_UNITS:
+        raise RuleViolation(
+            f"The total {Money(net + tax, plan.currency).decimal_string()} {plan.currency} exceeds the "
+            f"largest single payment ({MAX_CHARGE_MINOR_UNITS} minor units); order fewer periods or queries.",
+            rule="max-charge",
+        )
+    fee, share = split_fee(net, fee_bps)
+    return PriceBreakdown(
+        currency=plan.currency, lines=tuple(lines), gross=net + tax, platform_fee=fee,
+        provider_share=share, fee_bps=fee_bps, periods=periods, quantity=quantity, access=access,
+        query_quota=quota, tax=tax, tax_bps=tax_bps,
+    )
 
 
 def epsilon_sold(plan: PlanTerms, periods: int, product_default: float | None) -> float | None:
@@ -291,8 +332,20 @@ def metered_bundle(plan: PlanTerms, quantity: int) -> int:
     return bundle
 
 
+def usage_lines(plan: PlanTerms, queries: int) -> list[Line]:
+    """The billable part of ``queries`` (beyond the included ones), by tiers or per query."""
+    billable = max(0, queries - plan.included_queries)
+    if plan.tiers:
+        return _graduated(billable, plan.tiers)
+    if billable and plan.price_per_query:
+        return [Line("usage", f"{billable} billable queries", billable, plan.price_per_query,
+                     billable * plan.price_per_query)]
+    return []
+
+
 def price_plan(
-    plan: PlanTerms, *, periods: int = 1, quantity: int = 0, fee_bps: int, max_days: int | None = None
+    plan: PlanTerms, *, periods: int = 1, quantity: int = 0, fee_bps: int, max_days: int | None = None,
+    tax_bps: int = 0,
 ) -> PriceBreakdown:
     """Price ``plan`` for ``periods`` periods and a prepaid bundle of ``quantity`` queries."""
     plan.check()
@@ -323,27 +376,11 @@ def price_plan(
                 "metered": f"Base fee per {plan.period or 'purchase'}"}.get(plan.kind, plan.kind)
         lines.append(Line("base", what, periods, plan.price, plan.price * periods))
     if plan.kind == "metered":
-        billable = max(0, quantity - plan.included_queries)
-        if plan.tiers:
-            lines.extend(_graduated(billable, plan.tiers))
-        elif billable and plan.price_per_query:
-            lines.append(Line("usage", f"{billable} billable queries", billable,
-                              plan.price_per_query, billable * plan.price_per_query))
-    gross = sum(line.amount for line in lines)
-    if gross > MAX_CHARGE_MINOR_UNITS:
-        raise RuleViolation(
-            f"The total {Money(gross, plan.currency).decimal_string()} {plan.currency} exceeds the "
-            f"largest single payment ({MAX_CHARGE_MINOR_UNITS} minor units); order fewer periods or queries.",
-            rule="max-charge",
-        )
-    fee, share = split_fee(gross, fee_bps)
+        lines.extend(usage_lines(plan, quantity))
     quota = plan.query_quota
     if plan.kind == "metered":
         quota = metered_bundle(plan, quantity)
     elif quota is not None and plan.period:
         quota = quota * periods  # the quota is per period
-    return PriceBreakdown(
-        currency=plan.currency, lines=tuple(lines), gross=gross, platform_fee=fee,
-        provider_share=share, fee_bps=fee_bps, periods=periods, quantity=quantity,
-        access=access, query_quota=quota,
-    )
+    return total_of(plan, lines, fee_bps=fee_bps, tax_bps=tax_bps, periods=periods, quantity=quantity,
+                    access=access, quota=quota)

@@ -16,7 +16,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from services.orders import refunds, settlement
+from services.orders import refunds, renewals, settlement
 from services.orders.context import OrdersContext
 from services.orders.models import Order
 from services.orders.orders import PENDING
@@ -59,6 +59,8 @@ async def reconcile_once(ctx: OrdersContext, *, older_than_seconds: float | None
                                 .values(last_payment_at=utcnow()))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     for outcome, count in (await refunds.resume_stale(ctx.sessionmaker, ctx.gateway)).items():
+        outcomes[outcome] = outcomes.get(outcome, 0) + count
+    for outcome, count in (await renewals.run_clock(ctx)).items():
         outcomes[outcome] = outcomes.get(outcome, 0) + count
     if outcomes:
         logger.info("reconciled %d pending order(s) and refunds: %s", len(rows), outcomes)

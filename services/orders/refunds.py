@@ -27,8 +27,10 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.orders import ledger
-from services.orders.models import Order, Refund
+from services.orders import ledger, subscriptions
+from services.orders.entitlement_commands import enqueue_change
+from services.orders.locking import locked
+from services.orders.models import Order, Refund, Subscription
 from services.orders.orders import (
     FULFILLED,
     PAID,
@@ -58,23 +60,48 @@ class RefundRefusedByStripe(Conflict):
     title = "Stripe refused the refund"
 
 
+ACCESS_CHOICES = ("keep", "shorten", "end")
+
+
 @dataclass(frozen=True)
 class RefundAsk:
-    """What the provider or operator asked for."""
+    """What the provider or operator asked for.
+
+    ``amount`` in minor units (None: everything not yet refunded), or ``pro_rata``: the
+    unused share of the order's access window. ``access`` decides what a partial refund
+    does to the entitlement: ``keep`` it, ``shorten`` it by the refunded share of its
+    window, or ``end`` it now (the default of a pro-rata refund). A full refund always
+    ends access (the entitlement is revoked)."""
 
     reason: str
-    amount: int | None = None  # minor units; None = everything not yet refunded
+    amount: int | None = None
     request_key: str | None = None
+    pro_rata: bool = False
+    access: str | None = None
 
 
 def new_refund_id() -> str:
     return "rf_" + secrets.token_hex(12)
 
 
+def unused_share(order: Order, amount: int, now: datetime) -> int:
+    """The pro-rata amount: ``amount`` times the unused share of the access window."""
+    if order.valid_from is None or order.valid_until is None or order.valid_until <= now:
+        return 0
+    total = (order.valid_until - order.valid_from).total_seconds()
+    unused = min(total, (order.valid_until - now).total_seconds())
+    return int(amount * unused // total) if total > 0 else 0
+
+
 def refund_amount(order: Order, ask: RefundAsk) -> int:
     """The amount to refund: positive and never more than what is still captured."""
     remaining = order.gross - order.refunded_amount
-    amount = remaining if ask.amount is None else ask.amount
+    if ask.pro_rata:
+        if ask.amount is not None:
+            raise RuleViolation("Give either amount or pro_rata, not both.", rule="refund-amount-or-pro-rata")
+        amount = min(remaining, unused_share(order, order.gross, utcnow()))
+    else:
+        amount = remaining if ask.amount is None else ask.amount
     if amount <= 0:
         raise RuleViolation(
             f"A refund must be a positive amount of minor units of {order.currency}; got {amount}.",
@@ -88,6 +115,18 @@ def refund_amount(order: Order, ask: RefundAsk) -> int:
             refundable=remaining,
         )
     return amount
+
+
+def access_after(order: Order, ask: RefundAsk, amount: int) -> str:
+    """What the refund does to the entitlement (see :class:`RefundAsk`)."""
+    if ask.access is not None and ask.access not in ACCESS_CHOICES:
+        raise RuleViolation(f"access must be one of {', '.join(ACCESS_CHOICES)}.", rule="refund-access")
+    if order.refunded_amount + amount == order.gross:
+        if ask.access in ("keep", "shorten"):
+            raise RuleViolation("A full refund ends access; refund less to keep or shorten it.",
+                                rule="refund-full-ends-access")
+        return "revoke"
+    return ask.access or ("end" if ask.pro_rata else "keep")
 
 
 def _requester(who: Who) -> dict[str, Any]:
@@ -156,7 +195,7 @@ async def decide(session: AsyncSession, order_id: str, who: Who, ask: RefundAsk)
     refund_id = new_refund_id()
     refund = Refund(
         id=refund_id, order_id=order.id, amount=amount, currency=order.currency, reason=ask.reason,
-        access="revoke" if order.refunded_amount + amount == order.gross else "keep",
+        access=access_after(order, ask, amount),
         status=PENDING, order_status_before=order.status,
         idempotency_key=f"{order.id}-{ask.request_key or refund_id}",
         stripe_attempts=1, claimed_until=now + REFUND_LEASE, requested_by=_requester(who), created_at=now,
@@ -205,8 +244,8 @@ async def settle(session: AsyncSession, refund_id: str, *, stripe_refund_id: str
                  failure: str | None, source: str) -> Refund:
     """Step 3, in the caller's transaction: record what Stripe did. Idempotent: a refund
     already settled (by a concurrent caller) is returned unchanged."""
-    refund = (await session.execute(select(Refund).where(Refund.id == refund_id)
-                                    .with_for_update())).scalar_one()
+    refund = await locked(session, Refund, refund_id)
+    assert refund is not None
     if refund.status != PENDING:
         return refund
     order = await load_for_update(session, refund.order_id)
@@ -220,7 +259,7 @@ async def settle(session: AsyncSession, refund_id: str, *, stripe_refund_id: str
                          outcome="failure", details={**details, "failure": failure})
         return refund
     refunded_before = order.refunded_amount
-    await ledger.book_refund(session, order, refund.id, refund.amount, refunded_before)
+    await ledger.book_refund(session, order, refund.id, refund.amount)
     refund.status, refund.stripe_refund_id, refund.completed_at = SUCCEEDED, stripe_refund_id, now
     refund.claimed_until = None
     changes = {"refunded_amount": refunded_before + refund.amount, "stripe_refund_id": stripe_refund_id,
@@ -228,11 +267,44 @@ async def settle(session: AsyncSession, refund_id: str, *, stripe_refund_id: str
     details["stripe_refund_id"] = stripe_refund_id
     if refunded_before + refund.amount == order.gross:
         await transition(session, order, REFUNDED, who, details=details, changes=changes)
-    else:
-        await transition(session, order, _settled_status(order), who, verb="partially_refunded",
-                         details={**details, "refunded_total": changes["refunded_amount"]},
-                         changes=changes)
+        return refund
+    ends = _shortened(order, refund, now) if refund.access in ("shorten", "end") else None
+    if ends is not None:
+        changes["valid_until"] = ends
+    await transition(session, order, _settled_status(order), who, verb="partially_refunded",
+                     details={**details, "refunded_total": changes["refunded_amount"],
+                              "access": refund.access},
+                     changes=changes)
+    if ends is not None:
+        await _shorten_access(session, order, refund, ends)
     return refund
+
+
+def _shortened(order: Order, refund: Refund, now: datetime) -> datetime:
+    """The end of access after the refund: now, or the window less its refunded share."""
+    assert order.valid_from is not None and order.valid_until is not None
+    if refund.access == "shorten":
+        cut = (order.valid_until - order.valid_from) * refund.amount / order.gross
+        end = order.valid_until - cut
+    else:
+        end = now
+    # never before the window starts (access checks need a non-empty window)
+    return max(end, order.valid_from + timedelta(seconds=1))
+
+
+async def _shorten_access(session: AsyncSession, order: Order, refund: Refund, valid_until: datetime) -> None:
+    """Tell access; a subscription whose current period ends now is cancelled too."""
+    entitlement_order = order.id
+    if order.subscription_id is not None:
+        sub = await locked(session, Subscription, order.subscription_id)
+        assert sub is not None
+        entitlement_order = sub.first_order_id
+        if refund.access == "end" and sub.status != subscriptions.CANCELED:
+            await subscriptions.transition(
+                session, sub, subscriptions.CANCELED, None,
+                details={"order_id": order.id, "by": "refund", "refund_id": refund.id})
+    await enqueue_change(session, entitlement_order, f"refund:{refund.id}",
+                         f"refund {refund.id}: {refund.reason}", valid_until=valid_until)
 
 
 async def carry_out(sessionmaker: async_sessionmaker[AsyncSession], gateway: PaymentGateway,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.orders.models import LedgerEntry as LedgerEntryRow
 from services.orders.models import Order as OrderRow
@@ -44,19 +44,34 @@ class Breakdown(BaseModel):
     fee_bps: int = Field(examples=[1000], description="Platform fee in basis points.")
     total_display: str = Field(examples=["147.00"],
                                description="The total in major units (no decimals for JPY).")
+    subtotal: int = Field(default=0, examples=[14700],
+                          description="Before VAT: platform_fee + provider_share.")
+    tax: int = Field(default=0, examples=[0], description="VAT in minor units (included in total).")
+    tax_bps: int = Field(default=0, examples=[0], description="VAT rate in basis points.")
 
 
 class QuoteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"product_id": "prd_3f9c1a", "version": 1, "plan_id": "plan_monthly", "periods": 3}]})
 
-    product_id: str = Field(min_length=1, max_length=64)
-    version: int = Field(ge=1)
-    plan_id: str = Field(min_length=1, max_length=64)
+    product_id: str = Field(default="", max_length=64, description="Required unless `offer_id` is given.")
+    version: int = Field(default=0, ge=0, description="Required unless `offer_id` is given.")
+    plan_id: str = Field(default="", max_length=64, description="Required unless `offer_id` is given.")
     periods: int = Field(default=1, ge=1, le=120,
                          description="Number of periods (subscriptions and metered plans with a period).")
     quantity: int = Field(default=0, ge=0, le=1_000_000_000,
                           description="Prepaid queries (metered plans only).")
+    mode: Literal["prepaid", "subscription", "trial"] = Field(
+        default="prepaid", description="`prepaid`: an order for `periods`/`quantity`; `subscription`: "
+        "renews every period (POST /v1/subscriptions); `trial`: free, once per organisation and product.")
+    offer_id: str | None = Field(default=None, max_length=40,
+                                 description="A private offer made to your organisation.")
+
+    @model_validator(mode="after")
+    def _names_a_plan(self) -> QuoteCreate:
+        if self.offer_id is None and not (self.product_id and self.version and self.plan_id):
+            raise ValueError("give product_id, version and plan_id (or an offer_id)")
+        return self
 
 
 class Quote(BaseModel):
@@ -75,13 +90,16 @@ class Quote(BaseModel):
     created_at: datetime
     expires_at: datetime
     order_id: str | None = Field(default=None, description="The order that used this quote, if any.")
+    mode: str = Field(default="prepaid", examples=["prepaid"])
+    offer_id: str | None = None
 
 
 def breakdown(currency: str, lines: list[dict[str, Any]], gross: int, fee: int, share: int,
-              bps: int) -> Breakdown:
+              bps: int, tax: int = 0, tax_bps: int = 0) -> Breakdown:
     return Breakdown(currency=currency, lines=[PriceLine(**line) for line in lines], total=gross,
                      platform_fee=fee, provider_share=share, fee_bps=bps,
-                     total_display=Money(gross, currency).decimal_string())
+                     total_display=Money(gross, currency).decimal_string(), subtotal=gross - tax,
+                     tax=tax, tax_bps=tax_bps)
 
 
 def quote_out(q: QuoteRow) -> Quote:
@@ -89,8 +107,10 @@ def quote_out(q: QuoteRow) -> Quote:
         id=q.id, product_id=q.product_id, version=q.version, provider_org=q.provider_org,
         plan_id=q.plan_id, plan_kind=q.plan_kind, periods=q.periods, quantity=q.quantity,
         allowed_purposes=q.allowed_purposes, access=AccessTerm(**q.access),
-        price=breakdown(q.currency, q.lines, q.gross, q.platform_fee, q.provider_share, q.fee_bps),
-        created_at=q.created_at, expires_at=q.expires_at, order_id=q.order_id,
+        price=breakdown(q.currency, q.lines, q.gross, q.platform_fee, q.provider_share, q.fee_bps, q.tax,
+                        q.tax_bps),
+        created_at=q.created_at, expires_at=q.expires_at, order_id=q.order_id, mode=q.mode,
+        offer_id=q.offer_id,
     )
 
 
@@ -116,9 +136,18 @@ class PayRequest(BaseModel):
 
 class RefundRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"reason": "Data delivered did not match the schema"}]})
+        {"reason": "Data delivered did not match the schema"},
+        {"reason": "Two days of downtime", "amount": 500, "access": "keep"},
+        {"reason": "Customer leaves early", "pro_rata": True}]})
 
     reason: str = Field(min_length=3, max_length=500)
+    amount: int | None = Field(default=None, ge=1, le=99_999_999,
+                               description="Minor units to give back (default: all not yet refunded).")
+    pro_rata: bool = Field(default=False, description="Refund the unused share of the access window "
+                           "(and end access now, unless `access` says otherwise).")
+    access: Literal["keep", "shorten", "end"] | None = Field(
+        default=None, description="A partial refund keeps access (default), shortens it by the refunded "
+        "share of its window, or ends it now. A full refund always ends it.")
 
 
 class Payment(BaseModel):
@@ -143,7 +172,12 @@ class Order(BaseModel):
     plan_id: str
     plan_kind: str
     purpose: str = Field(examples=["research"])
-    quote_id: str
+    quote_id: str | None = Field(description="None for the orders a subscription makes (renewals).")
+    billing_reason: str = Field(default="purchase", examples=["purchase"], description="`purchase`, "
+                                "`trial`, `subscription_create`, `subscription_cycle` (a renewal) or "
+                                "`subscription_update` (a plan upgrade's prorated charge).")
+    subscription_id: str | None = None
+    offer_id: str | None = None
     price: Breakdown
     payment: Payment
     access: AccessTerm
@@ -166,7 +200,9 @@ def order_out(o: OrderRow, *, for_buyer: bool, next_action: dict[str, Any] | Non
         id=o.id, status=o.status,
         buyer_org=o.buyer_org, provider_org=o.provider_org, product_id=o.product_id,
         version=o.version, plan_id=o.plan_id, plan_kind=o.plan_kind, purpose=o.purpose, quote_id=o.quote_id,
-        price=breakdown(o.currency, o.lines, o.gross, o.platform_fee, o.provider_share, o.fee_bps),
+        billing_reason=o.billing_reason, subscription_id=o.subscription_id, offer_id=o.offer_id,
+        price=breakdown(o.currency, o.lines, o.gross, o.platform_fee, o.provider_share, o.fee_bps, o.tax,
+                        o.tax_bps),
         payment=Payment(
             payment_intent_id=o.payment_intent_id,
             client_secret=o.client_secret if for_buyer and o.status == "pending_payment" else None,
@@ -183,8 +219,8 @@ def order_out(o: OrderRow, *, for_buyer: bool, next_action: dict[str, Any] | Non
 class LedgerEntry(BaseModel):
     id: int
     order_id: str
-    kind: Literal["charge", "platform_fee", "provider_earning", "refund_reversal"]
-    account: Literal["gross", "platform", "provider"]
+    kind: Literal["charge", "platform_fee", "provider_earning", "tax", "refund_reversal", "payout"]
+    account: Literal["gross", "platform", "provider", "tax", "payout"]
     buyer_org: str
     provider_org: str
     currency: str
@@ -206,7 +242,11 @@ class CurrencyTotal(BaseModel):
     provider_earnings: int = Field(examples=[13230])
     refunded: int = Field(examples=[0])
     orders: int = Field(description="Orders with entries in this currency.", examples=[1])
-    reconciles: bool = Field(description="gross == platform_fees + provider_earnings, always true.")
+    tax: int = Field(default=0, description="VAT collected (charged minus refunded), minor units.",
+                     examples=[0])
+    paid_out: int = Field(default=0, description="Paid out to providers, minor units.", examples=[0])
+    reconciles: bool = Field(description="gross == platform_fees + provider_earnings + tax, always "
+                             "true.")
 
 
 class LedgerPage(BaseModel):

@@ -35,6 +35,18 @@ class OrdersSettings(ServiceSettings):
         description="Platform fee in basis points of the gross price (1000 = 10%).",
     )
     quote_ttl_seconds: int = Field(default=900, ge=1, description="How long a quote can be ordered.")
+    vat_bps: int = Field(
+        default=0, ge=0, le=10_000,
+        description="VAT added to every price, in basis points (2000 = 20%); also a Stripe TaxRate on "
+        "subscription invoices. 0 adds none.",
+    )
+    vat_jurisdiction: str = Field(default="EU", max_length=32,
+                                  description="Jurisdiction named on the VAT tax rate.")
+    grace_days: int = Field(
+        default=7, ge=0, le=60,
+        description="How long a subscription's access continues after a renewal payment fails; then "
+        "the entitlement is held for non-payment until the buyer pays.",
+    )
     reconcile_after_seconds: float = Field(
         default=300.0,
         description="An order still pending payment this long after its last payment attempt is "

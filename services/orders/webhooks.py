@@ -9,7 +9,7 @@ from typing import Any
 import stripe
 from sqlalchemy.exc import IntegrityError
 
-from services.orders import settlement
+from services.orders import billing_events, settlement
 from services.orders.context import OrdersContext
 from services.orders.models import StripeEvent
 from services.orders.payments import intent_from
@@ -89,6 +89,8 @@ async def handle(ctx: OrdersContext, event: dict[str, Any]) -> tuple[str, bool]:
                         outcome = await settlement.payment_succeeded(s, intent, "stripe-webhook")
                     else:
                         outcome = await settlement.payment_failed(s, intent, "stripe-webhook")
+                elif etype in billing_events.HANDLED:
+                    outcome = await billing_events.handle(s, etype, obj)
                 record.outcome = outcome
         except IntegrityError:
             async with ctx.sessionmaker() as check:

@@ -11,12 +11,16 @@ from sluice.transport import JSON, Transport
 
 
 class OrdersApi(Transport):
-    def quote(self, product_id: str, version: int, plan_id: str, *, periods: int = 1,
-              quantity: int = 0) -> JSON:
-        """Price a plan of a pinned product version for your organisation (buyer)."""
-        return self.post("orders", "/v1/quotes", {
-            "product_id": product_id, "version": version, "plan_id": plan_id,
-            "periods": periods, "quantity": quantity})
+    def quote(self, product_id: str | None, version: int | None, plan_id: str | None, *, periods: int = 1,
+              quantity: int = 0, mode: str = "prepaid", offer_id: str | None = None) -> JSON:
+        """Price a plan of a pinned product version for your organisation (buyer); ``mode``
+        prepaid, subscription or trial; ``offer_id`` a private offer made to you."""
+        body: JSON = {"periods": periods, "quantity": quantity, "mode": mode}
+        for key, value in (("product_id", product_id), ("version", version), ("plan_id", plan_id),
+                           ("offer_id", offer_id)):
+            if value is not None:
+                body[key] = value
+        return self.post("orders", "/v1/quotes", body)
 
     def get_quote(self, quote_id: str) -> JSON:
         return self.get("orders", f"/v1/quotes/{quote_id}")
@@ -32,8 +36,21 @@ class OrdersApi(Transport):
     def cancel_order(self, order_id: str) -> JSON:
         return self.post("orders", f"/v1/orders/{order_id}/cancel")
 
-    def refund_order(self, order_id: str, reason: str) -> JSON:
-        return self.post("orders", f"/v1/orders/{order_id}/refund", {"reason": reason})
+    def refund_order(self, order_id: str, reason: str, *, amount: int | None = None, pro_rata: bool = False,
+                     access: str | None = None, idempotency_key: str | None = None) -> JSON:
+        """Refund all (default), ``amount`` minor units, or the unused share (``pro_rata``);
+        partial refunds carry an ``Idempotency-Key`` (a new one unless given)."""
+        body: JSON = {"reason": reason}
+        if amount is not None:
+            body["amount"] = amount
+        if pro_rata:
+            body["pro_rata"] = True
+        if access:
+            body["access"] = access
+        partial = amount is not None or pro_rata
+        key = idempotency_key or (str(uuid.uuid4()) if partial else None)
+        headers = {"Idempotency-Key": key} if key else None
+        return self.post("orders", f"/v1/orders/{order_id}/refund", body, headers=headers)
 
     def get_order(self, order_id: str) -> JSON:
         return self.get("orders", f"/v1/orders/{order_id}")

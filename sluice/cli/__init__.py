@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from sluice.cli.commands import access, audit, catalog, data, identity, orders
+from sluice.cli.commands import access, audit, billing, catalog, data, identity, orders
 from sluice.cli.core import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
@@ -80,8 +80,10 @@ def main_options(
 
 identity.register_top_level(app)
 orders.register_top_level(app)
+billing.register_top_level(app)
 access.register_top_level(app)
-for sub in (catalog.products, orders.quotes, orders.orders, access.entitlements, access.tokens,
+for sub in (catalog.products, orders.quotes, orders.orders, billing.subscriptions, billing.offers,
+            billing.invoices, billing.payouts, access.entitlements, access.tokens,
             data.query, data.privacy, audit.audit, identity.orgs, identity.clients, identity.keys,
             identity.oauth):
     app.add_typer(sub)

@@ -62,6 +62,8 @@ REFUSALS: list[tuple[str, dict[str, Any], str]] = [
      "only the last tier may be open-ended"),
     ("plan-shape", spec(plans=[{"name": "Once", "kind": "one_time", "currency": "EUR", "price": 900}]),
      "give access_days"),
+    ("plan-shape", spec(plans=[{"name": "Free", "kind": "free", "currency": "EUR", "access_days": 30,
+                                "trial_days": 7}]), "a free plan needs no trial"),
 ]
 
 
@@ -115,7 +117,8 @@ async def test_valid_plan_kinds_are_accepted_in_the_contract_shape(catalog: Runn
     plans = [
         {"name": "Free taster", "kind": "free", "currency": "EUR", "access_days": 7, "query_quota": 50},
         {"name": "One-off", "kind": "one_time", "currency": "EUR", "price": 19900, "access_days": 90},
-        {"name": "Yearly", "kind": "subscription", "currency": "EUR", "price": 49000, "period": "year"},
+        {"name": "Yearly", "kind": "subscription", "currency": "EUR", "price": 49000, "period": "year",
+         "trial_days": 14, "trial_queries": 100},
         {"name": "Metered", "kind": "metered", "currency": "EUR", "price": 1000, "period": "month",
          "included_queries": 1000, "tiers": [{"up_to": 10000, "unit_price": 5}, {"up_to": None, "unit_price": 3}],
          "query_quota": 100000},
@@ -127,7 +130,9 @@ async def test_valid_plan_kinds_are_accepted_in_the_contract_shape(catalog: Runn
     assert got[3] == {"id": got[3]["id"], "name": "Metered", "kind": "metered", "currency": "EUR", "price": 1000,
                       "period": "month", "price_per_query": 0, "included_queries": 1000,
                       "tiers": [{"up_to": 10000, "unit_price": 5}, {"up_to": None, "unit_price": 3}],
-                      "query_quota": 100000, "access_days": None, "epsilon": None, "query_epsilon": None}
+                      "query_quota": 100000, "access_days": None, "trial_days": None, "trial_queries": None,
+                      "epsilon": None, "query_epsilon": None}
+    assert (got[2]["trial_days"], got[2]["trial_queries"]) == (14, 100)
 
 
 async def test_missing_rights_are_a_field_level_validation_problem(catalog: RunningApp, tokens: Tokens) -> None:

@@ -52,8 +52,8 @@ async def test_internal_version_has_the_contract_shape(catalog: RunningApp, toke
     assert body["usage_policy"] == {"allowed_purposes": ["research", "commercial"], "max_duration_days": 365,
                                     "resale_allowed": False, "territories": ["EU"]}
     assert set(body["plans"][0]) == {"id", "name", "kind", "currency", "price", "period", "price_per_query",
-                                     "included_queries", "tiers", "query_quota", "access_days",
-                                     "epsilon", "query_epsilon"}
+                                     "included_queries", "tiers", "query_quota", "access_days", "trial_days",
+                                     "trial_queries", "epsilon", "query_epsilon"}
     summary = (await catalog.client.get(f"/internal/v1/products/{pid}", headers=tokens.service)).json()
     assert summary == {"product_id": pid, "status": "listed", "provider_org": ORG_A, "latest_version": 1}
 

@@ -122,6 +122,48 @@ class Harness:
         assert resp.status_code == 201, resp.text
         return dict(resp.json())
 
+    async def subscribe(self, plan_id: str = "plan_monthly", *, payment_method: str = "pm_card_visa",
+                        buyer: dict[str, str] | None = None, expect: int = 201,
+                        **extra: Any) -> dict[str, Any]:
+        """Quote ``plan_id`` as a subscription and start it; the subscription (or the problem)."""
+        offer = extra.pop("offer_id", None)
+        quote = await self.quote(plan_id, buyer=buyer, mode="subscription",
+                                 **({"offer_id": offer} if offer else {}))
+        body = {"quote_id": quote["id"], "purpose": "research", "payment_method": payment_method, **extra}
+        resp = await self.client.post("/v1/subscriptions", json=body, headers={
+            **(buyer or self.buyer()), "Idempotency-Key": str(uuid.uuid4())})
+        assert resp.status_code == expect, resp.text
+        return dict(resp.json())
+
+    async def subscription(self, sub_id: str) -> dict[str, Any]:
+        resp = await self.client.get(f"/v1/subscriptions/{sub_id}", headers=self.operator())
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    async def renew(self, sub_id: str) -> dict[str, Any]:
+        """Bill the next period now (the operator's endpoint); the subscription."""
+        resp = await self.client.post(f"/v1/subscriptions/{sub_id}/renew", headers=self.operator())
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    async def orders_of(self, sub_id: str) -> list[dict[str, Any]]:
+        """The subscription's orders, oldest first."""
+        resp = await self.client.get(f"/v1/orders?subscription_id={sub_id}", headers=self.operator())
+        assert resp.status_code == 200, resp.text
+        return list(reversed(resp.json()["items"]))
+
+    async def delivered(self, timeout: float = 5.0) -> None:
+        """Wait until the outbox to access is empty (grants, changes, revocations delivered)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            async with self.ctx.sessionmaker() as s:
+                pending = (await s.execute(select(outbox.c.id).where(
+                    outbox.c.destination == "access", outbox.c.delivered_at.is_(None)))).first()
+            if pending is None:
+                return
+            assert time.monotonic() < deadline, "entitlement commands not delivered"
+            await asyncio.sleep(0.03)
+
     async def get(self, order_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
         resp = await self.client.get(f"/v1/orders/{order_id}", headers=headers or self.operator())
         assert resp.status_code == 200, resp.text
@@ -213,5 +255,7 @@ async def register_webhook(stripe_url: str, url: str) -> None:
     async with httpx.AsyncClient() as c:
         resp = await c.post(f"{stripe_url}/_config/webhooks/orders",
                             data={"url": url, "secret": WEBHOOK_SECRET,
-                                  "events[]": ["payment_intent.succeeded", "payment_intent.payment_failed"]})
+                                  "events[]": ["payment_intent.succeeded", "payment_intent.payment_failed",
+                                               "invoice.payment_succeeded", "invoice.payment_failed",
+                                               "customer.subscription.deleted"]})
         assert resp.status_code == 200, resp.text

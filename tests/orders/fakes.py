@@ -19,7 +19,11 @@ PLANS: dict[str, dict[str, Any]] = {
                   "query_quota": 100, "access_days": 30},
     "plan_monthly": {"id": "plan_monthly", "name": "Monthly", "kind": "subscription", "currency": "EUR",
                      "price": 4900, "period": "month", "price_per_query": 0, "included_queries": 0,
-                     "tiers": [], "query_quota": 10000, "access_days": None},
+                     "tiers": [], "query_quota": 10000, "access_days": None, "trial_days": 14,
+                     "trial_queries": 100},
+    "plan_premium": {"id": "plan_premium", "name": "Premium", "kind": "subscription", "currency": "EUR",
+                     "price": 9900, "period": "month", "price_per_query": 0, "included_queries": 0,
+                     "tiers": [], "query_quota": 50000, "access_days": None},
     "plan_once_jpy": {"id": "plan_once_jpy", "name": "One-off (JPY)", "kind": "one_time", "currency": "JPY",
                       "price": 5000, "period": None, "price_per_query": 0, "included_queries": 0,
                       "tiers": [], "query_quota": None, "access_days": 90},
@@ -90,6 +94,14 @@ class FakeAccess:
         self.fail_with: int | None = None
         #: While set and not yet released, grants wait for it (a grant "in flight").
         self.hold_grants: asyncio.Event | None = None
+        self.changes: list[dict[str, Any]] = []
+        self.applied: dict[str, dict[str, Any]] = {}
+        #: entitlement id -> the sequence numbers of its recorded queries
+        self.usage: dict[str, list[int]] = {}
+        self._seq = 0
+        self.organisations: dict[str, list[str]] = {
+            "org_buyer_a": ["buyer"], "org_buyer_b": ["buyer"], "org_provider": ["provider"],
+            "org_other": ["provider"]}
         self.app = FastAPI()
 
         @self.app.post("/v1/entitlements")
@@ -109,6 +121,50 @@ class FakeAccess:
             self.entitlements[body["order_id"]] = ent
             return JSONResponse(ent, status_code=201)
 
+        @self.app.post("/v1/entitlements/by-order/{order_id}/changes")
+        async def change(order_id: str, request: Request,
+                         authorization: str | None = Header(default=None)) -> JSONResponse:
+            _check_service(authorization)
+            if self.fail_with:
+                return JSONResponse({"detail": "down"}, status_code=self.fail_with)
+            body = await request.json()
+            ent = self.entitlements.get(order_id)
+            if ent is None:
+                return JSONResponse({"detail": "no entitlement"}, status_code=404)
+            if ent["status"] == "revoked":
+                return JSONResponse({"detail": "revoked"}, status_code=409)
+            if body["change_id"] in self.applied:
+                return JSONResponse(ent, status_code=200)
+            self.applied[body["change_id"]] = body
+            self.changes.append({**body, "order_id": order_id})
+            for key in ("valid_from", "valid_until", "plan_id", "spend_cap"):
+                if body.get(key) is not None:
+                    ent[key] = body[key]
+            if body.get("query_allowance") is not None:
+                ent["query_quota"] = self.used(ent["id"]) + int(body["query_allowance"])
+            elif body.get("unlimited_queries"):
+                ent["query_quota"] = None
+            if body.get("billing_hold") is not None:
+                ent["billing_hold"] = body["billing_hold"]
+            return JSONResponse(ent, status_code=201)
+
+        @self.app.get("/v1/usage/summary")
+        async def usage_summary(entitlement_id: str, after_seq: int = 0,
+                                authorization: str | None = Header(default=None)) -> JSONResponse:
+            _check_service(authorization)
+            seqs = [n for n in self.usage.get(entitlement_id, []) if n > after_seq]
+            return JSONResponse({"entitlement_id": entitlement_id, "after_seq": after_seq,
+                                 "queries": len(seqs), "last_seq": max(seqs, default=after_seq),
+                                 "epsilon": 0.0})
+
+        @self.app.get("/v1/organisations/{org_id}")
+        async def organisation(org_id: str, authorization: str | None = Header(default=None)) -> JSONResponse:
+            _check_service(authorization)
+            roles = self.organisations.get(org_id)
+            if roles is None:
+                return JSONResponse({"detail": "no such organisation"}, status_code=404)
+            return JSONResponse({"id": org_id, "name": org_id, "roles": roles, "status": "active"})
+
         @self.app.post("/v1/entitlements/by-order/{order_id}/revoke")
         async def revoke(order_id: str, request: Request,
                          authorization: str | None = Header(default=None)) -> JSONResponse:
@@ -122,3 +178,14 @@ class FakeAccess:
             ent["status"] = "revoked"
             ent["revoked_reason"] = (await request.json()).get("reason")
             return JSONResponse(ent, status_code=200)
+
+    def used(self, entitlement_id: str) -> int:
+        return len(self.usage.get(entitlement_id, []))
+
+    def record_queries(self, order_id: str, count: int) -> None:
+        """Queries a data service reported on the entitlement of ``order_id``."""
+        ent_id = self.entitlements[order_id]["id"]
+        for _ in range(count):
+            self._seq += 1
+            self.usage.setdefault(ent_id, []).append(self._seq)
+

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shared.migrations import downgrade, upgrade
 from tests.support import PG_DB_PREFIX, POSTGRES_URL, migrations_dir, recreate_pg_database
 
-TABLES = {"quotes", "orders", "payment_attempts", "stripe_events", "ledger_entries", "refunds", "outbox"}
+TABLES = {"quotes", "orders", "payment_attempts", "stripe_events", "ledger_entries", "refunds", "outbox",
+          "billing_customers", "subscriptions", "offers", "trials", "invoices", "payouts", "stripe_objects"}
 
 
 async def tables(url: str) -> set[str]:

@@ -148,7 +148,7 @@ async def test_ledger_totals_with_order_id_cover_only_that_order(orders: Harness
     assert resp.status_code == 200
     assert resp.json()["totals"] == [{"currency": "EUR", "gross": 4900, "platform_fees": 490,
                                       "provider_earnings": 4410, "refunded": 0, "orders": 1,
-                                      "reconciles": True}]
+                                      "tax": 0, "paid_out": 0, "reconciles": True}]
     assert {e["order_id"] for e in resp.json()["items"]} == {first["id"]}
 
 

@@ -14,7 +14,7 @@ async def test_quote_is_a_priced_breakdown_pinned_to_the_version(orders: Harness
     assert (quote["product_id"], quote["version"], quote["provider_org"]) == ("prd_mobility", 1, "org_provider")
     assert quote["price"] == {
         "currency": "EUR", "total": 14700, "platform_fee": 1470, "provider_share": 13230, "fee_bps": 1000,
-        "total_display": "147.00",
+        "total_display": "147.00", "subtotal": 14700, "tax": 0, "tax_bps": 0,
         "lines": [{"code": "base", "description": "Subscription per month", "quantity": 3,
                    "unit_price": 4900, "amount": 14700}],
     }

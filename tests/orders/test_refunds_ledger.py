@@ -83,7 +83,8 @@ async def test_ledger_totals_reconcile_with_orders_per_currency(orders: Harness)
     totals = {t["currency"]: t for t in resp.json()["totals"]}
     assert totals["EUR"]["gross"] == 9800 and totals["EUR"]["refunded"] == 4900
     assert totals["JPY"] == {"currency": "JPY", "gross": 5000, "platform_fees": 500,
-                             "provider_earnings": 4500, "refunded": 0, "orders": 1, "reconciles": True}
+                             "provider_earnings": 4500, "refunded": 0, "orders": 1, "tax": 0, "paid_out": 0,
+                             "reconciles": True}
     assert all(t["reconciles"] for t in totals.values())
     async with orders.ctx.sessionmaker() as s:
         kept = (await s.execute(select(Order.currency, func.sum(Order.gross))

@@ -22,6 +22,8 @@ NOT_FOR_PEOPLE = {
     ("orders", "POST", "/v1/webhooks/stripe"): "Stripe calls it, signed",
     ("access", "POST", "/v1/entitlements"): "orders' fulfilment relay",
     ("access", "POST", "/v1/usage"): "data services report answered queries",
+    ("access", "POST", "/v1/entitlements/by-order/{order_id}/changes"): "orders' billing changes (outbox)",
+    ("access", "GET", "/v1/usage/summary"): "orders bills metered periods from it; people read usage",
     ("catalog", "PUT", "/v1/products/{product_id}/privacy-budget"): "data services report their budget",
     ("audit", "POST", "/v1/events"): "services append events through their outboxes",
     ("every", "GET", "/healthz"): "liveness probe; `sluice status` uses /readyz",

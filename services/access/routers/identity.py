@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from services.access import entitlements, identity
 from services.access.audit_events import audit
@@ -18,10 +18,12 @@ from services.access.schemas import (
     SigningKeyInfo,
     StatusChange,
 )
-from shared.auth import Operator, Principal
+from shared.auth import Operator, Principal, require_roles
 from shared.db import Database, DbSession
 from shared.pagination import CursorParam, LimitParam, Page
 from shared.problems import problem_docs
+
+OperatorOrService = Annotated[Principal, Depends(require_roles("operator", "service"))]
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 
@@ -71,8 +73,10 @@ async def list_organisations(
 
 
 @router.get("/organisations/{org_id}", response_model=Organisation,
-            summary="Get an organisation (operator)", responses=problem_docs(401, 403, 404))
-async def get_organisation(org_id: str, session: DbSession, _: Operator) -> Organisation:
+            summary="Get an organisation (operator, service)",
+            description="Services read it too (orders checks that a private offer goes to an active buyer "
+            "organisation).", responses=problem_docs(401, 403, 404))
+async def get_organisation(org_id: str, session: DbSession, _: OperatorOrService) -> Organisation:
     return Organisation.model_validate(await identity.get_organisation(session, org_id))
 
 

@@ -31,7 +31,7 @@ def _after(cursor: str | None) -> int | None:
 def _totals(rows: list[ledger.CurrencyTotals]) -> list[CurrencyTotal]:
     return [CurrencyTotal(currency=t.currency, gross=t.gross, platform_fees=t.platform_fees,
                           provider_earnings=t.provider_earnings, refunded=t.refunded, orders=t.orders,
-                          reconciles=t.reconciles) for t in rows]
+                          tax=t.tax, paid_out=t.paid_out, reconciles=t.reconciles) for t in rows]
 
 
 @router.get(

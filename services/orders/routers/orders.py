@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from services.orders import checkout
 from services.orders.context import OrdersContext
+from services.orders.listing import newest_first, next_page
 from services.orders.models import Order as OrderRow
 from services.orders.orders import get_visible, visibility_filter
 from services.orders.refunds import RefundAsk
@@ -17,7 +17,7 @@ from services.orders.schemas import Order, OrderCreate, PayRequest, RefundReques
 from shared.auth import Buyer, Principal, require_roles
 from shared.db import DbSession
 from shared.errors import BadRequest
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from shared.pagination import CursorParam, LimitParam, Page
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -29,6 +29,12 @@ IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", max_length=255,
     description="Required. A unique key per order you mean to place (e.g. a UUID). Repeating a "
     "request with the same key and body returns the same order; a different body is refused.",
+)]
+
+RefundKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=128,
+    description="Needed for partial and pro-rata refunds: a unique value per refund you mean to make; "
+    "repeating it returns the order without refunding again.",
 )]
 
 
@@ -75,8 +81,10 @@ async def list_orders(
     session: DbSession, principal: Reader, limit: LimitParam = 50, cursor: CursorParam = None,
     status_: Annotated[Status | None, Query(alias="status", description="Only orders in this state.")] = None,
     product_id: Annotated[str | None, Query(max_length=64)] = None,
+    subscription_id: Annotated[str | None, Query(max_length=40, description="Only this subscription's "
+                                                 "orders (its periods and plan changes).")] = None,
 ) -> Page[Order]:
-    stmt = select(OrderRow).order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit + 1)
+    stmt = newest_first(select(OrderRow), OrderRow.created_at, OrderRow.id, cursor).limit(limit + 1)
     where = visibility_filter(principal)
     if where is not None:
         stmt = stmt.where(where)
@@ -84,20 +92,9 @@ async def list_orders(
         stmt = stmt.where(OrderRow.status == status_)
     if product_id:
         stmt = stmt.where(OrderRow.product_id == product_id)
-    position = decode_cursor(cursor)
-    if position:
-        try:
-            at, last_id = datetime.fromisoformat(str(position["t"])), str(position["id"])
-        except (KeyError, ValueError) as exc:
-            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
-                             problem="invalid-cursor") from exc
-        stmt = stmt.where(or_(OrderRow.created_at < at,
-                              and_(OrderRow.created_at == at, OrderRow.id < last_id)))
-    rows = list((await session.execute(stmt)).scalars().all())
-    nxt = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = encode_cursor({"t": rows[-1].created_at.isoformat(), "id": rows[-1].id})
+    if subscription_id:
+        stmt = stmt.where(OrderRow.subscription_id == subscription_id)
+    rows, nxt = next_page(list((await session.execute(stmt)).scalars().all()), limit)
     return Page(items=[order_out(o, for_buyer=_for_buyer(principal, o)) for o in rows], next_cursor=nxt)
 
 
@@ -135,13 +132,25 @@ async def cancel_order(order_id: str, request: Request, buyer: Buyer) -> Order:
 
 @router.post(
     "/{order_id}/refund", response_model=Order,
-    summary="Refund a paid order (operator, or the provider of the product)",
-    description="Refunds the payment at Stripe, books ledger reversals and revokes the entitlement "
-    "(through the outbox). Refunding a refunded order changes nothing.",
+    summary="Refund all or part of a paid order (operator, or the provider of the product)",
+    description="Decides the refund first (the order is `refund_pending` while Stripe is asked), refunds "
+    "at Stripe with a stored idempotency key, then books ledger reversals. A full refund makes the order "
+    "`refunded` and revokes the entitlement; a partial one (`amount` in minor units, or `pro_rata`: the "
+    "unused share of the access window) returns it to `fulfilled` and keeps, shortens or ends access "
+    "as `access` says. Never more than was captured (422 `refund-within-captured`). Partial refunds need "
+    "an `Idempotency-Key`. Refunding a refunded order changes nothing.",
     responses=problem_docs(401, 403, 404, 409, 422, 503),
 )
-async def refund_order(order_id: str, body: RefundRequest, request: Request, principal: Refunder) -> Order:
-    order = await checkout.refund_order(_ctx(request), principal, order_id, RefundAsk(reason=body.reason))
+async def refund_order(order_id: str, body: RefundRequest, request: Request, principal: Refunder,
+                       key: RefundKey = None) -> Order:
+    partial = body.amount is not None or body.pro_rata
+    if partial and not (key and key.strip()):
+        raise BadRequest("A partial or pro-rata refund needs an Idempotency-Key header (a unique value per "
+                         "refund you mean to make), so that a retry cannot refund twice.",
+                         problem="idempotency-key-missing")
+    ask = RefundAsk(reason=body.reason, amount=body.amount, pro_rata=body.pro_rata, access=body.access,
+                    request_key=key.strip() if key and key.strip() else None)
+    order = await checkout.refund_order(_ctx(request), principal, order_id, ask)
     return order_out(order, for_buyer=False)
 
 

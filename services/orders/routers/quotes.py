@@ -18,18 +18,22 @@ router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
     "", status_code=status.HTTP_201_CREATED, response_model=Quote,
     summary="Price a plan of a product version (buyer)",
     description="Fetches the pinned version from the catalog, prices the plan for `periods` and "
-    "`quantity` (integer minor units; the platform fee from the settings) and returns a quote valid "
-    "for 15 minutes, for your organisation only and for one order. The product must be listed.",
+    "`quantity` (integer minor units; the platform fee and VAT from the settings) and returns a quote "
+    "valid for 15 minutes, for your organisation only and for one order. The product must be listed "
+    "and the version its latest. `mode`: `prepaid` (an order for `periods`/`quantity`), `subscription` "
+    "(renews every period: start it with `POST /v1/subscriptions`; metered usage is billed after each "
+    "period), `trial` (free, once per organisation and product, when the plan offers one). With "
+    "`offer_id`, prices a private offer made to your organisation (its product, version and terms).",
     responses=problem_docs(401, 403, 404, 422, 503),
 )
 async def create_quote(body: QuoteCreate, request: Request, session: DbSession, buyer: Buyer) -> Quote:
     ctx: OrdersContext = request.app.state.orders
-    quote = await quotes.create_quote(
-        session, ctx.catalog, buyer, product_id=body.product_id, version=body.version,
-        plan_id=body.plan_id, periods=body.periods, quantity=body.quantity,
-        fee_bps=ctx.settings.platform_fee_bps, ttl_seconds=ctx.settings.quote_ttl_seconds,
-    )
-    return quote_out(quote)
+    ask = quotes.QuoteAsk(product_id=body.product_id, version=body.version, plan_id=body.plan_id,
+                          periods=body.periods, quantity=body.quantity, mode=body.mode,
+                          offer_id=body.offer_id)
+    pricing = quotes.Pricing(fee_bps=ctx.settings.platform_fee_bps, tax_bps=ctx.settings.vat_bps,
+                             ttl_seconds=ctx.settings.quote_ttl_seconds)
+    return quote_out(await quotes.create_quote(session, ctx.catalog, buyer, ask, pricing))
 
 
 @router.get("/{quote_id}", response_model=Quote, summary="Get one of your quotes (buyer)",

@@ -29,14 +29,21 @@ LEDGER_COLUMNS = ["id", "order_id", "kind", "account", "amount", "currency", "cr
 @command(quotes, "create", calls="orders POST /v1/quotes")
 def quote_create(
     api: Api,
-    product: Annotated[str, typer.Option(help="the product's id (prd_...).")],
-    version: Annotated[int, typer.Option(help="the published version to buy (see `products get`).")],
-    plan: Annotated[str, typer.Option(help="the plan's id (plan_..., see `products get`).")],
-    periods: Annotated[int, typer.Option(help="subscriptions and metered plans: how many periods.")] = 1,
-    quantity: Annotated[int, typer.Option(help="metered plans: how many queries to buy.")] = 0,
+    product: Annotated[str | None, typer.Option(help="the product's id (prd_...); not with --offer.")] = None,
+    version: Annotated[int | None, typer.Option(
+        help="the published version to buy (the latest; see `products get`).")] = None,
+    plan: Annotated[str | None, typer.Option(help="the plan's id (plan_..., see `products get`).")] = None,
+    periods: Annotated[int, typer.Option(help="prepaid periodic plans: how many periods.")] = 1,
+    quantity: Annotated[int, typer.Option(help="prepaid metered plans: how many queries to buy.")] = 0,
+    mode: Annotated[str, typer.Option(
+        help="prepaid (an order), subscription (renews: `subscriptions create`) or trial (free, once).")]
+    = "prepaid",
+    offer: Annotated[str | None, typer.Option(help="a private offer made to your organisation (off_...).")]
+    = None,
 ) -> Any:
-    """Price a plan for your organisation; the quote's `id` is what `orders create` takes."""
-    return api.quote(product, version, plan, periods=periods, quantity=quantity)
+    """Price a plan for your organisation; the quote's `id` is what `orders create` (or
+    `subscriptions create`) takes."""
+    return api.quote(product, version, plan, periods=periods, quantity=quantity, mode=mode, offer_id=offer)
 
 
 @command(quotes, "get", calls="orders GET /v1/quotes/{quote_id}")
@@ -62,13 +69,16 @@ def order_create(
 def order_list(
     api: Api,
     status: Annotated[str | None, typer.Option(
-        help="pending_payment, payment_failed, paid, fulfilled, cancelled or refunded.")] = None,
+        help="pending_payment, payment_failed, paid, fulfilled, cancelled, refund_pending or refunded.")]
+    = None,
     product: Annotated[str | None, typer.Option(help="only orders of this product (prd_...).")] = None,
+    subscription: Annotated[str | None, typer.Option(
+        help="only this subscription's orders: its periods and plan changes (sbs_...).")] = None,
     limit: Limit = None, cursor: Cursor = None, all_pages: AllPages = False,
 ) -> Any:
     """Orders you may see: your organisation's (buyer), your products' (provider), all (overseers)."""
     return paged(api.orders_page, all_pages=all_pages, cursor=cursor, limit=limit, status=status,
-                 product_id=product)
+                 product_id=product, subscription_id=subscription)
 
 
 @command(orders, "get", calls="orders GET /v1/orders/{order_id}")
@@ -119,11 +129,20 @@ def order_cancel(api: Api, order_id: OrderId) -> Any:
 
 
 @command(orders, "refund", calls="orders POST /v1/orders/{order_id}/refund")
-def order_refund(api: Api, order_id: OrderId, reason: Annotated[str, typer.Option(
-        help="why (recorded on the order and in the audit log).")]) -> Any:
-    """Refund a paid order: money back through Stripe, ledger reversals, entitlement revoked
-    (operator, or the product's provider)."""
-    return api.refund_order(order_id, reason)
+def order_refund(
+    api: Api, order_id: OrderId,
+    reason: Annotated[str, typer.Option(help="why (recorded on the order and in the audit log).")],
+    amount: Annotated[int | None, typer.Option(help="refund only this many minor units (partial).")] = None,
+    pro_rata: Annotated[bool, typer.Option(help="refund the unused share of the access window.")] = False,
+    access: Annotated[str | None, typer.Option(
+        help="a partial refund's effect on access: keep (default), shorten or end.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="partial refunds: retrying with the same key refunds once (default: a new key).")] = None,
+) -> Any:
+    """Refund a paid order, all of it (entitlement revoked) or part (operator, or the product's
+    provider): money back through Stripe and ledger reversals, never more than was paid."""
+    return api.refund_order(order_id, reason, amount=amount, pro_rata=pro_rata, access=access,
+                            idempotency_key=idempotency_key)
 
 
 def register_top_level(app: typer.Typer) -> None:
