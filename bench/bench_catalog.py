@@ -50,7 +50,7 @@ from bench.common import (
     recreate_pg,
     running,
 )
-from bench.load import LoadResult, format_request, run_load_async
+from bench.load import LoadResult, format_request, run_load_async, run_pair_async
 from bench.report import Report
 
 SCRIPT = str(Path(__file__).resolve())
@@ -125,9 +125,15 @@ class Ctx:
             raise RuntimeError(f"{result.errors} of {result.requests} requests failed on port {port}")
         return result
 
-    async def bare(self) -> LoadResult:
-        return await self.load(self.bare_port, ["/bare/product"], seconds=self.args.seconds,
-                               connections=self.args.get_concurrency, auth=False)
+    async def versus(self, port: int, paths: list[str], limit_port: int, limit_paths: list[str],
+                     limit_auth: bool, *, seconds: float) -> tuple[LoadResult, LoadResult]:
+        """A path and its limit in alternating rounds (bench.load.run_pair_async)."""
+        a, b = await run_pair_async(
+            (port, self.gets(paths)), (limit_port, self.gets(limit_paths, limit_auth)),
+            seconds=seconds, connections=self.args.get_concurrency, order="random")
+        if a.errors or b.errors:
+            raise RuntimeError(f"{a.errors} and {b.errors} requests failed")
+        return a, b
 
     def row(self, path: str, **kwargs: Any) -> None:
         self.report.row(path, backend=self.backend, **kwargs)
@@ -152,8 +158,7 @@ async def measure_searches(ctx: Ctx, port: int, workers: int) -> None:
 async def measure_gets(ctx: Ctx, port: int, ids: list[str], workers: int, hot: bool) -> None:
     paths = [f"/v1/products/{ids[0]}"] if hot else [f"/v1/products/{i}" for i in ids]
     label = "one hot product" if hot else f"uniform over {ctx.n:,} (uncached)"
-    r = await ctx.load(port, paths, seconds=ctx.args.seconds, connections=ctx.args.get_concurrency)
-    bare = await ctx.bare()
+    r, bare = await ctx.versus(port, paths, ctx.bare_port, ["/bare/product"], False, seconds=ctx.args.seconds)
     ctx.row(f"catalog: product GET, {label}", figure=r.rps, unit="req/s", limit=bare.rps,
             limit_label="bare FastAPI, same JSON",
             min_ratio=(0.80 if hot else 0.50) if workers == 1 else None,
@@ -161,9 +166,7 @@ async def measure_gets(ctx: Ctx, port: int, ids: list[str], workers: int, hot: b
 
 
 async def measure_token_check(ctx: Ctx, port: int, workers: int) -> None:
-    seconds, conns = ctx.args.seconds / 2, ctx.args.get_concurrency
-    me = await ctx.load(port, ["/v1/me"], seconds=seconds, connections=conns)
-    healthz = await ctx.load(port, ["/healthz"], seconds=seconds, connections=conns, auth=False)
+    me, healthz = await ctx.versus(port, ["/v1/me"], port, ["/healthz"], False, seconds=ctx.args.seconds)
     ctx.row("platform token check: /v1/me vs /healthz (catalog)", figure=me.rps, unit="req/s",
             limit=healthz.rps, limit_label="/healthz, same service", min_ratio=0.75 if workers == 1 else None,
             workers=workers, loadgen=me.tool, details={"me": me.as_dict(), "healthz": healthz.as_dict()})

@@ -114,6 +114,28 @@ async def run_load_async(port: int, requests: list[bytes], **kwargs: Any) -> Loa
     return await asyncio.to_thread(run_load, port, requests, **kwargs)
 
 
+def combine(results: list[LoadResult]) -> LoadResult:
+    """Rounds of one load as one result: total requests over total time; latency
+    percentiles of the median round (by throughput)."""
+    total_s = sum(r.seconds for r in results)
+    total_n = sum(r.requests for r in results)
+    mid = sorted(results, key=lambda r: r.rps)[len(results) // 2]
+    return LoadResult(mid.tool, total_n, round(total_s, 2), round(total_n / total_s, 1), mid.p50_ms,
+                      mid.p90_ms, mid.p99_ms, mid.mean_ms, max(r.max_ms for r in results),
+                      sum(r.errors for r in results), mid.connections)
+
+
+async def run_pair_async(a: tuple[int, list[bytes]], b: tuple[int, list[bytes]], *, seconds: float,
+                         rounds: int = 3, **kwargs: Any) -> tuple[LoadResult, LoadResult]:
+    """A path and its limit measured in alternating rounds (A, B, A, B, ...), ``seconds`` each in
+    total, so a machine whose load drifts during the run slows both alike."""
+    got: tuple[list[LoadResult], list[LoadResult]] = ([], [])
+    for _ in range(rounds):
+        for side, (port, requests) in zip(got, (a, b), strict=True):
+            side.append(await run_load_async(port, requests, seconds=seconds / rounds, **kwargs))
+    return combine(got[0]), combine(got[1])
+
+
 def _run_wrk(port: int, path: Path, seconds: float, connections: int, order: str,
              seed: int, first_number: int) -> LoadResult:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",

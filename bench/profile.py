@@ -44,6 +44,7 @@ LAYERS = [
 
 
 def layer_of(path: str) -> str:
+    path = "/" + path.lstrip("/")  # py-spy prints site-packages paths relative ("sqlalchemy/...")
     for fragment, name in LAYERS:
         if fragment in path:
             return name
@@ -58,24 +59,31 @@ def parse(path: Path) -> list[tuple[list[tuple[str, str]], int]]:
             continue
         frames = []
         for raw in stack.split(";"):
+            if raw.startswith("process "):  # py-spy's per-process pseudo frame
+                continue
             m = FRAME.match(raw.strip())
-            frames.append((m["func"], m["file"]) if m else (raw, ""))
+            frames.append((m["func"], "/" + m["file"].lstrip("/")) if m else (raw, ""))
         stacks.append((frames, int(count)))
     return stacks
 
 
 def summarise(path: Path, title: str = "py-spy profile", top: int = 12) -> str:
-    stacks = parse(path)
+    # Start-up (imports) is not what a benchmark measures.
+    stacks = [(f, c) for f, c in parse(path) if not any(fn == "_find_and_load" for fn, _ in f)]
     total = sum(c for _, c in stacks)
     if not total:
         return f"{title}: no samples"
     layers: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
     for frames, count in stacks:
-        leaf_file = frames[-1][1] if frames else ""
+        leaf_func, leaf_file = frames[-1] if frames else ("?", "")
         layers[layer_of(leaf_file)] += count
+        leaves[f"{leaf_file.lstrip('/')}:{leaf_func}"] += count
         seen = set()
         for func, file in frames:
+            if func in ("<module>", "run_cli"):
+                continue
             if ("/services/" in file or "/shared/" in file) and (func, file) not in seen:
                 seen.add((func, file))
                 short = file[file.find("/services/") + 1 :] if "/services/" in file else \
@@ -85,6 +93,8 @@ def summarise(path: Path, title: str = "py-spy profile", top: int = 12) -> str:
     out += [f"    {100 * c / total:5.1f}%  {name}" for name, c in layers.most_common()]
     out.append("  project functions, inclusive:")
     out += [f"    {100 * c / total:5.1f}%  {name}" for name, c in inclusive.most_common(top)]
+    out.append("  innermost functions (self time):")
+    out += [f"    {100 * c / total:5.1f}%  {name}" for name, c in leaves.most_common(top)]
     return "\n".join(out)
 
 

@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.sql import FromClause
 from sqlalchemy.types import TypeDecorator
 
+from shared.hot_reads import HotPool
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -80,12 +82,15 @@ class Database:
         pool = {} if is_sqlite(url) else {"pool_size": pool_size, "max_overflow": max_overflow}
         self.engine = create_engine(url, echo=echo, **pool)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: asyncpg straight for single-statement hot reads (shared/hot_reads.py).
+        self.hot = HotPool(url, max_size=max(2, pool_size))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self.hot.close()
         await self.engine.dispose()
 
 
@@ -113,6 +118,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, so a
 # failed commit becomes an error response instead of a lie.
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For requests that only read: every statement commits on its own (autocommit), so the
+    request pays no BEGIN and COMMIT round trips. Two statements may see different
+    snapshots; use it only where that is acceptable (search: its counts may lag its page)."""
+    db: Database = request.app.state.db
+    async with db.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(bind=autocommit) as session:
+            yield session
+
+
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -143,7 +143,8 @@ def product_specs(data_service_url: str, suffix: str) -> tuple[dict[str, Any], d
     health = {
         "slug": f"health-visits-{suffix}", "title": "De-identified health-service visits",
         "summary": "Visits, costs and waiting times of synthetic residents, aggregates only.",
-        "description": "k-anonymous (k=10) de-identified records; served only as aggregates.",
+        "description": "De-identified records served only as differentially private aggregates "
+                       "(one person per privacy unit; one budget per month for all buyers).",
         "category": "health", "tags": ["health", "waiting-times"],
         "grade": "L3_sensitive", "personal_data": "deidentified",
         "deidentification": {"method": "pseudonymisation and generalisation (age bands)", "k": 10,
@@ -160,9 +161,26 @@ def product_specs(data_service_url: str, suffix: str) -> tuple[dict[str, Any], d
         "usage_policy": {"allowed_purposes": ["research"], "max_duration_days": 365,
                          "resale_allowed": False, "territories": ["EU"]},
         "plans": [{"name": "Research licence", "kind": "one_time", "currency": "EUR", "price": 4900,
-                   "access_days": 30, "query_quota": 100}],
+                   "access_days": 30, "query_quota": 100, "epsilon": 2.0, "query_epsilon": 0.5}],
     }
     return transit, health
+
+
+def show_private_answer(story: Story, result: dict[str, Any]) -> None:
+    """A differentially private answer as a buyer reads it: noisy values with their 95 %
+    intervals, what was charged and what is left."""
+    privacy = result["privacy"]
+    count, mean = result["accuracy"]
+    story.ok(f"{len(result['rows'])} districts, {result['suppressed_groups']} withheld (noisy count below "
+             f"k={privacy['min_group_size']}); charged ε {privacy['epsilon_charged']} "
+             f"({count['mechanism']}, scale {count['scale']:.1f})")
+    for row, (low, high) in zip(result["rows"], mean["ci95_intervals"], strict=True):
+        story.info(f"  {row[0]:<13} visits {row[1]:>6} ± {count['ci95_half_width']:.0f}   "
+                   f"mean cost {row[2]:>8.2f} € (95 %: {low:.0f}–{high:.0f})")
+    budget = privacy["product_budget"]
+    story.ok(f"product budget {budget['period']}: ε {budget['epsilon_remaining']:g} of "
+             f"{budget['epsilon_total']:g} left for every buyer (renews {budget['renews_at']}); "
+             f"this entitlement: ε {privacy['entitlement_epsilon_remaining']:g} left")
 
 
 def bind_products(aliases_file: Path, transit_id: str, health_id: str) -> None:
@@ -236,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
     story.ok(f"quote {quote['id']}: {quote['price']['total_display']} {quote['price']['currency']} "
              f"(platform fee {quote['price']['platform_fee']}, provider {quote['price']['provider_share']}), "
              f"valid until {quote['expires_at']}")
+    story.info(f"  the plan sells a privacy budget of ε = {quote['access'].get('epsilon_budget')} "
+               f"(ε {plan.get('query_epsilon')} per query unless the query asks for another)")
     try:
         buyer.create_order(quote["id"], "marketing")
     except ApiError as exc:
@@ -272,14 +292,11 @@ def run(args: argparse.Namespace) -> int:
                     raise
                 time.sleep(0.5)
     result = buyer.query(data_url, data_token, {
-        "select": ["district", "age_band"],
+        "select": ["district"],
         "aggregates": [{"fn": "count"}, {"fn": "avg", "column": "cost_eur", "as": "avg_cost"}],
-        "group_by": ["district", "age_band"], "order_by": [{"column": "district", "dir": "asc"}],
-        "limit": 200})
-    story.ok(f"{len(result['rows'])} groups returned, {result['suppressed_groups']} small groups suppressed "
-             f"(fewer than k=10 people)")
-    for row in result["rows"][:3]:
-        story.info(f"  {dict(zip(result['columns'], row, strict=False))}")
+        "group_by": ["district"], "order_by": [{"column": "district", "dir": "asc"}],
+        "epsilon": 0.5})
+    show_private_answer(story, result)
 
     story.step("buyer", "Try a row-level query on the L3 product")
     try:
@@ -298,6 +315,26 @@ def run(args: argparse.Namespace) -> int:
         who = ev["actor"].get("role") or ev["actor"].get("sub") or f"{ev['service']} (system)"
         story.info(f"  #{ev['seq']:<5} {ev['action']:<34} {ev['outcome']:<8} by {who}")
     story.ok(f"{len(trail)} events about order {order['id']} and entitlement {ent['id']}")
+
+    story.step("regulator", "See who spent the product's privacy budget (at the data service)")
+    for product in regulator.privacy_budgets()["items"]:
+        story.ok(f"{product['product_id']} ({', '.join(product['catalog_product_ids'])}), period "
+                 f"{product['period']}: ε {product['epsilon_spent']:g} of {product['epsilon_total']:g} spent "
+                 f"in {product['answers']} answers; renews {product['renews_at']}")
+        for org in product["by_organisation"]:
+            story.info(f"  {org['organisation_id']}: ε {org['epsilon']:g} in {org['answers']} answers")
+
+    story.step("buyer", "See what is left of the product's budget in the catalog (a labelled copy)")
+    with story.progress("waiting for the data service's budget report to reach the catalog"):
+        deadline = time.monotonic() + 20
+        while (copy := buyer.get_product(health["id"]).get("privacy_budget")) is None \
+                and time.monotonic() < deadline:
+            time.sleep(1)
+    if copy is None:
+        story.info("  not reported yet (the data service reports every few seconds)")
+    else:
+        story.ok(f"catalog: ε {copy['epsilon_remaining']:g} of {copy['epsilon_total']:g} left in "
+                 f"{copy['period']} ({copy['source']}, as of {copy['as_of']})")
 
     story.step("regulator", "Verify the log cryptographically (standalone verifier)")
     from services.audit import verify

@@ -6,8 +6,10 @@ from fastapi import FastAPI
 
 from services.audit.checkpoints import checkpointing
 from services.audit.routers import ingest, regulator, transparency
+from services.audit.schemas import EventBatch
 from services.audit.settings import AuditSettings
 from shared.app import create_service_app
+from shared.raw_body import document_body_models
 
 DESCRIPTION = """
 The tamper-evident, append-only audit log regulators query and verify.
@@ -29,7 +31,7 @@ Errors are RFC 9457 `application/problem+json`.
 
 def create_app(settings: AuditSettings | None = None) -> FastAPI:
     settings = settings or AuditSettings()
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Sluice audit",
         description=DESCRIPTION,
@@ -42,3 +44,5 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
             {"name": "operations", "description": "Health, readiness and metrics"},
         ],
     )
+    document_body_models(app, EventBatch)  # read from raw bytes by POST /v1/events
+    return app

@@ -24,9 +24,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.audit import log
+from services.audit import log, tree
 from services.audit.models import checkpoints, log_keys, writer_lock
 from services.audit.settings import AuditSettings
+from services.audit.tree import TreeCache
 from services.audit.verifylib import Checkpoint, NoteSigner, parse_signer_key, sign_checkpoint
 from shared.db import Database, serialise_with_replicas, utcnow
 
@@ -101,9 +102,11 @@ async def history(session: AsyncSession, after_size: int | None, limit: int) -> 
 
 class Checkpointer:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], signer: NoteSigner, origin: str
+        self, sessionmaker: async_sessionmaker[AsyncSession], signer: NoteSigner, origin: str,
+        cache: TreeCache | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.cache = cache
         self.signer = signer
         self.origin = origin
         self._lock = asyncio.Lock()
@@ -116,10 +119,12 @@ class Checkpointer:
                 async with session.begin():
                     await log.take_write_lock(session, CHECKPOINT_LOCK_KEY)
                     last = await session.scalar(select(func.max(checkpoints.c.tree_size)))
-                    size = await log.tree_size(session)
+                    size = await tree.tree_size(session)
+                    if self.cache is not None:
+                        self.cache.saw_size(size)
                     if last is not None and size <= last:
                         return None
-                    root = await log.root_hash(session, size)
+                    root = await tree.root_hash(session, size, self.cache)
                     note = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
                     cp = StoredCheckpoint(size, root, note, f"{self.signer.key_id:08x}", utcnow())
                     await session.execute(
@@ -148,9 +153,10 @@ async def checkpointing(app: FastAPI) -> AsyncIterator[None]:
     """Lifespan step: the ordered writer, the signer and the checkpoint task."""
     settings: AuditSettings = app.state.settings
     db: Database = app.state.db
-    app.state.log_writer = log.LogWriter(db.sessionmaker)
+    app.state.tree_cache = TreeCache()
+    app.state.log_writer = log.LogWriter(db.sessionmaker, app.state.tree_cache)
     signer = await load_signer(db.sessionmaker, settings)
-    checkpointer = Checkpointer(db.sessionmaker, signer, settings.log_origin)
+    checkpointer = Checkpointer(db.sessionmaker, signer, settings.log_origin, app.state.tree_cache)
     app.state.checkpointer = checkpointer
     await checkpointer.run_once()  # the first checkpoint exists before the first request
     task = asyncio.create_task(

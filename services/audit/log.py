@@ -4,30 +4,43 @@ One ordered writer assigns sequence numbers. Inside a process, concurrent
 appends are combined into one transaction (group commit) behind an asyncio
 lock; across processes, PostgreSQL's transaction-level advisory lock orders the
 writers (SQLite's database write lock does the same for one file). Inside the
-transaction the writer reads the current size, skips event ids already stored
-(idempotency), assigns ``seq = size + i``, inserts events with their leaf
-hashes and the newly completed subtree nodes, and commits: all or nothing, so
-sequence numbers never have gaps or duplicates.
+transaction the writer reads the current size, assigns ``seq = size + i``,
+inserts events with their leaf hashes and the newly completed subtree nodes,
+and commits: all or nothing, so sequence numbers never have gaps or duplicates.
+
+Idempotency is optimistic: the unique index on ``event_id`` already checks
+every insert, so a group is first written as if all its events were new; only
+when that insert hits an event id already stored (a producer re-sending after a
+timeout) is the transaction rolled back and the group written again, this time
+looking the stored ids up first and skipping them. Re-sends are rare; looking
+every id up on every write would do the index's work twice.
+
+Everything per event that does not depend on ``seq`` (validation, canonical
+JSON) happens before the writer lock, in the request's own task, so the writer
+is never held up by parsing: under the lock it only numbers, hashes, folds the
+tree and inserts whole groups as column arrays (one statement per table).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit import merkle
 from services.audit.models import events, tree_nodes, writer_lock
-from services.audit.verifylib import canonical_json, leaf_hash
+from services.audit.tree import TreeCache, fetch_nodes, tree_size
+from services.audit.verifylib import canonical_json, is_plain_json, leaf_hash
 from shared.db import utcnow
 from shared.errors import RuleViolation
 from shared.events import AuditEvent
@@ -40,10 +53,6 @@ APPEND_LOCK_KEY = 0x51C1A0D1
 MAX_GROUP_EVENTS = 5000
 
 _datetime_json = TypeAdapter(datetime)
-
-
-class TreeCorrupted(RuntimeError):
-    """A node the tree layout guarantees is missing: storage was tampered with."""
 
 
 @dataclass(frozen=True)
@@ -99,13 +108,28 @@ def leaf_bytes(p: _Prepared, seq: int, received_at_json: bytes) -> bytes:
     )
 
 
+def canonical_event_json(event_json: dict[str, Any]) -> bytes:
+    """RFC 8785 JSON of an AuditEvent's JSON dump, quickly.
+
+    Every member but ``details`` is typed (strings, nulls, fixed ASCII keys), so when
+    ``details`` is plain JSON (see :func:`is_plain_json`) sorted-key orjson output is
+    already canonical; orjson refuses lone surrogates, which then take the general path
+    like every other unusual value (tests compare both with ``rfc8785``)."""
+    if is_plain_json(event_json["details"]):
+        try:
+            return orjson.dumps(event_json, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            pass
+    return canonical_json(event_json)
+
+
 def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
     """Serialise and check that every event can be canonicalised (RFC 8785),
     so a bad event is refused before it can reach the writer."""
     out = []
     for i, event in enumerate(batch):
         try:
-            whole = canonical_json(event.model_dump(mode="json"))
+            whole = canonical_event_json(event.model_dump(mode="json"))
         except ValueError as exc:
             raise RuleViolation(
                 f"events[{i}] cannot be canonicalised as RFC 8785 JSON ({exc}); "
@@ -135,89 +159,6 @@ def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
 class _Pending:
     prepared: list[_Prepared]
     future: asyncio.Future[list[AppendResult]]
-
-
-# --- reading the tree -----------------------------------------------------------
-
-#: Proof reads run in a session (inside a write) or on a bare autocommit
-#: connection (public proof endpoints: no BEGIN/COMMIT round trips).
-Reader = AsyncSession | AsyncConnection
-
-
-def dialect_of(reader: Reader) -> str:
-    if isinstance(reader, AsyncConnection):
-        return reader.dialect.name
-    return reader.get_bind().dialect.name
-
-
-
-async def tree_size(session: Reader) -> int:
-    last = await session.scalar(select(func.max(events.c.seq)))
-    return 0 if last is None else int(last) + 1
-
-
-# PostgreSQL: one statement of constant text (array parameters), so asyncpg
-# reuses its prepared statement whatever the number of nodes.
-_PG_FETCH = text(
-    "SELECT 0 AS level, seq AS idx, leaf_hash AS hash FROM events WHERE seq = ANY(:seqs) "
-    "UNION ALL SELECT t.level, t.idx, t.hash FROM tree_nodes t "
-    "JOIN unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])) AS w(level, idx) "
-    "ON t.level = w.level AND t.idx = w.idx"
-)
-
-
-async def fetch_nodes(session: Reader, nodes: set[merkle.Node]) -> dict[merkle.Node, bytes]:
-    """Read stored nodes (level 0 from ``events``, the rest from ``tree_nodes``)."""
-    found: dict[merkle.Node, bytes] = {}
-    leaves = [idx for level, idx in nodes if level == 0]
-    inner = [(level, idx) for level, idx in nodes if level]
-    if dialect_of(session) == "postgresql":
-        rows = await session.execute(
-            _PG_FETCH,
-            {"seqs": leaves, "levels": [lv for lv, _ in inner], "idxs": [ix for _, ix in inner]},
-        )
-        found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in rows})
-    else:
-        if leaves:
-            leaf_rows = await session.execute(
-                select(events.c.seq, events.c.leaf_hash).where(events.c.seq.in_(leaves))
-            )
-            found.update({(0, int(seq)): bytes(h) for seq, h in leaf_rows})
-        by_level: dict[int, list[int]] = {}
-        for level, idx in inner:
-            by_level.setdefault(level, []).append(idx)
-        if by_level:
-            cond = or_(*(
-                and_(tree_nodes.c.level == lv, tree_nodes.c.idx.in_(ix)) for lv, ix in by_level.items()
-            ))
-            node_rows = await session.execute(
-                select(tree_nodes.c.level, tree_nodes.c.idx, tree_nodes.c.hash).where(cond)
-            )
-            found.update({(int(lv), int(ix)): bytes(h) for lv, ix, h in node_rows})
-    missing = nodes - found.keys()
-    if missing:
-        raise TreeCorrupted(
-            f"{len(missing)} stored tree node(s) are missing, e.g. {sorted(missing)[:3]}; "
-            "the log storage was changed outside the service"
-        )
-    return found
-
-
-async def range_hashes(session: Reader, ranges: Sequence[merkle.Range]) -> list[bytes]:
-    stored = await fetch_nodes(session, merkle.plan(ranges))
-    return merkle.range_hashes(ranges, stored)
-
-
-async def root_hash(session: Reader, size: int) -> bytes:
-    return (await range_hashes(session, [(0, size)]))[0]
-
-
-async def inclusion_proof(session: Reader, leaf_index: int, size: int) -> list[bytes]:
-    return await range_hashes(session, merkle.inclusion_ranges(leaf_index, size))
-
-
-async def consistency_proof(session: Reader, first: int, second: int) -> list[bytes]:
-    return await range_hashes(session, merkle.consistency_ranges(first, second))
 
 
 async def load_frontier(session: AsyncSession, size: int) -> dict[int, bytes]:
@@ -266,8 +207,11 @@ async def take_write_lock(session: AsyncSession, key: int) -> None:
 class LogWriter:
     """Appends batches in one total order (see the module docstring)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], cache: TreeCache | None = None
+    ) -> None:
         self.sessionmaker = sessionmaker
+        self.cache = cache  # told every size this writer commits
         self._lock = asyncio.Lock()
         self._queue: list[_Pending] = []
         # Right edge of the tree at a known size; valid only while the stored
@@ -302,9 +246,21 @@ class LogWriter:
         return pending.future.result()
 
     async def _write(self, groups: list[list[_Prepared]]) -> list[list[AppendResult]]:
+        try:
+            return await self._write_group(groups, look_up_stored=False)
+        except IntegrityError:
+            # An event id is already in the log (a re-send): write again, skipping stored ids.
+            return await self._write_group(groups, look_up_stored=True)
+
+    async def _write_group(
+        self, groups: list[list[_Prepared]], *, look_up_stored: bool
+    ) -> list[list[AppendResult]]:
         async with self.sessionmaker() as session, session.begin():
             await take_write_lock(session, APPEND_LOCK_KEY)
-            existing = await existing_seqs(session, list({p.event_id for g in groups for p in g}))
+            existing = (
+                await existing_seqs(session, list({p.event_id for g in groups for p in g}))
+                if look_up_stored else {}
+            )
             size = await tree_size(session)
             if self._frontier is not None and self._frontier[0] == size:
                 frontier = self._frontier[1]
@@ -313,7 +269,7 @@ class LogWriter:
             received_at = utcnow()
             received_json = canonical_json(_datetime_json.dump_python(received_at, mode="json"))
             assigned: dict[str, int] = {}
-            rows_out: list[dict[str, Any]] = []
+            kept: list[_Prepared] = []
             leaves: list[bytes] = []
             results: list[list[AppendResult]] = []
             for group in groups:
@@ -325,18 +281,19 @@ class LogWriter:
                     if p.event_id in assigned:  # repeated within this transaction
                         res.append(AppendResult(p.event_id, assigned[p.event_id], True))
                         continue
-                    seq = size + len(rows_out)
+                    seq = size + len(kept)
                     assigned[p.event_id] = seq
-                    h = leaf_hash(leaf_bytes(p, seq, received_json))
-                    leaves.append(h)
-                    rows_out.append(event_row(p.event, seq, received_at, h))
+                    leaves.append(leaf_hash(leaf_bytes(p, seq, received_json)))
+                    kept.append(p)
                     res.append(AppendResult(p.event_id, seq, False))
                 results.append(res)
             new_frontier = frontier
-            if rows_out:
+            if kept:
                 nodes, new_frontier = merkle.append_leaves(size, frontier, leaves)
-                await insert_rows(session, rows_out, nodes)
-        self._frontier = (size + len(rows_out), new_frontier)
+                await insert_rows(session, kept, size, received_at, leaves, nodes)
+        self._frontier = (size + len(kept), new_frontier)
+        if self.cache is not None:
+            self.cache.saw_size(size + len(kept))
         return results
 
 
@@ -361,24 +318,41 @@ _PG_INSERT_NODES = text(
 
 
 async def insert_rows(
-    session: AsyncSession, rows: list[dict[str, Any]], nodes: list[tuple[int, int, bytes]]
+    session: AsyncSession, kept: list[_Prepared], first_seq: int, received_at: datetime,
+    leaves: list[bytes], nodes: list[tuple[int, int, bytes]],
 ) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        params: dict[str, list[Any]] = {c: [r[c] for r in rows] for c, _ in _EVENT_COLUMNS}
-        params["details"] = [
-            json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in params["details"]
-        ]
-        await session.execute(_PG_INSERT_EVENTS, params)
+    """Insert the events numbered ``first_seq, first_seq + 1, ...`` and the new tree nodes."""
+    if session.get_bind().dialect.name != "postgresql":
+        rows = [event_row(p.event, first_seq + i, received_at, h)
+                for i, (p, h) in enumerate(zip(kept, leaves, strict=True))]
+        await session.execute(insert(events), rows)
         if nodes:
             await session.execute(
-                _PG_INSERT_NODES,
-                {"level": [n[0] for n in nodes], "idx": [n[1] for n in nodes], "hash": [n[2] for n in nodes]},
+                insert(tree_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
             )
         return
-    await session.execute(insert(events), rows)
+    evs = [p.event for p in kept]
+    await session.execute(_PG_INSERT_EVENTS, {
+        "seq": list(range(first_seq, first_seq + len(kept))),
+        "event_id": [p.event_id for p in kept],
+        "occurred_at": [e.occurred_at for e in evs],
+        "received_at": [received_at] * len(kept),
+        "service": [e.service for e in evs],
+        "action": [e.action for e in evs],
+        "actor_sub": [e.actor.sub for e in evs],
+        "actor_org": [e.actor.org for e in evs],
+        "actor_role": [e.actor.role for e in evs],
+        "subject_type": [e.subject.type for e in evs],
+        "subject_id": [e.subject.id for e in evs],
+        "outcome": [e.outcome for e in evs],
+        "request_id": [e.request_id for e in evs],
+        "details": [orjson.dumps(e.details).decode() for e in evs],
+        "leaf_hash": leaves,
+    })
     if nodes:
         await session.execute(
-            insert(tree_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+            _PG_INSERT_NODES,
+            {"level": [n[0] for n in nodes], "idx": [n[1] for n in nodes], "hash": [n[2] for n in nodes]},
         )
 
 

@@ -58,7 +58,7 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _plain_json(value: Any) -> bool:
+def is_plain_json(value: Any) -> bool:
     """True when ``json.dumps(sort_keys=True)`` already yields RFC 8785 output:
     no floats (JCS formats numbers like ECMAScript), integers in the IEEE-754
     safe range, ASCII object keys (so code-point order equals UTF-16 order) and
@@ -68,7 +68,7 @@ def _plain_json(value: Any) -> bool:
         return value.isascii() or not _SURROGATE.search(value)
     if t is dict:
         for k, v in value.items():
-            if type(k) is not str or not k.isascii() or not _plain_json(v):
+            if type(k) is not str or not k.isascii() or not is_plain_json(v):
                 return False
         return True
     if t is int:
@@ -76,7 +76,7 @@ def _plain_json(value: Any) -> bool:
     if value is None or t is bool:
         return True
     if t is list:
-        return all(map(_plain_json, value))
+        return all(map(is_plain_json, value))
     return False
 
 
@@ -84,7 +84,7 @@ def canonical_json(value: Any) -> bytes:
     """RFC 8785 canonical JSON. Common, simple documents take a fast path that
     produces byte-identical output; everything else goes through ``rfc8785``.
     Raises ``ValueError`` for values JCS cannot represent (NaN, huge integers)."""
-    if _plain_json(value):
+    if is_plain_json(value):
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return rfc8785.dumps(value)
 

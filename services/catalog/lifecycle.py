@@ -22,7 +22,7 @@ from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.catalog import rules
+from services.catalog import rules, views
 from services.catalog.models import Product, ProductTag, ProductVersion
 from services.catalog.schemas import ProductSpec
 from shared.auth import Principal
@@ -302,19 +302,19 @@ async def _publish(
     spec = ProductSpec.model_validate(product.draft)
     now = utcnow()
     version = product.draft_version
-    session.add(
-        ProductVersion(
-            product_id=product.id,
-            version=version,
-            grade=spec.grade,
-            content=product.draft,
-            guardrails=rules.guardrails_for(spec),
-            published_at=now,
-            published_by=product.submitted_by or principal.subject,
-            approved_by=approved_by,
-            approval_note=note,
-        )
+    row = ProductVersion(
+        product_id=product.id,
+        version=version,
+        grade=spec.grade,
+        content=product.draft,
+        guardrails=rules.guardrails_for(spec),
+        published_at=now,
+        published_by=product.submitted_by or principal.subject,
+        approved_by=approved_by,
+        approval_note=note,
     )
+    row.public_doc = views.version_document(product, row)  # rendered once: versions never change
+    session.add(row)
     await _replace_tags(session, product, _project(product, product.draft))
     first = product.status in ("draft", "in_review")
     product.latest_version = version

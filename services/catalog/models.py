@@ -124,6 +124,37 @@ class ProductVersion(Base):
     published_by: Mapped[str] = mapped_column(String(64))
     approved_by: Mapped[str | None] = mapped_column(String(64), default=None)
     approval_note: Mapped[str | None] = mapped_column(Text, default=None)
+    # The version's members of its public view as JSON, rendered once at publication
+    # (services/catalog/published.py); null for versions published before migration 0004.
+    public_doc: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class ListedFacetCount(Base):
+    """Listed products per combination of the facet columns, kept exact by triggers
+    (migration 0005): totals and facets of filter-only searches without counting products."""
+
+    __tablename__ = "listed_facet_counts"
+
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grade: Mapped[str] = mapped_column(String(16), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)  # '' for no currency
+    has_free: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    has_one_time: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    has_subscription: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    has_metered: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class WordFacetCount(Base):
+    """Per search word (PostgreSQL lexeme), the total and facet counts of the listed products
+    containing it, kept exact by a trigger (migration 0006; empty on SQLite)."""
+
+    __tablename__ = "word_facet_counts"
+
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    facet: Mapped[str] = mapped_column(String(16), primary_key=True)  # total | category | grade | plan_kind
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)  # '' for the total
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 outbox = outbox_table(Base.metadata)

@@ -204,21 +204,30 @@ class Guardrails(BaseModel):
     epsilon_budget: float | None
 
 
-class ProductView(BaseModel):
-    """A product as one of its versions (or its draft) describes it."""
-
-    model_config = ConfigDict(populate_by_name=True)
+class ProductState(BaseModel):
+    """The product-level members of a ProductView: they change with the product's lifecycle."""
 
     id: str = Field(examples=["prd_5e0b1c9a2f3d4e6a"])
     provider_org: str
     status: Status
-    version: int = Field(description="The version shown (the draft's future number for drafts).")
-    version_state: Literal["published", "draft", "in_review"]
     latest_version: int = Field(description="Newest published version; 0 before the first.")
     pending_draft: Literal["draft", "in_review"] | None = Field(
         description="State of an unpublished working copy, if any (owner and regulators only)."
     )
     status_reason: str | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    listed_at: dt.datetime | None
+
+
+class VersionBody(BaseModel):
+    """The version-level members of a ProductView. A published version's never change, so
+    its public JSON is rendered once, at publication (``product_versions.public_doc``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    version: int = Field(description="The version shown (the draft's future number for drafts).")
+    version_state: Literal["published", "draft", "in_review"]
     slug: str
     title: str
     summary: str
@@ -240,10 +249,15 @@ class ProductView(BaseModel):
     usage_policy: UsagePolicy
     derived_from: list[str]
     plans: list[Plan]
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    listed_at: dt.datetime | None
     published_at: dt.datetime | None = None
+
+
+class ProductView(VersionBody, ProductState):
+    """A product as one of its versions (or its draft) describes it: the product's state
+    members first, then the version's (the order in which a stored public document is
+    spliced after the state; see services/catalog/views.py)."""
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class VersionSummary(BaseModel):

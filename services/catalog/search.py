@@ -11,6 +11,7 @@ matches first, so the same query ranks the same products first on both.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from sqlalchemy import (
     FromClause,
     Integer,
     Select,
+    Text,
     and_,
     column,
     func,
@@ -31,12 +33,13 @@ from sqlalchemy import (
     table,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
 from services.catalog.cache import TtlCache
 from services.catalog.lifecycle import is_regulator
-from services.catalog.models import Product, ProductTag
+from services.catalog.models import ListedFacetCount, Product, ProductTag, WordFacetCount
 from shared.auth import Principal
 from shared.errors import BadRequest, Forbidden
 from shared.pagination import encode_cursor
@@ -46,6 +49,8 @@ PLAN_KINDS = ("free", "one_time", "subscription", "metered")
 MAX_FACET_VALUES = 50
 
 _products = Product.__table__
+_COUNTS = ListedFacetCount.__table__
+_WORDS = WordFacetCount.__table__
 _fts = table("products_fts", column("rowid", Integer))
 _KIND_COLUMN = {
     "free": _products.c.has_free,
@@ -115,6 +120,7 @@ class _Plan:
         self.where: list[ColumnElement[bool] | TextClause] = []
         self.rank: ColumnElement[Any] | None = None
         self.rank_desc = True
+        self.tsquery: ColumnElement[Any] | None = None  # PostgreSQL
         self._tiers: dict[int, list[ColumnElement[bool] | TextClause]] = {}
         self._nothing = False
         self._visibility(principal, query)
@@ -168,11 +174,15 @@ class _Plan:
         if dialect == "postgresql":
             vector: ColumnElement[Any] = literal_column("products.search_vector")
             title_vector: ColumnElement[Any] = literal_column("products.title_vector")
-            tsq = func.plainto_tsquery(literal_column("'english'"), " ".join(words))
-            matches = vector.op("@@", return_type=Boolean)(tsq)
-            in_title = title_vector.op("@@", return_type=Boolean)(tsq)
-            self._tiers = {0: [matches], 1: [matches, in_title], 2: [matches, not_(in_title)]}
-            self.rank = func.ts_rank_cd(vector, tsq)
+            # The words are already operator-free: websearch_to_tsquery ANDs them as
+            # plainto_tsquery would, and never raises on odd input.
+            self.tsquery = func.websearch_to_tsquery(literal_column("'english'"), " ".join(words))
+            matches = vector.op("@@", return_type=Boolean)(self.tsquery)
+            in_title = title_vector.op("@@", return_type=Boolean)(self.tsquery)
+            # Every title/tag lexeme is also in search_vector, so a title match is a match: tier 1
+            # needs only the (small) title index, not the posting list of every mention.
+            self._tiers = {0: [matches], 1: [in_title], 2: [matches, not_(in_title)]}
+            self.rank = func.ts_rank_cd(vector, self.tsquery)
             return
         match = " ".join(f'"{w}"' for w in words)
         title_match = f"{{title tags_text}} : ({match})"
@@ -221,34 +231,52 @@ def _bad_cursor() -> BadRequest:
     )
 
 
+#: Per tier, the newest this many matches are ranked; the rest of the tier follows newest first.
+RANK_WINDOW = 200
+
+
 async def _relevance_page(
     session: AsyncSession, plan: _Plan, query: SearchQuery, offset: int
 ) -> tuple[list[Any], str | None]:
     """Relevance order in two tiers: products with every word in the title or tags first,
-    then the other matches, each tier by rank. Only the (small) first tier is ranked unless
-    the page reaches past it, so common words do not rank every match in the catalog.
-    Ranks are per-query floats; the cursor is an offset."""
-    assert plan.rank is not None
-    c = _products.c
-    order = (plan.rank.desc() if plan.rank_desc else plan.rank.asc(), c.pk.desc())
+    then the other matches. Within a tier the newest :data:`RANK_WINDOW` matches come first,
+    by rank, then the tier's older matches, newest first: ranking (ts_rank_cd reads every
+    position of every matched word) costs a bounded window however common the words are,
+    and the order stays one fixed sequence, so offset cursors page through it consistently.
+    Only the first tier is read unless the page reaches past it."""
     want = query.limit + 1
-    stmt = plan.select(*_HIT_COLUMNS, tier=1).order_by(*order).offset(offset).limit(want)
-    rows = list((await session.execute(stmt)).all())
+    rows = await _tier_rows(session, plan, 1, offset, want)
     if len(rows) < want:
         if rows:
             first_tier = offset + len(rows)
         else:
             first_tier = (await session.execute(plan.select(func.count(), tier=1))).scalar_one()
-        stmt = (
-            plan.select(*_HIT_COLUMNS, tier=2)
-            .order_by(*order)
-            .offset(max(0, offset - first_tier))
-            .limit(want - len(rows))
-        )
-        rows += list((await session.execute(stmt)).all())
+        rows += await _tier_rows(session, plan, 2, max(0, offset - first_tier), want - len(rows))
     more = len(rows) > query.limit
     nxt = encode_cursor({"s": "relevance", "o": offset + query.limit}) if more else None
     return rows[: query.limit], nxt
+
+
+async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int, want: int) -> list[Any]:
+    """Rows ``offset .. offset + want`` of one tier in relevance order (see above)."""
+    c = _products.c
+    newest = (c.listed_at.desc(), c.pk.desc())
+    rows: list[Any] = []
+    if offset < RANK_WINDOW:
+        assert plan.rank is not None
+        # The window is chosen by keys only (a narrow sort), then its rows are read and ranked.
+        window = plan.select(c.pk, tier=tier).order_by(*newest).limit(RANK_WINDOW)
+        if plan.tsquery is not None:  # PostgreSQL: rank from the stored vector, no new match
+            stmt = select(*_HIT_COLUMNS).where(c.pk.in_(window)).order_by(plan.rank.desc(), c.pk.desc())
+        else:  # SQLite: bm25 exists only inside the FTS5 match
+            stmt = plan.select(*_HIT_COLUMNS, tier=tier).where(c.pk.in_(window)).order_by(
+                plan.rank.asc(), c.pk.desc())
+        rows = list((await session.execute(stmt.offset(offset).limit(want))).all())
+    if len(rows) < want and offset + len(rows) >= RANK_WINDOW:
+        rest = (plan.select(*_HIT_COLUMNS, tier=tier).order_by(*newest)
+                .offset(max(offset, RANK_WINDOW)).limit(want - len(rows)))
+        rows += list((await session.execute(rest)).all())
+    return rows
 
 
 async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple[list[Any], str | None]:
@@ -294,25 +322,91 @@ async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple
 
 
 async def _facets(session: AsyncSession, plan: _Plan) -> tuple[int, dict[str, dict[str, int]]]:
-    """Total and facet counts in one scan: group by the few low-cardinality columns the
-    facets use (at most a few hundred groups, covered by ``ix_products_facets``) and fold
-    the groups into the three facets here."""
+    """Total and facet counts in one scan: group by category and grade (a few dozen groups;
+    the columns are covered by ``ix_products_facets``), counting each plan kind in the group
+    with a FILTER, and fold the groups into the three facets here."""
     c = _products.c
-    kind_cols = [_KIND_COLUMN[k] for k in PLAN_KINDS]
-    stmt = plan.select(c.category, c.grade, *kind_cols, func.count()).group_by(
-        c.category, c.grade, *kind_cols
-    )
+    one: ColumnElement[Any] = literal_column("1")
+    stmt = plan.select(c.category, c.grade, func.count(),
+                       *(func.count(one).filter(_KIND_COLUMN[k].is_(True)) for k in PLAN_KINDS)
+                       ).group_by(c.category, c.grade)
+    return _fold((await session.execute(stmt)).all())
+
+
+def _counted_facets(query: SearchQuery) -> bool:
+    """Can ``listed_facet_counts`` answer this search's total and facets? Yes when every
+    filter is one of its columns (no words, tag, provider or price cap)."""
+    return (query.status == "listed" and not (query.q and query.q.strip()) and not query.tag
+            and not query.provider and query.max_price is None)
+
+
+async def _facets_from_counts(
+    session: AsyncSession, query: SearchQuery
+) -> tuple[int, dict[str, dict[str, int]]]:
+    """Total and facets summed from the maintained counts (a few hundred rows at most)."""
+    c = _COUNTS.c
+    stmt = select(c.category, c.grade, func.sum(c.n),
+                  *(func.sum(c.n).filter(c[f"has_{k}"].is_(True)) for k in PLAN_KINDS)
+                  ).where(c.n > 0).group_by(c.category, c.grade)
+    if query.category:
+        stmt = stmt.where(c.category == query.category)
+    if query.grade:
+        stmt = stmt.where(c.grade == query.grade)
+    if query.plan_kind:
+        stmt = stmt.where(c[f"has_{query.plan_kind}"].is_(True))
+    if query.currency:
+        stmt = stmt.where(c.currency == query.currency)
+    return _fold((await session.execute(stmt)).all())
+
+
+def _one_word_search(query: SearchQuery) -> bool:
+    """A listed-product search for one word and nothing else: ``word_facet_counts`` may know it."""
+    return (query.status == "listed" and len(query_words(query.q or "")) == 1 and not query.category
+            and not query.tag and not query.grade and not query.provider and not query.plan_kind
+            and query.max_price is None and not query.currency)
+
+
+async def _facets_of_one_word(
+    session: AsyncSession, query: SearchQuery
+) -> tuple[int, dict[str, dict[str, int]]] | None:
+    """Total and facets of a one-word search from ``word_facet_counts`` (PostgreSQL), or None
+    when the word is not exactly one lexeme there (then the caller counts the matches)."""
+    vector = func.to_tsvector(literal_column("'english'"), query_words(query.q or "")[0])
+    lexemes = func.tsvector_to_array(vector, type_=ARRAY(Text))
+    c = _WORDS.c
+    stmt = select(c.facet, c.value, c.n).where(
+        func.array_length(lexemes, 1) == 1, c.lexeme == lexemes[1], c.n > 0)
+    rows = (await session.execute(stmt)).all()
+    if not rows:
+        return None  # several lexemes, or none listed: counting directly is exact and cheap
+    total = 0
+    facets: dict[str, dict[str, int]] = {
+        "category": {}, "grade": {}, "plan_kind": dict.fromkeys(PLAN_KINDS, 0)}
+    for facet, value, n in rows:
+        if facet == "total":
+            total = int(n)
+        else:
+            facets[facet][value] = int(n)
+    top = sorted(facets["category"].items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES]
+    facets["category"] = dict(top)
+    facets["grade"] = dict(sorted(facets["grade"].items()))
+    return total, facets
+
+
+def _fold(groups: Sequence[Any]) -> tuple[int, dict[str, dict[str, int]]]:
+    """(category, grade, count, count per plan kind...) groups folded into the total and
+    the three facets."""
     categories: dict[str, int] = {}
     grades: dict[str, int] = {}
     kinds: dict[str, int] = dict.fromkeys(PLAN_KINDS, 0)
     total = 0
-    for category, grade, *flags, n in (await session.execute(stmt)).all():
+    for category, grade, n, *per_kind in groups:
+        n = int(n)
         total += n
         categories[category] = categories.get(category, 0) + n
         grades[grade] = grades.get(grade, 0) + n
-        for kind, flag in zip(PLAN_KINDS, flags, strict=True):
-            if flag:
-                kinds[kind] += n
+        for kind, k in zip(PLAN_KINDS, per_kind, strict=True):
+            kinds[kind] += int(k or 0)
     top = dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES])
     return total, {"category": top, "grade": dict(sorted(grades.items())), "plan_kind": kinds}
 
@@ -348,7 +442,12 @@ async def search(
     if cached is not None:
         total, facets = cached  # type: ignore[misc]
     elif query.facets:
-        total, facets = await _facets(session, plan)
+        counted = None
+        if _counted_facets(query):
+            counted = await _facets_from_counts(session, query)
+        elif dialect == "postgresql" and _one_word_search(query):
+            counted = await _facets_of_one_word(session, query)
+        total, facets = counted or await _facets(session, plan)
         if facet_cache is not None and key is not None:
             facet_cache.put(key, (total, facets))
     return SearchResult([_hit(r) for r in rows], nxt, total, facets)

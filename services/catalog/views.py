@@ -6,7 +6,7 @@ from typing import Any
 
 from services.catalog import rules
 from services.catalog.models import Product, ProductVersion
-from services.catalog.schemas import ProductSpec
+from services.catalog.schemas import ProductSpec, ProductState, ProductView, VersionBody
 
 _CONTENT_KEYS = (
     "slug", "title", "summary", "description", "category", "tags", "grade", "personal_data",
@@ -95,3 +95,21 @@ def internal_product(product: Product) -> dict[str, Any]:
         "provider_org": product.provider_org,
         "latest_version": product.latest_version,
     }
+
+
+def version_document(product: Product, version: ProductVersion) -> str:
+    """The version's members of its public view as JSON, rendered once when it is published
+    (the members never change): :func:`public_view_json` splices it after the product's state."""
+    view = ProductView.model_validate(version_view(product, version, show_draft_state=False))
+    body = VersionBody.model_validate(view.model_dump(include=set(VersionBody.model_fields)))
+    return body.model_dump_json(by_alias=True)
+
+
+def public_view_json(state: dict[str, Any], document: str) -> bytes:
+    """``ProductView`` JSON of a published version for the public: the product's current state
+    (pending draft and status reason hidden) then the stored version document, byte for byte
+    what validating and dumping the whole view gives (ProductView lists the state first)."""
+    head = ProductState.model_validate(
+        {**state, "pending_draft": None, "status_reason": None}
+    ).model_dump_json()
+    return head[:-1].encode() + b"," + document[1:].encode()

@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.dataservice.aliases import AliasWatcher
+from services.dataservice.budget import period_of
 from services.dataservice.budget_report import REPORT_DESTINATION, BudgetReporter, report_deliverer
 from services.dataservice.config import load_products
-from services.dataservice.datasource import DataSource, data_engine
+from services.dataservice.datasource import BoundProduct, DataSource, data_engine
 from services.dataservice.demo_data import seed_demo_once
 from services.dataservice.dp_answer import ExactCache
 from services.dataservice.releases import Releases
@@ -25,7 +26,7 @@ from services.dataservice.usage import USAGE_DESTINATION, usage_deliverer
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
 from shared.auth import InvalidToken, JWKSKeySource, TokenVerifier
-from shared.db import Database
+from shared.db import Database, utcnow
 from shared.outbox import OutboxRelay, running, stop_task
 
 logger = logging.getLogger("sluice.dataservice")
@@ -111,6 +112,20 @@ async def _first_poll(poller: RevocationPoller) -> None:
                        type(exc).__name__, exc)
 
 
+async def _prepare_releases(service: QueryService, interval: float) -> None:
+    """Build each L3 product's release of the current period when it is missing."""
+    def current_period(bp: BoundProduct) -> str:
+        assert bp.mapping.privacy is not None
+        return period_of(utcnow(), bp.mapping.privacy.period)[0]
+
+    while True:
+        try:
+            await service.releases.prepare(dict(service.data.bound), current_period)
+        except Exception as exc:  # a broken provider database must not end the loop
+            logger.warning("could not prepare the releases (%s: %s)", type(exc).__name__, exc)
+        await asyncio.sleep(interval)
+
+
 @contextlib.asynccontextmanager
 async def data_service(app: FastAPI) -> AsyncIterator[None]:
     """Lifespan step: provider data, query service, revocation feed, usage and budget relays."""
@@ -164,6 +179,10 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
             if watcher_task is not None:
                 stack.push_async_callback(stop_task, watcher_task)
             stack.push_async_callback(stop_task, asyncio.create_task(reporter.run(), name="budget-reports"))
+            if settings.release_check_seconds:
+                stack.push_async_callback(stop_task, asyncio.create_task(
+                    _prepare_releases(app.state.query_service, settings.release_check_seconds),
+                    name="releases"))
             await stack.enter_async_context(running(relays))
             if token is not None:
                 await _first_poll(app.state.revocation_poller)

@@ -27,9 +27,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dataservice.config import PrivacyBudget
-from services.dataservice.models import privacy_budgets, privacy_charges
+from services.dataservice.models import entitlement_usage, privacy_budgets, privacy_charges
 from services.dataservice.privacy import MICRO, PICO
-from services.dataservice.usage import insert_ignore, to_micro
+from services.dataservice.usage import UsageState, to_micro, update_or_create
 from shared.db import utcnow
 from shared.errors import ProblemError
 
@@ -122,6 +122,13 @@ def refuse_product(state: ProductBudget, eps_micro: int,
 # --- the ledger ----------------------------------------------------------------------------
 
 
+def terms(product_id: str, privacy: PrivacyBudget) -> ProductBudget:
+    """This period's budget as the mapping declares it (nothing spent; no database)."""
+    period, renews = period_of(utcnow(), privacy.period)
+    return ProductBudget(product_id, period, renews, to_micro(privacy.epsilon), 0,
+                         to_pico(privacy.delta), 0)
+
+
 async def product_budget(session: AsyncSession, product_id: str, privacy: PrivacyBudget,
                          now: datetime | None = None) -> ProductBudget:
     """The current period's budget as it stands (zero spent before the first charge)."""
@@ -134,18 +141,35 @@ async def product_budget(session: AsyncSession, product_id: str, privacy: Privac
                          to_pico(privacy.delta), dspent)
 
 
+async def standing(session: AsyncSession, product_id: str, privacy: PrivacyBudget,
+                   entitlement_id: str) -> tuple[ProductBudget, UsageState]:
+    """The product's budget this period and the entitlement's counters, in one statement
+    (the check before touching any data; the charge re-checks atomically)."""
+    period, renews = period_of(utcnow(), privacy.period)
+    b, u = privacy_budgets.c, entitlement_usage.c
+    mine = (b.product_id == product_id, b.period == period)
+    row = (await session.execute(select(
+        select(b.epsilon_spent_micro).where(*mine).scalar_subquery(),
+        select(b.delta_spent_pico).where(*mine).scalar_subquery(),
+        select(u.queries_used).where(u.entitlement_id == entitlement_id).scalar_subquery(),
+        select(u.epsilon_used_micro).where(u.entitlement_id == entitlement_id).scalar_subquery(),
+    ))).one()
+    state = ProductBudget(product_id, period, renews, to_micro(privacy.epsilon), int(row[0] or 0),
+                          to_pico(privacy.delta), int(row[1] or 0))
+    return state, UsageState(int(row[2] or 0), int(row[3] or 0))
+
+
 async def charge_product(session: AsyncSession, budget: ProductBudget, eps_micro: int,
                          delta_pico: int) -> ProductBudget:
     """Spend from the product's budget if it can pay; otherwise raise (the caller's
     transaction rolls back)."""
     now = utcnow()
-    await insert_ignore(session, privacy_budgets, {
+    b = privacy_budgets.c
+    row = await update_or_create(session, privacy_budgets, {
         "product_id": budget.product_id, "period": budget.period,
         "epsilon_total_micro": budget.epsilon_total_micro, "epsilon_spent_micro": 0,
         "delta_total_pico": budget.delta_total_pico, "delta_spent_pico": 0, "answers": 0,
-        "renews_at": budget.renews_at, "updated_at": now}, ["product_id", "period"])
-    b = privacy_budgets.c
-    row = (await session.execute(
+        "renews_at": budget.renews_at, "updated_at": now}, ["product_id", "period"],
         update(privacy_budgets)
         .where(b.product_id == budget.product_id, b.period == budget.period,
                b.epsilon_spent_micro + eps_micro <= budget.epsilon_total_micro,
@@ -154,7 +178,7 @@ async def charge_product(session: AsyncSession, budget: ProductBudget, eps_micro
                 delta_spent_pico=b.delta_spent_pico + delta_pico, answers=b.answers + 1,
                 epsilon_total_micro=budget.epsilon_total_micro,
                 delta_total_pico=budget.delta_total_pico, updated_at=now)
-        .returning(b.epsilon_spent_micro, b.delta_spent_pico))).first()
+        .returning(b.epsilon_spent_micro, b.delta_spent_pico))
     if row is None:
         current = (await session.execute(select(b.epsilon_spent_micro, b.delta_spent_pico).where(
             b.product_id == budget.product_id, b.period == budget.period))).one()

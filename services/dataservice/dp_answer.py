@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,14 +171,19 @@ class ExactCache:
                            [f.model_dump(mode="json") for f in query.where],
                            [[s.kind, s.column] for s in stats]], sort_keys=True, default=str)
 
-    async def get(self, engine: AsyncEngine, release: Release, query: Query,
-                  stats: Sequence[Stat]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    async def get(self, engine: AsyncEngine, release: Release, query: Query, stats: Sequence[Stat], *,
+                  before_reading: Callable[[], Awaitable[None]] | None = None,
+                  ) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """The exact aggregates, from memory or from the copy (``before_reading`` runs first,
+        only when the copy has to be read)."""
         key = self.key(release, query, stats)
         found = self._data.get(key)
         if found is not None:
             self._data.move_to_end(key)
             self.hits += 1
             return found
+        if before_reading is not None:
+            await before_reading()
         self.misses += 1
         width = len(query.group_by)
         async with engine.connect() as conn:

@@ -29,12 +29,13 @@ import asyncio
 import hashlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, MetaData, Table, case, delete, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.dataservice.config import ProductMapping
 from services.dataservice.datasource import BoundProduct
@@ -139,6 +140,18 @@ class Releases:
         self._ready[key] = release
         return release
 
+    async def prepare(self, products: dict[str, BoundProduct],
+                      period_of: Callable[[BoundProduct], str]) -> None:
+        """Make sure every L3 product's current release exists (a background task calls this
+        at start and every minute, so queries rarely wait for a copy)."""
+        for product_id, bp in products.items():
+            if bp.mapping.privacy is None or bp.mapping.person_column is None:
+                continue
+            try:
+                await self.current(product_id, bp, period_of(bp))
+            except ReleaseUnavailable as exc:
+                logger.warning("release of %s not prepared (%s); the next query retries", product_id, exc)
+
     async def _find_or_build(self, product_id: str, bp: BoundProduct, period: str) -> Release:
         found = await self._registered(product_id, period)
         if found is not None and await self._has_layout(bp, found[0]):
@@ -185,11 +198,11 @@ class Releases:
         try:
             async with self.own.begin() as own:
                 await own.run_sync(table.create)
+                write = await _writer(own, table)
                 async with self.provider.connect() as src:
                     result = await src.stream(bounded_select(bp))
                     async for batch in result.partitions(self.batch_rows):
-                        await own.execute(insert(table), [dict(zip(table.c.keys(), r, strict=True))
-                                                          for r in batch])
+                        await write([tuple(r) for r in batch])
                         rows += len(batch)
         except SQLAlchemyError as exc:
             logger.error("could not build the bounded copy %s of %s: %s", name, bp.mapping.table, exc)
@@ -231,6 +244,25 @@ class Releases:
                 await conn.run_sync(lambda c: Table(name, MetaData()).drop(c, checkfirst=True))
         except SQLAlchemyError as exc:  # best effort: a leftover table holds no privacy risk
             logger.warning("could not drop the old bounded copy %s: %s", name, exc)
+
+
+async def _writer(own: AsyncConnection, table: Table) -> Callable[[list[tuple[Any, ...]]], Awaitable[None]]:
+    """Batches into the copy: PostgreSQL's COPY when the own database is PostgreSQL (a
+    million rows in seconds), multi-row INSERTs otherwise."""
+    columns = list(table.c.keys())
+    if own.dialect.name == "postgresql":
+        raw = (await own.get_raw_connection()).driver_connection
+        assert raw is not None
+
+        async def copy(batch: list[tuple[Any, ...]]) -> None:
+            await raw.copy_records_to_table(table.name, records=batch, columns=columns)
+
+        return copy
+
+    async def insert_rows(batch: list[tuple[Any, ...]]) -> None:
+        await own.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in batch])
+
+    return insert_rows
 
 
 def _mapping_of_copy(mapping: ProductMapping) -> ProductMapping:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,24 +287,34 @@ class QueryService:
         assert m.privacy is not None and ctx.rules.k is not None
         spec, plan, eps = self._dp_plan(ctx, query)
         limits = grant.usage_limits()
-        async with self.sessionmaker() as session:
-            # Refuse before touching any data when a budget cannot pay (free); the charge re-checks.
-            state = await budget.product_budget(session, m.product_id, m.privacy)
-            problem = budget.refuse_product(state, plan.epsilon_micro, plan.delta_pico)
+        privacy = m.privacy
+        state = budget.terms(m.product_id, privacy)
+
+        async def check_budgets() -> None:
+            """Refuse before reading any data when a budget cannot pay (such a refusal costs
+            nothing). Answers from cached aggregates skip it: the charge re-checks atomically
+            and nothing is released when it refuses."""
+            async with self.sessionmaker() as session:
+                now, counters = await budget.standing(session, m.product_id, privacy, grant.ent)
+            problem = budget.refuse_product(now, plan.epsilon_micro, plan.delta_pico)
             if problem is not None:
                 raise problem
-            usage.refuse_if_spent(await usage.current(session, grant.ent), limits, plan.epsilon_micro)
-        answer = await self._private_answer(ctx, query, spec, plan, state.period)
+            usage.refuse_if_spent(counters, limits, plan.epsilon_micro)
+
+        answer = await self._private_answer(ctx, query, spec, plan, state.period, check_budgets)
         async with self.sessionmaker() as session, session.begin():
-            charged = await budget.charge_product(session, state, plan.epsilon_micro, plan.delta_pico)
+            # Locks: the entitlement's row, then the product's (the same order in every
+            # transaction, so no deadlock). The product's row is shared by every buyer: it is
+            # updated last, so its lock is held only until the commit.
             used = await usage.charge(session, grant.ent, grant.product, limits, plan.epsilon_micro,
                                       len(answer.rows))
             usage_id = await self._report(session, ctx, query, len(answer.rows), answer.withheld,
                                           plan.epsilon_micro)
             await budget.record_charge(
-                session, budget=charged, catalog_product_id=grant.product, entitlement_id=grant.ent,
+                session, budget=state, catalog_product_id=grant.product, entitlement_id=grant.ent,
                 organisation_id=grant.org, subject=grant.sub, jti=grant.jti,
                 eps_micro=plan.epsilon_micro, delta_pico=plan.delta_pico, usage_id=usage_id)
+            charged = await budget.charge_product(session, state, plan.epsilon_micro, plan.delta_pico)
             await record_event(
                 session, service="dataservice", action="dataservice.query.executed",
                 subject_type="entitlement", subject_id=grant.ent, actor=grant.actor,
@@ -335,13 +345,14 @@ class QueryService:
             queries_remaining=used.queries_remaining(limits))
 
     async def _private_answer(self, ctx: Context, query: Query, spec: Statistics, plan: DPPlan,
-                              period: str) -> DPAnswer:
+                              period: str, before_reading: Callable[[], Awaitable[None]]) -> DPAnswer:
         m = ctx.bp.mapping
         assert ctx.rules.k is not None
         try:
             async with asyncio.timeout(self.timeout):
                 release = await self.releases.current(m.product_id, ctx.bp, period)
-                exact = await self.cache.get(self.releases.own, release, query, spec.stats)
+                exact = await self.cache.get(self.releases.own, release, query, spec.stats,
+                                             before_reading=before_reading)
         except TimeoutError as exc:
             raise ServiceUnavailable(
                 f"The answer took longer than {self.timeout:.0f} s (the first query of a period also "

@@ -57,6 +57,12 @@ class DataServiceSettings(ServiceSettings):
         "`epsilon-minimum`: their answers would be almost only noise, and every charge is at "
         "least this).",
     )
+    release_check_seconds: float = Field(
+        default=60.0, ge=0,
+        description="How often the current release period's contribution-bounded copy of each L3 "
+        "product is made if missing (at start and after a period begins), so that no buyer's "
+        "query waits for it; 0 = only when a query needs it.",
+    )
     budget_report_seconds: float = Field(
         default=5.0, gt=0, le=3600,
         description="How often changed privacy budgets are reported to the catalog (through the "

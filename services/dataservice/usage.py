@@ -81,6 +81,18 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
             await session.execute(insert(table).values(**values))
 
 
+async def update_or_create(session: AsyncSession, table: Table, row: dict[str, Any], keys: list[str],
+                           conditional_update: Any) -> Any:
+    """Run a conditional ``UPDATE ... RETURNING``; if its row does not exist yet, create it
+    (race-safe) and run it once more. One statement in the common case; None when the
+    condition refuses."""
+    found = (await session.execute(conditional_update)).first()
+    if found is not None:
+        return found
+    await insert_ignore(session, table, row, keys)
+    return (await session.execute(conditional_update)).first()
+
+
 async def current(session: AsyncSession, entitlement_id: str) -> UsageState:
     row = (await session.execute(
         select(entitlement_usage.c.queries_used, entitlement_usage.c.epsilon_used_micro)
@@ -113,24 +125,21 @@ async def charge(
 ) -> UsageState:
     """Count one query (and its epsilon) if both stay within the limits; else refuse."""
     now = utcnow()
-    await insert_ignore(session, entitlement_usage, {
-        "entitlement_id": entitlement_id, "product_id": product_id, "queries_used": 0,
-        "epsilon_used_micro": 0, "rows_returned": 0, "updated_at": now,
-    }, ["entitlement_id"])
     t = entitlement_usage.c
     conditions = [t.entitlement_id == entitlement_id]
     if limits.query_quota is not None:
         conditions.append(t.queries_used + 1 <= limits.query_quota)
     if limits.epsilon_budget_micro is not None:
         conditions.append(t.epsilon_used_micro + epsilon_micro <= limits.epsilon_budget_micro)
-    result = await session.execute(
-        update(entitlement_usage).where(*conditions).values(
-            queries_used=t.queries_used + 1,
-            epsilon_used_micro=t.epsilon_used_micro + epsilon_micro,
-            rows_returned=t.rows_returned + rows,
-            updated_at=now,
-        ).returning(t.queries_used, t.epsilon_used_micro))
-    row = result.first()
+    row = await update_or_create(session, entitlement_usage, {
+        "entitlement_id": entitlement_id, "product_id": product_id, "queries_used": 0,
+        "epsilon_used_micro": 0, "rows_returned": 0, "updated_at": now,
+    }, ["entitlement_id"], update(entitlement_usage).where(*conditions).values(
+        queries_used=t.queries_used + 1,
+        epsilon_used_micro=t.epsilon_used_micro + epsilon_micro,
+        rows_returned=t.rows_returned + rows,
+        updated_at=now,
+    ).returning(t.queries_used, t.epsilon_used_micro))
     if row is None:
         refuse_if_spent(await current(session, entitlement_id), limits, epsilon_micro)
         raise QuotaExhausted("This entitlement's limits are used up.")  # pragma: no cover

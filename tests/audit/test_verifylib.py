@@ -135,3 +135,25 @@ def test_service_leaf_assembly_equals_the_verifier_definition() -> None:
         assert stored == stored_event_json(event.model_dump(mode="json"), 12345, received)
         received_json = canonical_json(stored["received_at"])
         assert leaf_bytes(prepared, 12345, received_json) == canonical_json(stored) == rfc8785.dumps(stored)
+
+
+@settings(max_examples=300, deadline=None)
+@given(details=st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+       free_text=st.text(max_size=12) | st.none())
+def test_writer_canonical_json_of_any_event_equals_rfc8785(details: dict[str, Any], free_text: str | None) -> None:
+    """The writer canonicalises events with a fast path (orjson, sorted keys); any event it
+    accepts must give exactly rfc8785's bytes, and any it refuses must be refused by rfc8785."""
+    from services.audit.log import canonical_event_json
+    from shared.events import AuditEvent
+    from tests.audit.conftest import make_event
+
+    raw = make_event(5, details=details, request_id=free_text,
+                     actor={"sub": free_text, "org": "org_ü", "role": None})
+    dump = AuditEvent.model_validate(raw).model_dump(mode="json")
+    try:
+        expected = rfc8785.dumps(dump)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(ValueError):
+            canonical_event_json(dump)
+        return
+    assert canonical_event_json(dump) == expected

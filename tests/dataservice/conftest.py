@@ -58,6 +58,14 @@ products:
     domains: {district: [Altstadt, Nordhafen, Westend, Südpark, Oststadt, Bergheim, Lindenau,
                          Mühlental, Harbour Isle]}
     privacy: {epsilon: 1.0, period: quarter, query_epsilon: 0.25}
+  prd_test_bounded:           # the same people, at most 2 visits each, costs clamped to 0..100
+    table: health_visits
+    grade: L3_sensitive
+    columns: [district, service, cost_eur]
+    person_column: person_id
+    max_rows_per_person: 2
+    bounds: {cost_eur: [0, 100]}
+    privacy: {epsilon: 10}
 """
 
 
@@ -104,8 +112,8 @@ def products_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def ds(service_app: AppFactory, demo_data_url: str, products_file: Path) -> AsyncIterator[RunningApp]:
-    async with service_app("dataservice", data_url=demo_data_url,
-                           products_file=str(products_file)) as svc:
+    async with service_app("dataservice", data_url=demo_data_url, products_file=str(products_file),
+                           release_check_seconds=0) as svc:  # releases are made by the first query
         yield svc
 
 

@@ -205,3 +205,16 @@ async def test_schema_shows_the_privacy_terms_and_the_budget_left(
     assert terms["product_budget"]["epsilon_total"] == 100 and terms["product_budget"]["epsilon_spent"] == 0.5
     cols = {c["name"]: c for c in schema["columns"]}
     assert cols["district"]["values"][-1] == "Harbour Isle" and cols["cost_eur"]["bounds"] == [0, 5000]
+
+
+async def test_a_query_the_budget_cannot_pay_is_refused_before_any_data_is_read(
+    ds: RunningApp, data_token: TokenFactory
+) -> None:
+    token = data_token(ent="ent_broke", limits={"epsilon_budget": 0.1})
+    cache = ds.app.state.query_service.cache
+    assert (await query(ds, token, {**BY_DISTRICT, "epsilon": 0.1})).status_code == 200
+    read = cache.misses
+    refused = await query(ds, token, {"select": ["sex"], "group_by": ["sex"],
+                                      "aggregates": [{"fn": "count"}], "epsilon": 0.1})
+    assert refused.status_code == 403 and refused.json()["budget"] == "entitlement"
+    assert cache.misses == read  # the new query's aggregates were never computed

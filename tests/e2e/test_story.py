@@ -84,16 +84,21 @@ def test_a_paid_order_is_fulfilled_with_exactly_one_entitlement(market: Market,
     assert held["audience"] == market.data_url
 
 
-def _bound_answer(market: Market, token: str) -> dict[str, Any]:
-    def answered() -> httpx.Response | None:  # the data service re-reads the aliases within ~2 s
-        resp = query(market, token, AGGREGATE_QUERY)
-        return resp if resp.status_code == 200 else None
-    return dict(wait_until(answered, "the data service to serve the bound product", timeout=15).json())
+def _served(market: Market, token: str) -> None:
+    """Wait until the data service serves the bound product (it re-reads the aliases within
+    ~2 s); asking for the schema spends no privacy budget."""
+    def schema() -> bool:
+        return httpx.get(f"{market.data_url}/v1/schema", headers={"Authorization": f"Bearer {token}"},
+                         timeout=20).status_code == 200
+    wait_until(schema, "the data service to serve the bound product", timeout=15)
 
 
 def test_the_buyer_gets_differentially_private_aggregates(market: Market,
                                                           purchase: dict[str, Any]) -> None:
-    result = _bound_answer(market, purchase["token"])
+    _served(market, purchase["token"])
+    resp = query(market, purchase["token"], AGGREGATE_QUERY)
+    assert resp.status_code == 200, resp.text
+    result = resp.json()
     assert result["columns"] == ["district", "count", "avg_cost"]
     # Every declared district is accounted for: shown with a noisy count of at least k,
     # or withheld because its noisy count is below k (Harbour Isle's 4 people usually are).
@@ -109,7 +114,7 @@ def test_the_buyer_gets_differentially_private_aggregates(market: Market,
 
 def test_row_level_queries_on_the_l3_product_are_refused(market: Market,
                                                          purchase: dict[str, Any]) -> None:
-    _bound_answer(market, purchase["token"])  # the product is served: a refusal is about rows
+    _served(market, purchase["token"])  # the product is served: a refusal is about rows
     resp = query(market, purchase["token"], {"select": ["district", "cost_eur"], "limit": 10})
     assert resp.status_code == 422, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
@@ -186,3 +191,68 @@ def test_a_product_suspended_in_the_catalog_stops_its_buyers_at_access_and_the_d
     refused_query = wait_until(lambda: (r := query(market, token, rows)).status_code == 401 and r,
                                "the data service to refuse the token", 15)
     assert "no longer grants access" in refused_query.json()["detail"]
+
+
+def _buy_health_as(market: Market, name: str) -> tuple[str, str]:
+    """Another buyer organisation buys the L3 product and gets a data token: (org, token)."""
+    buyer, org = market.party("buyer", name)
+    plan = market.health["plans"][0]
+    quote = buyer.quote(market.health["id"], market.health["version"], plan["id"])
+    order = buyer.create_order(quote["id"], "research")
+    buyer.pay_order(order["id"], "pm_card_visa")
+    buyer.wait_for_order(order["id"], "fulfilled", timeout=30)
+    [ent] = buyer.list_entitlements(order_id=order["id"])
+    return org, str(buyer.issue_data_token(ent["id"])["access_token"])
+
+
+def _victim() -> tuple[int, int, int]:
+    """The only Harbour Isle person aged 30-39, sex F, in the generated demo data: (visits,
+    cost, waiting days), computed from the same seeded generator the data service used."""
+    import random
+
+    from services.dataservice.demo_data import DEMO_SEED, health_rows, transit_rows
+    rng = random.Random(DEMO_SEED)
+    transit_rows(rng)
+    rows = [r for r in health_rows(rng, 3000)
+            if (r["district"], r["age_band"], r["sex"]) == ("Harbour Isle", "30-39", "F")]
+    assert len({r["person_id"] for r in rows}) == 1
+    return len(rows), sum(r["cost_eur"] for r in rows), sum(r["wait_days"] for r in rows)
+
+
+def test_two_colluding_buyer_organisations_cannot_difference_out_a_person(
+        market: Market, purchase: dict[str, Any]) -> None:
+    """Buyer A asks for everyone of the victim's age band and sex; buyer B (another
+    organisation, its own entitlement) for the same people by district with the victim's
+    district filtered out. Before DP, A − B was the victim's exact visits, cost and waiting."""
+    _served(market, purchase["token"])
+    other_org, other_token = _buy_health_as(market, "Colluding Analytics")
+    stats = [{"fn": "count"}, {"fn": "sum", "column": "cost_eur"}, {"fn": "sum", "column": "wait_days"}]
+    victim = [{"column": "age_band", "op": "eq", "value": "30-39"}, {"column": "sex", "op": "eq", "value": "F"}]
+    total = query(market, purchase["token"], {"aggregates": stats, "where": victim, "epsilon": 0.1})
+    rest = query(market, other_token, {
+        "select": ["district"], "group_by": ["district"], "aggregates": stats, "epsilon": 0.1,
+        "where": [*victim, {"column": "district", "op": "ne", "value": "Harbour Isle"}]})
+    assert total.status_code == rest.status_code == 200, (total.text, rest.text)
+    recovered = [a - sum(r[i + 1] for r in rest.json()["rows"])
+                 for i, a in enumerate(total.json()["rows"][0])]
+    assert recovered != list(_victim())  # noise of scale ≥ 6·5000/ε on each sum: no exact hit
+    spend = httpx.get(f"{market.data_url}/v1/privacy/budgets", timeout=20,
+                      headers={"Authorization": f"Bearer {market.regulator.bearer()}"}).json()
+    [product] = spend["items"]
+    orgs = {o["organisation_id"] for o in product["by_organisation"]}
+    assert {market.buyer_org, other_org} <= orgs  # one budget, spent by both
+    by_org = {o["organisation_id"]: o["epsilon"] for o in product["by_organisation"]}
+    assert by_org[other_org] == 0.1 and product["epsilon_spent"] == round(sum(by_org.values()), 6)
+
+
+def test_the_catalog_shows_what_is_left_of_the_products_privacy_budget(
+        market: Market, purchase: dict[str, Any]) -> None:
+    _served(market, purchase["token"])
+    assert query(market, purchase["token"], {**AGGREGATE_QUERY, "epsilon": 0.1}).status_code == 200
+
+    def reported() -> dict[str, Any] | None:
+        budget = market.buyer.get_product(market.health["id"]).get("privacy_budget")
+        return budget if budget and budget["epsilon_spent"] > 0 else None
+    budget = wait_until(reported, "the data service's budget report in the catalog", timeout=30)
+    assert budget["epsilon_total"] == 10 and budget["source"] == "data service report"
+    assert budget["epsilon_remaining"] == round(10 - budget["epsilon_spent"], 6)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from services.audit import checkpoints, log, queries
+from services.audit import checkpoints, queries, tree
 from services.audit.queries import EventFilter
 from services.audit.routers.transparency import checkpoint_out
 from services.audit.schemas import EventWithProof, InclusionProof, Stats
@@ -156,7 +156,7 @@ async def get_event(
     cp = await checkpoints.latest(session)
     proof = None
     if cp is not None and seq < cp.tree_size:
-        path = await log.inclusion_proof(session, seq, cp.tree_size)
+        path = await tree.inclusion_proof(session, seq, cp.tree_size, request.app.state.tree_cache)
         proof = InclusionProof(leaf_index=seq, tree_size=cp.tree_size, hashes=[b64(h) for h in path])
     return EventWithProof(
         event=StoredEvent.model_validate(event), leaf_hash=b64(leaf),

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from services.catalog import dcat, lifecycle, rules, views
+from services.catalog import dcat, lifecycle, published, rules, views
 from services.catalog.auth_cache import AnyPrincipal
 from services.catalog.cache import PublicViewCache
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
@@ -69,12 +69,16 @@ async def get_product(product_id: str, request: Request, principal: AnyPrincipal
     cache = public_cache(request)
     wants_ld = JSON_LD in request.headers.get("accept", "")
     privileged = lifecycle.is_regulator(principal)
-    if not wants_ld and not privileged and cache.enabled:
-        hit = cache.get(product_id)
+    db: Database = request.app.state.db
+    if not wants_ld and not privileged:
+        hit = cache.get(product_id) if cache.enabled else None
         if hit is not None and not ("provider" in principal.roles and principal.org_id == hit[0]):
             return Response(hit[1], media_type="application/json")
-    # A read-only session opened only on a cache miss (no transaction to commit).
-    db: Database = request.app.state.db
+        stored = await published.public_json(db, principal, product_id)
+        if stored is not None:
+            cache.put(product_id, *stored)
+            return Response(stored[1], media_type="application/json")
+    # Owners, regulators, JSON-LD, drafts: a read-only session (no transaction to commit).
     async with db.sessionmaker() as session:
         product, version = await lifecycle.get_visible_with_latest(session, principal, product_id)
     owner_view = lifecycle.can_see_draft(principal, product)
@@ -91,6 +95,8 @@ async def get_product(product_id: str, request: Request, principal: AnyPrincipal
     response = _json(views.version_view(product, version, show_draft_state=owner_view))
     if not owner_view:
         cache.put(product.id, product.provider_org, bytes(response.body))
+        if not privileged:
+            await published.store_missing_document(db.engine, product, version)
     return response
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from services.catalog import search as engine
 from services.catalog.auth_cache import AnyPrincipal
 from services.catalog.schemas import Grade, PlanKind, SearchPage, Status
-from shared.db import DbSession
+from shared.db import ReadSession
 from shared.pagination import CursorParam, decode_cursor
 from shared.problems import problem_docs
 
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 )
 async def search_products(
     request: Request,
-    session: DbSession,
+    session: ReadSession,
     principal: AnyPrincipal,
     q: Annotated[str | None, Query(max_length=200, description="Words to look for.",
                                    examples=["commuter flows"])] = None,

@@ -1,0 +1,111 @@
+"""Single-statement reads on the hottest paths, straight on asyncpg.
+
+Measured on the catalog's product GET (docs/performance.md): going through SQLAlchemy
+costs several times the query itself — a pool check-out with a pre-ping round trip,
+statement cache-key generation, result wrapping, the rollback on check-in. A
+:class:`HotQuery` is a Core ``SELECT`` compiled once; on PostgreSQL it runs as an asyncpg
+prepared statement from a small pool of its own (no ping: a connection found dead is
+discarded and the read retried on another; no reset on release: these connections only ever
+run autocommit reads). On SQLite it runs through SQLAlchemy as usual, so the same code
+and the same tests serve both back ends.
+
+Use it for reads of one statement whose staleness rules are those of autocommit (each
+read sees committed data; there is no transaction to share). Writes stay on the
+request's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Select, TextClause
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_PG_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+#: A pooled connection that is no longer usable (the server restarted, or an administrator
+#: terminated it): discard it and use another.
+_DEAD_CONNECTION = (
+    asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError, ConnectionError, OSError,
+)
+
+
+class HotPool:
+    """A lazily created asyncpg pool beside an app's SQLAlchemy engine (PostgreSQL only)."""
+
+    def __init__(self, url: str, max_size: int = 8) -> None:
+        u = make_url(url)
+        self.postgres = u.get_backend_name() == "postgresql"
+        self._dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._creating = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._creating:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self.max_size, reset=_no_reset,
+                        max_inactive_connection_lifetime=60.0)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """These connections run single autocommit reads: nothing to reset between uses."""
+
+
+class HotQuery:
+    """One ``SELECT`` (Core, or ``text()`` for PostgreSQL-only SQL) with named bind
+    parameters, compiled once."""
+
+    def __init__(self, stmt: Select[Any] | TextClause) -> None:
+        self.stmt = stmt
+        compiled = stmt.compile(dialect=_PG_DIALECT)
+        self._pg_sql = compiled.string
+        self._pg_params = list(compiled.positiontup or [])
+
+    async def one_or_none(self, hot: HotPool, engine: AsyncEngine, **params: Any) -> Mapping[str, Any] | None:
+        """The row as a mapping (column name → value), or None."""
+        rows = await self._run(hot, engine, params, first=True)
+        return rows[0] if rows else None
+
+    async def all(self, hot: HotPool, engine: AsyncEngine, **params: Any) -> list[Mapping[str, Any]]:
+        """Every row, as mappings (column name → value)."""
+        return await self._run(hot, engine, params, first=False)
+
+    async def _run(self, hot: HotPool, engine: AsyncEngine, params: dict[str, Any],
+                   first: bool) -> list[Mapping[str, Any]]:
+        if not hot.postgres:
+            async with engine.connect() as conn:
+                result = await conn.execute(self.stmt, params)
+                return [dict(r._mapping) for r in (result.fetchmany(1) if first else result.all())]
+        args = [params[name] for name in self._pg_params]
+        pool = await hot.pool()
+        for attempt in range(hot.max_size + 1):  # every pooled connection may have died at once
+            async with pool.acquire() as conn:
+                try:
+                    if first:
+                        record = await conn.fetchrow(self._pg_sql, *args)
+                        records = [] if record is None else [record]
+                    else:
+                        records = await conn.fetch(self._pg_sql, *args)
+                except _DEAD_CONNECTION:
+                    with contextlib.suppress(asyncpg.exceptions.InterfaceError):  # already let go
+                        conn.terminate()  # the pool opens a fresh one in its place
+                    if attempt == hot.max_size:
+                        raise
+                    continue
+            return [dict(r.items()) for r in records]
+        raise AssertionError("unreachable")
