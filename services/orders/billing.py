@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 
 from services.orders import settlement
@@ -219,9 +219,3 @@ async def settle_payment(ctx: OrdersContext, order: Order, intent: Intent | None
         error = declined.card_error if declined else intent.last_payment_error
         return await settlement.payment_failed(
             s, intent, source, error, payer=Who(system=source, on_behalf=buyer_of(order)))
-
-
-async def order_by_invoice(ctx: OrdersContext, invoice_id: str) -> Order | None:
-    async with ctx.sessionmaker() as s:
-        stmt = select(Order).where(Order.stripe_invoice_id == invoice_id)
-        return (await s.execute(stmt)).scalar_one_or_none()

@@ -251,10 +251,6 @@ class PriceBreakdown:
     def is_free(self) -> bool:
         return self.gross == 0
 
-    @property
-    def net(self) -> int:
-        return self.gross - self.tax
-
 
 def tax_of(amount: int, tax_bps: int) -> int:
     """VAT on one line, rounded half away from zero (as Stripe rounds each line's tax)."""
