@@ -5,16 +5,16 @@ row deletes it without firing DELETE triggers, so an ordinary connection could r
 event in place. The guards now come from one helper shared with the orders ledger; on
 PostgreSQL they are the same row and statement triggers as before, under one function.
 
-Revision ID: 0003_append_only_guards
-Revises: 0002
+Revision ID: 0004_append_only_guards
+Revises: 0003_outbox_trace_context
 Create Date: 2026-11-29
 """
 from collections.abc import Sequence
 
 from shared.migration_ops import create_append_only_guards, drop_append_only_function
 
-revision: str = "0003_append_only_guards"
-down_revision: str | None = "0002"
+revision: str = "0004_append_only_guards"
+down_revision: str | None = "0003_outbox_trace_context"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,8 +5,8 @@ ledger_entries`` went through (the audit log had a statement trigger, the ledger
 on SQLite ``INSERT OR REPLACE`` rewrote an entry in place. The guards now come from the helper
 the audit log uses.
 
-Revision ID: 0005_ledger_guards
-Revises: 0004_billing
+Revision ID: 0006_ledger_guards
+Revises: 0005_outbox_trace_context
 Create Date: 2026-11-29
 """
 from collections.abc import Sequence
@@ -15,8 +15,8 @@ from alembic import op
 
 from shared.migration_ops import create_append_only_guards, drop_append_only_function
 
-revision: str = "0005_ledger_guards"
-down_revision: str | None = "0004_billing"
+revision: str = "0006_ledger_guards"
+down_revision: str | None = "0005_outbox_trace_context"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
