@@ -5,8 +5,8 @@ version never changes), so documents rendered before carry a stale ``privacy_bud
 Clearing them is enough: the general read path renders and stores each again on its first
 public read (services/catalog/published.py).
 
-Revision ID: 0007_rerender_public_documents
-Revises: 0006_word_facet_counts
+Revision ID: 0008_rerender_public_documents
+Revises: 0007_outbox_trace_context
 Create Date: 2026-11-29
 """
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_rerender_public_documents"
-down_revision: str | None = "0006_word_facet_counts"
+revision: str = "0008_rerender_public_documents"
+down_revision: str | None = "0007_outbox_trace_context"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
