@@ -21,6 +21,7 @@ from shared.logging import configure_logging
 from shared.middleware import Metrics, MetricsMiddleware, RequestIdMiddleware
 from shared.problems import install_problem_handlers, problem_docs
 from shared.settings import ServiceSettings
+from shared.tracing import instrument_client, serving, setup_tracing
 
 #: An extra lifespan step: receives the app, may set state, yields while serving.
 LifespanStep = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
@@ -127,9 +128,11 @@ def create_service_app(
             max_overflow=settings.db_max_overflow,
         )
         app.state.http = create_http_client()
+        instrument_client(app, app.state.http)
         app.state.verifier = None
         try:
             async with contextlib.AsyncExitStack() as stack:
+                stack.enter_context(serving(app))
                 for step in lifespan_steps:
                     await stack.enter_async_context(step(app))
                 if app.state.verifier is None:
@@ -153,6 +156,7 @@ def create_service_app(
     app.add_middleware(ControlCharacterGuard)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    setup_tracing(app, settings)
     app.include_router(health_router(service))
     app.include_router(me_router())
     for router in routers:

@@ -23,6 +23,7 @@ from shared.db import Database
 from shared.outbox import OutboxMessage, OutboxRelay, running
 from shared.service_auth import ServiceTokenProvider, TokenSource
 from shared.settings import ServiceSettings
+from shared.tracing import delivery
 
 logger = logging.getLogger("sluice.outbox")
 
@@ -33,16 +34,18 @@ def command_deliverer(http: httpx.AsyncClient, base_url: str, token: TokenSource
         # One at a time, in order: a failure stops the batch and later commands wait.
         for m in messages:
             p = m.payload
-            resp = await http.request(
-                p["method"], base + p["path"], json=p.get("body") or {},
-                headers={"Authorization": f"Bearer {await token()}", "Idempotency-Key": m.message_id},
-            )
-            if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
-                token.invalidate()
-            if resp.status_code >= 300:
-                raise RuntimeError(
-                    f"{p['method']} {p['path']} answered {resp.status_code}: {resp.text[:300]}"
+            with delivery(m) as trace_headers:
+                resp = await http.request(
+                    p["method"], base + p["path"], json=p.get("body") or {},
+                    headers={"Authorization": f"Bearer {await token()}", "Idempotency-Key": m.message_id,
+                             **trace_headers},
                 )
+                if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
+                    token.invalidate()
+                if resp.status_code >= 300:
+                    raise RuntimeError(
+                        f"{p['method']} {p['path']} answered {resp.status_code}: {resp.text[:300]}"
+                    )
 
     return deliver
 

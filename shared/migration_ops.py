@@ -31,3 +31,14 @@ def create_outbox_table() -> None:
 def drop_outbox_table() -> None:
     op.drop_index("ix_outbox_pending", table_name="outbox")
     op.drop_table("outbox")
+
+
+def add_outbox_trace_context() -> None:
+    """The outbox's nullable ``trace_context`` (W3C trace headers of the writing span)."""
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("trace_context", sa.JSON(none_as_null=True), nullable=True))
+
+
+def drop_outbox_trace_context() -> None:
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("trace_context")

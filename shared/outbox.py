@@ -30,6 +30,7 @@ from shared.db import utcnow
 from shared.events import Actor, AuditEvent, Outcome, new_event
 from shared.logging import request_id_var
 from shared.outbox_model import outbox_table
+from shared.tracing import current_carrier
 
 logger = logging.getLogger("sluice.outbox")
 
@@ -46,12 +47,14 @@ class OutboxMessage:
     message_id: str
     payload: dict[str, Any]
     attempts: int
+    #: W3C trace headers stored with the row (None: written outside a traced span).
+    trace: dict[str, str] | None = None
 
 
 async def enqueue(
     session: AsyncSession, *, kind: str, destination: str, message_id: str, payload: dict[str, Any]
 ) -> None:
-    """Add a message in the caller's transaction."""
+    """Add a message in the caller's transaction, with the current trace context."""
     now = utcnow()
     await session.execute(
         insert(outbox).values(
@@ -62,6 +65,7 @@ async def enqueue(
             created_at=now,
             available_at=now,
             attempts=0,
+            trace_context=current_carrier(),
         )
     )
 
@@ -181,7 +185,8 @@ class OutboxRelay:
             if not rows:
                 return 0
             messages = [
-                OutboxMessage(r["id"], r["kind"], r["message_id"], r["payload"], r["attempts"])
+                OutboxMessage(r["id"], r["kind"], r["message_id"], r["payload"], r["attempts"],
+                              r["trace_context"])
                 for r in rows
             ]
             ids = [m.id for m in messages]

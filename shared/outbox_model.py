@@ -28,5 +28,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("attempts", Integer, nullable=False, server_default="0"),
         Column("last_error", Text),
         Column("delivered_at", UTCDateTime),
+        # W3C trace headers ({"traceparent": ...}) of the span that wrote the row, so its
+        # delivery continues that trace (shared.tracing); null when tracing is off.
+        Column("trace_context", JSON(none_as_null=True)),
         Index("ix_outbox_pending", "destination", "delivered_at", "available_at"),
     )

@@ -8,7 +8,7 @@ services without collisions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +81,23 @@ class ServiceSettings(BaseSettings):
         description="Its secret. Without it the outbox keeps messages until one is configured.",
     )
     outbox_poll_seconds: float = Field(default=0.5, description="Idle wait of the outbox relay.")
+
+    trace_exporter: Literal["none", "console", "otlp", "memory"] = Field(
+        default="none",
+        description="Where OpenTelemetry spans go: `none` (tracing off: nothing is instrumented), "
+        "`otlp` (OTLP over HTTP to `TRACE_OTLP_ENDPOINT`), `console` (printed, for debugging), "
+        "`memory` (kept in the process, for tests). See operations.md#tracing.",
+    )
+    trace_otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces (default: the "
+        "standard OTEL_EXPORTER_OTLP_* variables, else http://localhost:4318/v1/traces).",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="Share of new traces recorded (a trace started upstream follows the "
+        "upstream decision).",
+    )
 
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="Log one JSON object per line.")

@@ -10,6 +10,7 @@ request. Owners and regulators, who also see drafts and reasons, take the genera
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -25,7 +26,8 @@ from shared.hot_reads import HotQuery
 logger = logging.getLogger("sluice.catalog")
 
 _P, _V = Product.__table__.c, ProductVersion.__table__.c
-_STATE = (_P.id, _P.provider_org, _P.status, _P.latest_version, _P.created_at, _P.updated_at, _P.listed_at)
+_STATE = (_P.id, _P.provider_org, _P.status, _P.latest_version, _P.privacy_budget, _P.created_at,
+          _P.updated_at, _P.listed_at)
 _READ = HotQuery(
     select(*_STATE, _V.public_doc)
     .select_from(Product.__table__.outerjoin(
@@ -44,6 +46,8 @@ async def public_json(db: Database, principal: Principal, product_id: str) -> tu
     if "provider" in principal.roles and principal.org_id == row["provider_org"]:
         return None
     state: dict[str, Any] = {c.name: row[c.name] for c in _STATE}
+    if isinstance(state["privacy_budget"], str):  # asyncpg hands a json column over as text
+        state["privacy_budget"] = json.loads(state["privacy_budget"])
     return row["provider_org"], views.public_view_json(state, row["public_doc"])
 
 

@@ -215,6 +215,10 @@ class ProductState(BaseModel):
         description="State of an unpublished working copy, if any (owner and regulators only)."
     )
     status_reason: str | None = None
+    privacy_budget: PrivacyBudget | None = Field(
+        default=None, description="L3: the product-wide privacy budget of the current release "
+        "period, shared by every buyer, as its data service reported it (null before the first "
+        "report).")
     created_at: dt.datetime
     updated_at: dt.datetime
     listed_at: dt.datetime | None
@@ -242,10 +246,6 @@ class VersionBody(BaseModel):
     sample: list[dict[str, Any]] | None
     delivery: Delivery
     guardrails: Guardrails
-    privacy_budget: PrivacyBudget | None = Field(
-        default=None, description="L3: the product-wide privacy budget of the current release "
-        "period, shared by every buyer, as its data service reported it (null before the first "
-        "report).")
     usage_policy: UsagePolicy
     derived_from: list[str]
     plans: list[Plan]

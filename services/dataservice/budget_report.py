@@ -28,6 +28,7 @@ from services.dataservice.models import privacy_charges
 from shared.db import utcnow
 from shared.outbox import OutboxMessage, enqueue
 from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.tracing import delivery
 
 logger = logging.getLogger("sluice.dataservice.budget_report")
 
@@ -109,9 +110,10 @@ def report_deliverer(http: httpx.AsyncClient, catalog_url: str, token: TokenSour
         for m in messages:
             newest[str(m.payload["product_id"])] = m
         for product_id, m in newest.items():
-            resp = await http.put(f"{base}/v1/products/{product_id}/privacy-budget",
-                                  json=m.payload["report"],
-                                  headers={"Authorization": f"Bearer {await token()}"})
+            with delivery(m, "catalog") as trace_headers:
+                resp = await http.put(f"{base}/v1/products/{product_id}/privacy-budget",
+                                      json=m.payload["report"],
+                                      headers={"Authorization": f"Bearer {await token()}", **trace_headers})
             if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
                 token.invalidate()
             if resp.status_code in (404, 422):

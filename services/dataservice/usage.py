@@ -26,6 +26,7 @@ from shared.db import utcnow
 from shared.errors import Forbidden
 from shared.outbox import OutboxMessage, enqueue
 from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.tracing import delivery
 
 MICRO = 1_000_000
 
@@ -174,8 +175,9 @@ def usage_deliverer(http: httpx.AsyncClient, access_url: str, token: TokenSource
 
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
         for m in messages:
-            resp = await http.post(url, json=m.payload,
-                                   headers={"Authorization": f"Bearer {await token()}"})
+            with delivery(m, "access") as trace_headers:
+                resp = await http.post(url, json=m.payload,
+                                       headers={"Authorization": f"Bearer {await token()}", **trace_headers})
             if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
                 token.invalidate()
             if resp.status_code >= 300 and resp.status_code != 409:

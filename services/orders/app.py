@@ -27,6 +27,7 @@ from services.orders.settings import OrdersSettings
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
 from shared.service_auth import TokenSource
+from shared.tracing import instrument_client
 
 DESCRIPTION = """
 Quotes, orders for a declared purpose, Stripe payments and the provider ledger.
@@ -53,6 +54,7 @@ def orders_runtime(outbound_http: httpx.AsyncClient | None, token_source: TokenS
     async def step(app: FastAPI) -> AsyncIterator[None]:
         settings: OrdersSettings = app.state.settings
         app.state.outbound_http = outbound_http or app.state.http
+        instrument_client(app, app.state.outbound_http)
         app.state.orders_token_source = token_source or token_source_for(app)
         gateway = PaymentGateway(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base,
                                  timeout=settings.stripe_timeout_seconds)

@@ -41,6 +41,7 @@ from services.orders.settlement import STRIPE_DESTINATION
 from shared.db import utcnow
 from shared.outbox import OutboxMessage, OutboxRelay, record_event
 from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.tracing import delivery
 
 logger = logging.getLogger("sluice.orders")
 
@@ -72,8 +73,10 @@ def access_deliverer(
 ) -> Callable[[Sequence[OutboxMessage]], Awaitable[None]]:
     base = access_url.rstrip("/")
 
-    async def post(url: str, body: dict[str, object]) -> httpx.Response:
-        resp = await http.post(url, json=body, headers={"Authorization": f"Bearer {await token()}"})
+    async def post(url: str, body: dict[str, object], message: OutboxMessage) -> httpx.Response:
+        with delivery(message, "access") as trace_headers:
+            resp = await http.post(url, json=body,
+                                   headers={"Authorization": f"Bearer {await token()}", **trace_headers})
         if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
             token.invalidate()
         return resp
@@ -84,7 +87,7 @@ def access_deliverer(
             for message in messages:
                 order_id = str(message.payload["order_id"])
                 if message.kind == GRANT:
-                    resp = await post(f"{base}/v1/entitlements", message.payload)
+                    resp = await post(f"{base}/v1/entitlements", message.payload, message)
                     if resp.status_code not in (200, 201):
                         raise RuntimeError(f"access refused the grant for {order_id}: "
                                            f"{resp.status_code} {resp.text[:300]}")
@@ -93,7 +96,7 @@ def access_deliverer(
                     granted.append((order_id, str(ent) if ent else None))
                 elif message.kind == CHANGE:
                     body = {k: v for k, v in message.payload.items() if k not in ("order_id", "fulfils")}
-                    resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/changes", body)
+                    resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/changes", body, message)
                     if resp.status_code == 409:
                         continue  # the entitlement was revoked: billing changes no longer apply
                     if resp.status_code not in (200, 201):
@@ -103,7 +106,7 @@ def access_deliverer(
                         granted.append((str(message.payload["fulfils"]), str(resp.json().get("id"))))
                 elif message.kind == REVOKE:
                     resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/revoke",
-                                      {"reason": message.payload.get("reason", "refund")})
+                                      {"reason": message.payload.get("reason", "refund")}, message)
                     if resp.status_code not in (200, 201, 204):
                         raise RuntimeError(f"access refused the revocation for {order_id}: "
                                            f"{resp.status_code} {resp.text[:300]}")
@@ -163,12 +166,13 @@ def stripe_refund_deliverer(ctx: OrdersContext) -> Callable[[Sequence[OutboxMess
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
         for message in messages:
             pi, order_id = str(message.payload["payment_intent_id"]), str(message.payload["order_id"])
-            refund_id = await ctx.gateway.refund(pi, order_id, key=f"{pi}-unneeded-refund")
-            async with ctx.sessionmaker() as s, s.begin():
-                await record_event(s, service="orders", action="orders.payment.refunded",
-                                   subject_type="order", subject_id=order_id,
-                                   details={"payment_intent_id": pi, "stripe_refund_id": refund_id,
-                                            "reason": message.payload.get("reason")})
+            with delivery(message, STRIPE_DESTINATION):
+                refund_id = await ctx.gateway.refund(pi, order_id, key=f"{pi}-unneeded-refund")
+                async with ctx.sessionmaker() as s, s.begin():
+                    await record_event(s, service="orders", action="orders.payment.refunded",
+                                       subject_type="order", subject_id=order_id,
+                                       details={"payment_intent_id": pi, "stripe_refund_id": refund_id,
+                                                "reason": message.payload.get("reason")})
 
     return deliver
 

@@ -79,3 +79,17 @@ async def test_the_jwks_is_not_cached_past_the_moment_a_retiring_key_retires(
     resp = await second.client.get("/.well-known/jwks.json")
     max_age = int(resp.headers["cache-control"].split("max-age=")[1])
     assert max_age <= 5
+
+
+async def test_every_replica_lists_the_rotation_another_replica_just_made(
+        replicas: tuple[RunningApp, RunningApp]) -> None:
+    """The operator's listing answers from the database: behind a balancer it may reach a
+    replica that has not refreshed since the rotation, and must still show the retiring key
+    with its retire_after (not the old key as active)."""
+    first, second = replicas
+    old = first.app.state.keys.describe()[0]["kid"]
+    token = await get_token(first, OPERATOR_ID, OPERATOR_SECRET)  # signed by the old key: no refresh
+    new = await rotate(first)
+    listed = {k["kid"]: k for k in (await second.client.get("/v1/signing-keys", headers=bearer(token))).json()}
+    assert listed[new]["status"] == "active"
+    assert listed[old]["status"] == "retiring" and listed[old]["retire_after"] is not None

@@ -70,3 +70,21 @@ async def test_a_product_without_privacy_budget_refuses_reports(catalog: Running
     resp = await catalog.client.put(f"/v1/products/{product['id']}/privacy-budget", json=report(),
                                     headers=tokens.provider_a)
     assert resp.status_code == 422 and resp.json()["rule"] == "privacy-budget-l3-only"
+
+
+async def test_buyers_see_the_newest_report_on_a_listed_product(catalog: RunningApp, tokens: Tokens) -> None:
+    """Buyers read published products from the stored public document; the budget is product
+    state, so a report after publication must reach them too (not stay null as published)."""
+    product = await create(catalog, tokens.provider_a, l3_spec(plans=L3_PLANS))
+    url = f"/v1/products/{product['id']}"
+    assert (await catalog.client.post(f"{url}/submit", headers=tokens.provider_a)).status_code == 200
+    approved = await catalog.client.post(f"{url}/approve", json={"note": "Attestation verified."},
+                                         headers=tokens.regulator)
+    assert approved.status_code == 200, approved.text
+    assert (await catalog.client.get(url, headers=tokens.buyer)).json()["privacy_budget"] is None
+    for spent, as_of in ((2.5, "2026-11-29T10:00:00Z"), (4.0, "2026-11-29T11:00:00Z")):
+        resp = await catalog.client.put(f"{url}/privacy-budget", json=report(epsilon_spent=spent, as_of=as_of),
+                                        headers=tokens.service)
+        assert resp.status_code == 200, resp.text
+        seen = (await catalog.client.get(url, headers=tokens.buyer)).json()
+        assert seen["privacy_budget"]["epsilon_spent"] == spent

@@ -183,6 +183,7 @@ async def rotate_secret(client_id: str, session: DbSession, operator: Operator) 
             summary="Signing keys in use (operator)", responses=_AUTH)
 async def list_signing_keys(request: Request, _: Operator) -> list[SigningKeyInfo]:
     keys: KeyStore = request.app.state.keys
+    await keys.refresh()  # what the database says, not what this replica last read
     return [SigningKeyInfo(**k) for k in keys.describe()]
 
 
