@@ -1,8 +1,8 @@
 """Tables of the audit service.
 
 ``events``, ``tree_nodes``, ``checkpoints`` and ``log_keys`` are append-only:
-no code path updates or deletes them, and migration 0002 installs triggers that
-reject UPDATE, DELETE and TRUNCATE (see docs/audit.md).
+no code path updates or deletes them, and the migrations install triggers that
+reject UPDATE, DELETE, TRUNCATE and (SQLite) REPLACE (see docs/audit.md).
 """
 
 from __future__ import annotations

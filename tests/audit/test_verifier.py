@@ -25,9 +25,9 @@ from tests.support import (
 
 PG_TRIGGERS = {
     "row": "CREATE TRIGGER events_append_only_row BEFORE UPDATE OR DELETE ON events "
-           "FOR EACH ROW EXECUTE FUNCTION audit_reject_change()",
+           "FOR EACH ROW EXECUTE FUNCTION append_only_reject('the audit log')",
     "stmt": "CREATE TRIGGER events_append_only_stmt BEFORE UPDATE OR DELETE OR TRUNCATE ON events "
-            "FOR EACH STATEMENT EXECUTE FUNCTION audit_reject_change()",
+            "FOR EACH STATEMENT EXECUTE FUNCTION append_only_reject('the audit log')",
 }
 
 
