@@ -16,6 +16,7 @@ from shared.auth import PLATFORM_TOKEN_TYP, CurrentPrincipal, JWKSKeySource, Tok
 from shared.db import Database
 from shared.errors import ServiceUnavailable
 from shared.http import create_http_client
+from shared.input_guard import ControlCharacterGuard
 from shared.logging import configure_logging
 from shared.middleware import Metrics, MetricsMiddleware, RequestIdMiddleware
 from shared.problems import install_problem_handlers, problem_docs
@@ -152,6 +153,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     install_problem_handlers(app)
+    app.add_middleware(ControlCharacterGuard)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     setup_tracing(app, settings)

@@ -1,7 +1,8 @@
 """Token verification (offline, from a cached JWKS) and role dependencies.
 
 Every service verifies platform tokens itself: RS256 only, ``kid`` required,
-explicit issuer and audience, expiry required. Unknown ``kid`` values trigger a
+explicit issuer and audience, expiry required, ``iat`` not beyond the leeway in the future,
+no critical header extension (``crit``) since none is understood. Unknown ``kid`` values trigger a
 JWKS refetch, throttled so a flood of forged tokens cannot hammer the access
 service.
 """
@@ -32,6 +33,8 @@ ALGORITHM = "RS256"
 #: ``typ`` of platform tokens; data-access tokens are ``at+jwt`` (RFC 9068). Each kind is
 #: refused where the other is expected (RFC 8725 §3.11 explicit typing), whatever its audience.
 PLATFORM_TOKEN_TYP = "JWT"  # noqa: S105 - a JWT type, not a secret
+#: Clock skew tolerated on ``exp``, ``nbf`` and ``iat`` (seconds).
+TOKEN_LEEWAY_SECONDS = 30
 ROLES = ("provider", "buyer", "regulator", "operator", "service")
 
 
@@ -156,6 +159,37 @@ class StaticKeySource:
         return keys.get(kid)
 
 
+#: Critical header extensions (RFC 7515 §4.1.11) this verifier understands: none. A token
+#: naming any in ``crit`` is refused, as the RFC requires of a recipient that does not.
+UNDERSTOOD_CRIT: frozenset[str] = frozenset()
+
+
+def crit_problem(header: dict[str, Any]) -> str | None:
+    """Why a JOSE header's ``crit`` makes the token unacceptable, or ``None``."""
+    if "crit" not in header:
+        return None
+    crit = header["crit"]
+    if not isinstance(crit, list) or not crit or not all(isinstance(c, str) for c in crit):
+        return "The token header's crit member must be a non-empty list of names (RFC 7515 §4.1.11)."
+    unknown = sorted(set(crit) - UNDERSTOOD_CRIT)
+    if unknown:
+        return (f"The token header marks extensions {unknown} as critical; they are not "
+                "understood here, so the token is refused (RFC 7515 §4.1.11).")
+    return None
+
+
+def iat_problem(claims: dict[str, Any], leeway: int, *, now: float | None = None) -> str | None:
+    """Why a token's ``iat`` is unbelievable (in the future beyond ``leeway``), or ``None``.
+    python-jose only checks that ``iat`` is a number."""
+    iat = claims.get("iat")
+    if isinstance(iat, bool) or not isinstance(iat, int | float):
+        return "The token's iat claim must be a number of seconds."
+    if iat > (time.time() if now is None else now) + leeway:
+        return (f"The token claims to be issued in the future (iat {int(iat)}), beyond the "
+                f"{leeway} s clock leeway; get a new token.")
+    return None
+
+
 @dataclass(frozen=True)
 class _Verified:
     kid: str
@@ -215,7 +249,7 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         required_typ: str | None = None,
-        leeway: int = 30,
+        leeway: int = TOKEN_LEEWAY_SECONDS,
         extra_check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
         how_to_get_one: str = "Get one with the client credentials grant at the access "
         "service's POST /oauth/token.",
@@ -247,6 +281,8 @@ class TokenVerifier:
             if typ not in (self.required_typ.lower(), f"application/{self.required_typ.lower()}"):
                 raise InvalidToken(f"Token type must be {self.required_typ!r}, not {typ or 'missing'!r}: "
                                    f"this is the wrong kind of token here. {self.how_to_get_one}")
+        if (why := crit_problem(header)) is not None:
+            raise InvalidToken(why)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("The token header has no key id (kid).")
@@ -284,6 +320,8 @@ class TokenVerifier:
             raise InvalidToken(f"The token's claims are not accepted here: {exc}.") from exc
         except JWTError as exc:
             raise InvalidToken("The token signature does not verify.") from exc
+        if (why := iat_problem(claims, self.leeway)) is not None:
+            raise InvalidToken(why)
         if self.extra_check is not None:
             await self.extra_check(claims)
         if self.cache is not None:

@@ -1,4 +1,4 @@
-"""JSON logging with the current request id on every line."""
+"""JSON logging with the current request id (and trace id, when traced) on every line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from opentelemetry import trace
 
 #: The request id of the request being served (or the job being run).
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -30,6 +32,10 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             entry["request_id"] = rid
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # tracing on (shared.tracing): find the line's trace from the log and back
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             entry.update(extra)

@@ -147,8 +147,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             500,
             "internal-error",
             "Internal error",
-            "The service failed unexpectedly; nothing you sent caused this. "
-            "Retry later and quote the X-Request-ID header when reporting it.",
+            # Unsure by definition: the request may hold a value the code mishandles (that is
+            # what fuzzing finds), so the body does not claim the client is blameless.
+            "The service failed unexpectedly while handling this request. Retrying later may "
+            "work; if the same request keeps failing, something in it may be a value the service "
+            "mishandles. Either way it is a bug here: quote the X-Request-ID header when "
+            "reporting it.",
             instance=request.url.path,
         )
 

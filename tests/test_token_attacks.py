@@ -82,6 +82,13 @@ async def test_a_well_formed_token_is_accepted(target: tuple[RunningApp, Signer]
     assert resp.json()["subject"] == "cli_attacker"
 
 
+async def test_an_iat_a_little_ahead_is_within_the_leeway(target: tuple[RunningApp, Signer]) -> None:
+    # Clocks drift: a token from an issuer a few seconds ahead is still accepted.
+    svc, signer = target
+    resp = await me(svc, signer.sign(signer.claims(iat=int(time.time()) + 10)))
+    assert resp.status_code == 200, resp.text
+
+
 def _alg_none(signer: Signer) -> str:
     header = {"alg": "none", "typ": signer.typ, "kid": signer.kid}
     return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(signer.claims()).encode())}."
@@ -111,6 +118,13 @@ ATTACKS: dict[str, Callable[[Signer], str]] = {
     "unknown_kid": lambda s: s.sign(s.claims(), kid="not-a-key"),
     "signed_by_another_key": _other_key,
     "garbage": lambda s: "not.a.jwt",
+    # iat far beyond the leeway in the future: a token "issued" tomorrow is forged or from a
+    # broken clock; docs/security.md says iat is required, and it must be believable.
+    "iat_in_the_future": lambda s: s.sign(s.claims(iat=int(time.time()) + 3600,
+                                                   exp=int(time.time()) + 3900)),
+    # RFC 7515 §4.1.11: a critical header extension the verifier does not understand.
+    "unknown_crit_header": lambda s: s.sign(s.claims(), crit=["exp-policy"], **{"exp-policy": 1}),
+    "malformed_crit_header": lambda s: s.sign(s.claims(), crit="kid"),
     "tampered_payload": lambda s: (lambda t: t.split(".")[0] + "." + b64(json.dumps(
         s.claims(roles=["operator", "regulator"])).encode()) + "." + t.split(".")[2])(s.sign(s.claims())),
 }

@@ -13,6 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -78,8 +79,8 @@ class CatalogClient:
 
     async def product_version(self, product_id: str, version: int) -> dict[str, Any]:
         """The frozen version plus the product's current status."""
-        resp = await self._get(f"/internal/v1/products/{product_id}/versions/{version}")
-        if resp.status_code == 404:
+        resp = await self._get(f"/internal/v1/products/{quote(product_id, safe='')}/versions/{version}")
+        if resp.status_code in (404, 422):  # no such version, or a number no version can have
             raise RuleViolation(
                 f"The catalog has no version {version} of product {product_id}; an entitlement "
                 "can only pin a published version.",
@@ -114,7 +115,7 @@ class CatalogClient:
             cached = self._status.get(product_id)
             if cached is not None and time.monotonic() - cached[0] < self.status_cache_seconds:
                 return cached[1]
-            resp = await self._get(f"/internal/v1/products/{product_id}")
+            resp = await self._get(f"/internal/v1/products/{quote(product_id, safe='')}")
             if resp.status_code == 404:
                 return None
             if resp.status_code != 200:

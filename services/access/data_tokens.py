@@ -24,7 +24,7 @@ from services.access.catalog_client import CatalogClient
 from services.access.keys import KeyStore
 from services.access.models import Entitlement, Organisation
 from services.access.tokens import sign
-from shared.auth import ALGORITHM, Principal
+from shared.auth import ALGORITHM, TOKEN_LEEWAY_SECONDS, Principal, crit_problem, iat_problem
 from shared.db import utcnow
 from shared.errors import Forbidden, NotFound, ProblemError
 
@@ -203,7 +203,7 @@ async def decode(
         return None
     if header.get("alg") != ALGORITHM or str(header.get("typ", "")).lower() not in (
         DATA_TOKEN_TYP, f"application/{DATA_TOKEN_TYP}"
-    ):
+    ) or crit_problem(header) is not None:
         return None
     key = await keys.get(str(header.get("kid", "")))
     ent_id = unverified.get("ent")
@@ -220,6 +220,8 @@ async def decode(
         )
     except JWTError:
         return None
+    if iat_problem(claims, TOKEN_LEEWAY_SECONDS) is not None:
+        return None  # the data services refuse it too (shared.auth)
     expired = int(claims["exp"]) <= int(utcnow().timestamp())
     return DecodedDataToken(claims, ent, expired)
 

@@ -12,6 +12,7 @@ from services.orders.models import Offer as OfferRow
 from services.orders.models import Payout as PayoutRow
 from services.orders.models import Subscription as SubscriptionRow
 from services.orders.offers import status_of
+from shared.params import ID_PATTERN, MAX_INT32
 
 SubscriptionStatus = Literal["incomplete", "active", "past_due", "suspended", "canceled"]
 
@@ -21,7 +22,8 @@ class SubscriptionCreate(BaseModel):
         {"quote_id": "quo_5b1e0f3a9c7d2e4f6a8b0c1d", "purpose": "research",
          "payment_method": "pm_card_visa"}]})
 
-    quote_id: str = Field(min_length=1, max_length=40, description="A quote with mode `subscription`.")
+    quote_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN,
+                          description="A quote with mode `subscription`.")
     purpose: str = Field(min_length=1, max_length=64)
     payment_method: str = Field(min_length=1, max_length=255, description="A Stripe PaymentMethod id "
                                 "(e.g. `pm_card_visa` in test mode); saved for the renewals.")
@@ -46,7 +48,7 @@ class PaymentMethodUpdate(BaseModel):
 class PlanChange(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"plan_id": "plan_yearly"}]})
 
-    plan_id: str = Field(min_length=1, max_length=64,
+    plan_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN,
                          description="Another plan of the subscription's product version, same period.")
 
 
@@ -89,10 +91,13 @@ class OfferCreate(BaseModel):
         "product_id": "prd_3f9c1a", "plan_id": "plan_monthly", "buyer_org": "org_4f1c2a9d0b7e6c5a3f21",
         "terms": {"price": 3900}, "note": "Research consortium rate", "valid_days": 30}]})
 
-    product_id: str = Field(min_length=1, max_length=64)
-    version: int | None = Field(default=None, ge=1, description="Default: the product's latest version.")
-    plan_id: str = Field(min_length=1, max_length=64, description="The plan the offer starts from.")
-    buyer_org: str = Field(min_length=1, max_length=64, description="The only organisation that sees it.")
+    product_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    version: int | None = Field(default=None, ge=1, le=MAX_INT32,
+                                description="Default: the product's latest version.")
+    plan_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN,
+                         description="The plan the offer starts from.")
+    buyer_org: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN,
+                           description="The only organisation that sees it.")
     terms: dict[str, Any] = Field(default_factory=dict, description="Changes to the plan: any of "
                                   "currency, price, price_per_query, included_queries, tiers, query_quota, "
                                   "access_days, trial_days, trial_queries.")

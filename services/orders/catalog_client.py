@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -25,7 +26,8 @@ class CatalogClient:
                 "must set SLUICE_ORDERS_SERVICE_CLIENT_SECRET. Retry later.",
                 problem="catalog-unavailable",
             )
-        url = f"{self.base_url}/internal/v1/products/{product_id}/versions/{version}"
+        # Quoted: an id is one path segment, whatever it holds (it cannot climb to another route).
+        url = f"{self.base_url}/internal/v1/products/{quote(product_id, safe='')}/versions/{version}"
         try:
             token = await self.token()
             resp = await self.http.get(url, headers={"Authorization": f"Bearer {token}"})
@@ -39,7 +41,9 @@ class CatalogClient:
                 f"The catalog could not be reached ({type(exc).__name__}); retry in a moment.",
                 problem="catalog-unavailable",
             ) from exc
-        if resp.status_code == 404:
+        if resp.status_code in (400, 404, 422):
+            # The catalog refused the reference itself (no such product or version, or a
+            # version number it cannot hold): the buyer's mistake, not an outage.
             raise NotFound(
                 f"Product {product_id} has no version {version} in the catalog; "
                 "look up published versions in the catalog.",

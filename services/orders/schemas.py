@@ -11,6 +11,7 @@ from services.orders.models import LedgerEntry as LedgerEntryRow
 from services.orders.models import Order as OrderRow
 from services.orders.models import Quote as QuoteRow
 from services.orders.pricing import Money
+from shared.params import ID_PATTERN, MAX_INT32, OPTIONAL_ID_PATTERN
 
 Status = Literal["pending_payment", "paid", "fulfilled", "payment_failed", "cancelled", "refund_pending",
                  "refunded"]
@@ -54,9 +55,11 @@ class QuoteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"product_id": "prd_3f9c1a", "version": 1, "plan_id": "plan_monthly", "periods": 3}]})
 
-    product_id: str = Field(default="", max_length=64, description="Required unless `offer_id` is given.")
-    version: int = Field(default=0, ge=0, description="Required unless `offer_id` is given.")
-    plan_id: str = Field(default="", max_length=64, description="Required unless `offer_id` is given.")
+    product_id: str = Field(default="", max_length=64, pattern=OPTIONAL_ID_PATTERN,
+                            description="Required unless `offer_id` is given.")
+    version: int = Field(default=0, ge=0, le=MAX_INT32, description="Required unless `offer_id` is given.")
+    plan_id: str = Field(default="", max_length=64, pattern=OPTIONAL_ID_PATTERN,
+                         description="Required unless `offer_id` is given.")
     periods: int = Field(default=1, ge=1, le=120,
                          description="Number of periods (subscriptions and metered plans with a period).")
     quantity: int = Field(default=0, ge=0, le=1_000_000_000,
@@ -64,7 +67,7 @@ class QuoteCreate(BaseModel):
     mode: Literal["prepaid", "subscription", "trial"] = Field(
         default="prepaid", description="`prepaid`: an order for `periods`/`quantity`; `subscription`: "
         "renews every period (POST /v1/subscriptions); `trial`: free, once per organisation and product.")
-    offer_id: str | None = Field(default=None, max_length=40,
+    offer_id: str | None = Field(default=None, max_length=40, pattern=ID_PATTERN,
                                  description="A private offer made to your organisation.")
 
     @model_validator(mode="after")
@@ -118,7 +121,7 @@ class OrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"quote_id": "quo_5b1e0f3a9c7d2e4f6a8b0c1d", "purpose": "research"}]})
 
-    quote_id: str = Field(min_length=1, max_length=40)
+    quote_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
     purpose: str = Field(min_length=1, max_length=64,
                          description="Declared purpose; must be one of the product's allowed purposes.")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from jose import jwt
 
 from tests.access.conftest import OPERATOR_ID, OPERATOR_SECRET, basic
 from tests.access.entitlement_support import Deal, Market, deal_fixture, market_fixture, problem_type  # noqa: F401
@@ -114,6 +117,26 @@ async def test_introspecting_garbage_or_a_forged_token_is_inactive(deal: Deal) -
     assert await introspect(m, "garbage", m.service) == {"active": False}
     resp = await m.client.post("/oauth/introspect", data={}, headers=m.service)
     assert resp.status_code == 400
+
+
+async def test_introspecting_a_token_with_a_future_iat_or_a_crit_header_is_inactive(deal: Deal) -> None:
+    # Signed with access's own key, so only the changed property can make it inactive.
+    m = deal.market
+    issued = await m.token(deal.buyer, deal.ent["id"])
+    claims = jwt.get_unverified_claims(issued["access_token"])
+    key = m.svc.app.state.keys.active
+
+    def resign(claims: dict[str, Any], **header: Any) -> str:
+        token: str = jwt.encode(claims, key.signing, algorithm="RS256",
+                                headers={"kid": key.kid, "typ": "at+jwt", **header})
+        return token
+
+    assert (await introspect(m, resign(claims), m.service))["active"] is True  # the control
+    now = int(time.time())
+    future = resign({**claims, "iat": now + 3600, "exp": now + 4000})
+    assert await introspect(m, future, m.service) == {"active": False}
+    crit = resign(claims, crit=["exp-policy"])
+    assert await introspect(m, crit, m.service) == {"active": False}
 
 
 async def test_feed_cursor_is_exact_and_stable(deal: Deal) -> None:

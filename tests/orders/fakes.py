@@ -57,6 +57,8 @@ class FakeCatalog:
     def __init__(self) -> None:
         self.versions: dict[tuple[str, int], dict[str, Any]] = {}
         self.calls = 0
+        #: (product, version) → status the catalog answers instead (e.g. 422 for a bad reference).
+        self.refuse: dict[tuple[str, int], int] = {}
         self.app = FastAPI()
 
         @self.app.get("/internal/v1/products/{product_id}/versions/{version}")
@@ -64,6 +66,8 @@ class FakeCatalog:
                               authorization: str | None = Header(default=None)) -> dict[str, Any]:
             _check_service(authorization)
             self.calls += 1
+            if (product_id, version) in self.refuse:
+                raise HTTPException(self.refuse[(product_id, version)], "refused")
             found = self.versions.get((product_id, version))
             if found is None:
                 raise HTTPException(404, "no such version")

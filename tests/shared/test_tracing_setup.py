@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from services.catalog.settings import CatalogSettings
 from shared import tracing
+from shared.logging import JsonFormatter
 from shared.outbox import OutboxMessage
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -90,3 +91,15 @@ def test_audit_batches_split_where_the_trace_changes_and_keep_their_order() -> N
     untraced = [message(i, None) for i in range(5)]
     assert tracing.runs_by_trace(untraced) == [untraced]
     assert tracing.runs_by_trace([]) == []
+
+
+def test_log_lines_name_the_trace_when_there_is_one() -> None:
+    import json
+    import logging
+
+    record = logging.LogRecord("sluice.test", logging.INFO, __file__, 1, "hello", None, None)
+    assert "trace_id" not in json.loads(JsonFormatter("catalog").format(record))
+    with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
+        line = json.loads(JsonFormatter("catalog").format(record))
+    assert line["trace_id"] == f"{span.get_span_context().trace_id:032x}"
+    assert line["span_id"] == f"{span.get_span_context().span_id:016x}"

@@ -11,6 +11,7 @@ from services.catalog.schemas import InternalProduct, InternalVersion
 from shared.auth import Service
 from shared.db import DbSession
 from shared.errors import NotFound
+from shared.params import VersionPath
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -41,7 +42,9 @@ async def get_product(product_id: str, session: DbSession, _: Service) -> Intern
     "can refuse orders or tokens for suspended or retired products.",
     responses=problem_docs(401, 403, 404),
 )
-async def get_version(product_id: str, version: int, session: DbSession, _: Service) -> InternalVersion:
+async def get_version(
+    product_id: str, version: VersionPath, session: DbSession, _: Service
+) -> InternalVersion:
     product = await _product(session, product_id)
     row = await lifecycle.get_version(session, product.id, version)
     return InternalVersion.model_validate(views.internal_version(product, row))

@@ -13,6 +13,7 @@ from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, V
 from shared.auth import CurrentPrincipal, Principal, Provider, require_roles
 from shared.db import Database, DbSession
 from shared.errors import NotFound
+from shared.params import VersionPath
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
@@ -193,7 +194,7 @@ async def list_versions(
     responses=problem_docs(401, 404),
 )
 async def get_version(
-    product_id: str, version: int, session: DbSession, principal: CurrentPrincipal
+    product_id: str, version: VersionPath, session: DbSession, principal: CurrentPrincipal
 ) -> Response:
     product = await lifecycle.get_visible(session, principal, product_id)
     row = await lifecycle.get_version(session, product.id, version)
