@@ -26,7 +26,7 @@ from sqlalchemy import MetaData, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal
-from shared.db import utcnow
+from shared.db import RELAY_WAKERS, RelayWakers, after_commit, relay_wakers, utcnow
 from shared.events import Actor, AuditEvent, Outcome, new_event
 from shared.logging import request_id_var
 from shared.outbox_model import outbox_table
@@ -54,7 +54,8 @@ class OutboxMessage:
 async def enqueue(
     session: AsyncSession, *, kind: str, destination: str, message_id: str, payload: dict[str, Any]
 ) -> None:
-    """Add a message in the caller's transaction, with the current trace context."""
+    """Add a message in the caller's transaction, with the current trace context; the
+    destination's relay is woken once that transaction commits (never if it rolls back)."""
     now = utcnow()
     await session.execute(
         insert(outbox).values(
@@ -68,6 +69,9 @@ async def enqueue(
             trace_context=current_carrier(),
         )
     )
+    wakers = relay_wakers(session)
+    if wakers is not None:
+        after_commit(session, lambda: wakers.wake(destination), key=(RELAY_WAKERS, destination))
 
 
 HTTP_COMMAND = "http_command"
@@ -215,6 +219,16 @@ class OutboxRelay:
             return len(messages)
 
     async def run_forever(self) -> None:
+        # Woken after every commit that enqueues for this destination (shared.db.after_commit).
+        wakers: RelayWakers | None = self.sessionmaker.kw.get("info", {}).get(RELAY_WAKERS)
+        unregister = wakers.register(self.destination, self.wake) if wakers is not None else None
+        try:
+            await self._run_forever()
+        finally:
+            if unregister is not None:
+                unregister()
+
+    async def _run_forever(self) -> None:
         while True:
             try:
                 delivered = await self.run_once()
