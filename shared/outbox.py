@@ -30,6 +30,7 @@ from shared.db import RELAY_WAKERS, RelayWakers, after_commit, relay_wakers, utc
 from shared.events import Actor, AuditEvent, Outcome, new_event
 from shared.logging import request_id_var
 from shared.outbox_model import outbox_table
+from shared.periodic import Periodic, stop_task
 from shared.tracing import current_carrier
 
 logger = logging.getLogger("sluice.outbox")
@@ -160,11 +161,11 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
-        self._wake = asyncio.Event()
+        self._loop = Periodic(f"outbox relay to {destination}", self._step, poll_interval)
 
     def wake(self) -> None:
-        """Deliver soon (called after a commit that enqueued something)."""
-        self._wake.set()
+        """Deliver soon (after a commit that enqueued something: see ``enqueue``)."""
+        self._loop.wake()
 
     def backoff(self, attempts: int) -> float:
         delay = min(self.max_backoff, self.base_backoff * 2.0 ** max(0, attempts - 1))
@@ -223,28 +224,14 @@ class OutboxRelay:
         wakers: RelayWakers | None = self.sessionmaker.kw.get("info", {}).get(RELAY_WAKERS)
         unregister = wakers.register(self.destination, self.wake) if wakers is not None else None
         try:
-            await self._run_forever()
+            await self._loop.run()
         finally:
             if unregister is not None:
                 unregister()
 
-    async def _run_forever(self) -> None:
-        while True:
-            try:
-                delivered = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("outbox relay to %s failed; retrying", self.destination)
-                delivered = 0
-            if delivered >= self.batch_size:
-                continue  # more may be waiting
-            self._wake.clear()
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
-            # cancellation that races with the wake-up, and shutdown would hang.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
-                    await self._wake.wait()
+    async def _step(self) -> bool:
+        """One batch; True when it was full (more may be waiting: go again at once)."""
+        return await self.run_once() >= self.batch_size
 
 
 @contextlib.asynccontextmanager
@@ -256,14 +243,3 @@ async def running(relays: Sequence[OutboxRelay]) -> AsyncIterator[None]:
     finally:
         for t in tasks:
             await stop_task(t)
-
-
-async def stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait until it has really ended (cancel again if a
-    cancellation was absorbed somewhere inside it)."""
-    while not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait({task}, timeout=1.0)
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("background task %s failed: %r", task.get_name(), task.exception())

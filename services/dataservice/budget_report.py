@@ -27,6 +27,7 @@ from services.dataservice.datasource import DataSource
 from services.dataservice.models import privacy_charges
 from shared.db import utcnow
 from shared.outbox import OutboxMessage, enqueue
+from shared.periodic import Periodic
 from shared.service_auth import ServiceTokenProvider, TokenSource
 from shared.tracing import delivery
 
@@ -43,7 +44,7 @@ class BudgetReporter:
         self.data = data
         self.interval = interval
         self._changed: dict[str, set[str]] = {}  # mapped product → catalog ids charged since
-        self._wake = asyncio.Event()
+        self._loop = Periodic("budget-reports", self._step, interval, run_at_start=False)
 
     def charged(self, mapped_id: str, catalog_id: str) -> None:
         """An answer was charged to ``mapped_id``'s budget (called after commit)."""
@@ -83,21 +84,18 @@ class BudgetReporter:
         return len(targets)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        while True:
+        await self._loop.run()
+
+    async def _step(self) -> None:
+        await asyncio.sleep(0)  # let other charges of the same burst arrive
+        if self._changed:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            await asyncio.sleep(0)  # let other charges of the same burst arrive
-            if self._changed:
-                try:
-                    await self.flush()
-                except Exception as exc:
-                    logger.warning("could not queue privacy budget reports (%s); retrying", exc)
+                await self.flush()
+            except Exception as exc:
+                logger.warning("could not queue privacy budget reports (%s); retrying", exc)
 
 
 def report_deliverer(http: httpx.AsyncClient, catalog_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
