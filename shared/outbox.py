@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import MetaData, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -140,6 +141,31 @@ async def record_event(
 Deliverer = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
 
 
+class DeliveryRefused(RuntimeError):
+    """The receiver did not take a message; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, what: str, resp: httpx.Response) -> None:
+        self.status = resp.status_code
+        self.permanent = is_permanent_refusal(resp.status_code)
+        super().__init__(f"{what} answered {resp.status_code}: {resp.text[:300]}")
+
+
+def is_permanent_refusal(status: int) -> bool:
+    """A 4xx other than 401 (the token: refreshed and retried), 408 and 429 (later)."""
+    return 400 <= status < 500 and status not in (401, 408, 429)
+
+
+def check_delivered(resp: httpx.Response, what: str) -> None:
+    """The one delivery policy for every outbox deliverer: 2xx, and 409 (the receiver has it
+    already, or its state makes it moot: receivers are idempotent), are delivered; anything
+    else raises :class:`DeliveryRefused`, and the relay retries with backoff — a permanent
+    refusal (see :func:`is_permanent_refusal`) is logged as an error at every attempt and
+    retried at the longest backoff, so an operator can fix the receiver without losing it."""
+    if resp.is_success or resp.status_code == 409:
+        return
+    raise DeliveryRefused(what, resp)
+
+
 class OutboxRelay:
     """Delivers one destination's pending messages in batches, in id order."""
 
@@ -199,8 +225,10 @@ class OutboxRelay:
                 await self.deliver(messages)
             except Exception as exc:
                 attempts = max(m.attempts for m in messages) + 1
-                delay = self.backoff(attempts)
-                logger.warning(
+                permanent = isinstance(exc, DeliveryRefused) and exc.permanent
+                delay = self.max_backoff if permanent else self.backoff(attempts)
+                logger.log(
+                    logging.ERROR if permanent else logging.WARNING,
                     "could not deliver %d %s message(s) to %s (attempt %d): %s; retrying in %.1fs",
                     len(messages), messages[0].kind, self.destination, attempts, exc, delay,
                 )

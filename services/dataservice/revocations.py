@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from shared.periodic import Periodic
-from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.service_auth import ServiceTokenAuth, TokenSource
 
 logger = logging.getLogger("sluice.dataservice.revocations")
 
@@ -91,10 +91,8 @@ class RevocationPoller:
         added = 0
         for _ in range(self.max_pages):
             params = {"since": self.cursor} if self.cursor else {}
-            headers = {"Authorization": f"Bearer {await self.token()}"} if self.token else {}
-            resp = await self.http.get(self.url, params=params, headers=headers)
-            if resp.status_code == 401 and isinstance(self.token, ServiceTokenProvider):
-                self.token.invalidate()
+            auth = ServiceTokenAuth(self.token) if self.token else None
+            resp = await self.http.get(self.url, params=params, auth=auth)
             resp.raise_for_status()
             body: dict[str, Any] = resp.json()
             items = body.get("items") or []
