@@ -27,7 +27,7 @@ from sqlalchemy import MetaData, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal
-from shared.db import Database, utcnow
+from shared.db import RELAY_WAKERS, Database, RelayWakers, after_commit, relay_wakers, utcnow
 from shared.events import Actor, AuditEvent, Outcome, new_event
 from shared.hot_reads import HotQuery
 from shared.logging import request_id_var
@@ -56,7 +56,8 @@ class OutboxMessage:
 async def enqueue(
     session: AsyncSession, *, kind: str, destination: str, message_id: str, payload: dict[str, Any]
 ) -> None:
-    """Add a message in the caller's transaction, with the current trace context."""
+    """Add a message in the caller's transaction, with the current trace context; the
+    destination's relay is woken once that transaction commits (never if it rolls back)."""
     now = utcnow()
     await session.execute(
         insert(outbox).values(
@@ -70,6 +71,9 @@ async def enqueue(
             trace_context=current_carrier(),
         )
     )
+    wakers = relay_wakers(session)
+    if wakers is not None:
+        after_commit(session, lambda: wakers.wake(destination), key=(RELAY_WAKERS, destination))
 
 
 HTTP_COMMAND = "http_command"
@@ -134,6 +138,9 @@ async def record_event(
     return event
 
 
+#: How long record_event_now's events may wait for the relay: they are delivered in batches.
+WAKE_COALESCE_SECONDS = 0.05
+
 _INSERT_NOW = HotQuery(insert(outbox).values(
     kind=bindparam("kind"), destination=bindparam("destination"),
     message_id=bindparam("message_id"), payload=bindparam("payload"),
@@ -171,6 +178,9 @@ async def record_event_now(
         created_at=now, available_at=now, attempts=0,
         trace_context=(json.dumps(carrier) if pg and carrier is not None else carrier),
     )
+    # Committed: wake the relay, as enqueue's after-commit hook does, but once per
+    # WAKE_COALESCE_SECONDS for all the events written meanwhile (a batch, not a run per event).
+    db.relay_wakers.wake_soon("audit", WAKE_COALESCE_SECONDS)
     return event
 
 
@@ -257,6 +267,16 @@ class OutboxRelay:
             return len(messages)
 
     async def run_forever(self) -> None:
+        # Woken after every commit that enqueues for this destination (shared.db.after_commit).
+        wakers: RelayWakers | None = self.sessionmaker.kw.get("info", {}).get(RELAY_WAKERS)
+        unregister = wakers.register(self.destination, self.wake) if wakers is not None else None
+        try:
+            await self._run_forever()
+        finally:
+            if unregister is not None:
+                unregister()
+
+    async def _run_forever(self) -> None:
         while True:
             try:
                 delivered = await self.run_once()

@@ -64,7 +64,6 @@ async def reconcile_once(ctx: OrdersContext, *, older_than_seconds: float | None
         outcomes[outcome] = outcomes.get(outcome, 0) + count
     if outcomes:
         logger.info("reconciled %d pending order(s) and refunds: %s", len(rows), outcomes)
-        ctx.wake_fulfilment()
     return outcomes
 
 

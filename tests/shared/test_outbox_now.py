@@ -4,6 +4,7 @@ relay delivers it like any other."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,14 @@ from sqlalchemy import select
 
 from shared.db import Database
 from shared.events import Actor
-from shared.outbox import OutboxMessage, OutboxRelay, outbox, record_event, record_event_now
+from shared.outbox import (
+    WAKE_COALESCE_SECONDS,
+    OutboxMessage,
+    OutboxRelay,
+    outbox,
+    record_event,
+    record_event_now,
+)
 from tests.conftest import DatabaseFactory
 
 
@@ -28,10 +36,16 @@ async def test_record_event_now_writes_the_row_record_event_writes(database_url:
             "subject_id": "ent_1", "actor": Actor(sub="cli_1", org="org_1", role="buyer"),
             "details": {"jti": "j1", "expires_in": 900, "audience": "http://ds.test", "nested": {"a": [1, 2.5]}},
         }
+        woken: list[str] = []
+        db.relay_wakers.register("audit", lambda: woken.append("audit"))
         async with db.sessionmaker() as session, session.begin():
             before = await record_event(session, **fields)
         now = await record_event_now(db, **fields)
-        old, new = await _rows(db)
+        again = await record_event_now(db, **fields)
+        assert woken == ["audit"]  # record_event at its commit; record_event_now's two, together:
+        await asyncio.sleep(WAKE_COALESCE_SECONDS * 3)
+        assert woken == ["audit", "audit"]
+        old, new, _ = await _rows(db)
         for row, event in ((old, before), (new, now)):
             assert row["payload"] == event.model_dump(mode="json")
             assert row["message_id"] == str(event.event_id)
@@ -45,7 +59,7 @@ async def test_record_event_now_writes_the_row_record_event_writes(database_url:
         async def deliver(messages: Sequence[OutboxMessage]) -> None:
             delivered.extend(messages)
 
-        assert await OutboxRelay(db.sessionmaker, "audit", deliver).run_once() == 2
-        assert [m.payload for m in delivered] == [before.model_dump(mode="json"), now.model_dump(mode="json")]
+        assert await OutboxRelay(db.sessionmaker, "audit", deliver).run_once() == 3
+        assert [m.payload for m in delivered] == [e.model_dump(mode="json") for e in (before, now, again)]
     finally:
         await db.dispose()
