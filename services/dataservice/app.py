@@ -27,7 +27,8 @@ from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
 from shared.auth import InvalidToken, JWKSKeySource, TokenVerifier
 from shared.db import Database, utcnow
-from shared.outbox import OutboxRelay, running, stop_task
+from shared.outbox import OutboxRelay, running
+from shared.periodic import stop_task
 
 logger = logging.getLogger("sluice.dataservice")
 

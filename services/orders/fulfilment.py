@@ -40,7 +40,7 @@ from services.orders.orders import (
 from services.orders.settlement import STRIPE_DESTINATION
 from shared.db import utcnow
 from shared.outbox import OutboxMessage, OutboxRelay, record_event, running
-from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.service_auth import ServiceTokenAuth, TokenSource
 from shared.tracing import delivery
 
 logger = logging.getLogger("sluice.orders")
@@ -72,14 +72,11 @@ def access_deliverer(
     ctx: OrdersContext, http: httpx.AsyncClient, access_url: str, token: TokenSource
 ) -> Callable[[Sequence[OutboxMessage]], Awaitable[None]]:
     base = access_url.rstrip("/")
+    auth = ServiceTokenAuth(token)
 
     async def post(url: str, body: dict[str, object], message: OutboxMessage) -> httpx.Response:
         with delivery(message, "access") as trace_headers:
-            resp = await http.post(url, json=body,
-                                   headers={"Authorization": f"Bearer {await token()}", **trace_headers})
-        if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
-            token.invalidate()
-        return resp
+            return await http.post(url, json=body, headers=trace_headers, auth=auth)
 
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
         granted: list[tuple[str, str | None]] = []
