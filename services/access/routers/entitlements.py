@@ -34,7 +34,9 @@ AnyParty = Annotated[
 Overseer = Annotated[Principal, Depends(require_roles("service", "regulator", "operator"))]
 
 
-def get_catalog(request: Request) -> CatalogClient:
+async def get_catalog(request: Request) -> CatalogClient:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
+    # request that cost the data-token issue ~10 % of its CPU (docs/performance.md).
     return catalog_for(request.app)
 
 
