@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -163,10 +164,11 @@ async def record_event_now(
     outcome: Outcome = "success",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """:func:`record_event` for a request whose only write is this event: the row is one
+    """:func:`record_event` for a request whose only write is this event: the row is an
     autocommit ``INSERT`` (a prepared statement on PostgreSQL, shared/hot_reads.py) instead
-    of a transaction — one round trip instead of pre-ping, BEGIN, INSERT and COMMIT. The
-    same row, the same payload; it is committed when this returns."""
+    of a transaction — one round trip instead of pre-ping, BEGIN, INSERT and COMMIT — shared
+    with the other requests writing at the same moment (:class:`_GroupWriter`). The same row,
+    the same payload; it is committed when this returns."""
     event = new_event(
         service=service, action=action, subject_type=subject_type, subject_id=subject_id,
         actor=actor if isinstance(actor, Actor) else actor_of(actor), outcome=outcome,
@@ -175,16 +177,67 @@ async def record_event_now(
     now = utcnow()
     carrier = current_carrier()
     pg = db.hot.postgres  # asyncpg takes JSON as text; SQLAlchemy serialises it itself
-    await _INSERT_NOW.execute(
-        db.hot, db.engine, kind=AUDIT_EVENT, destination="audit", message_id=str(event.event_id),
-        payload=event.model_dump_json() if pg else event.model_dump(mode="json"),
-        created_at=now, available_at=now, attempts=0,
-        trace_context=(json.dumps(carrier) if pg and carrier is not None else carrier),
-    )
-    # Committed: wake the relay, as enqueue's after-commit hook does, but once per
-    # WAKE_COALESCE_SECONDS for all the events written meanwhile (a batch, not a run per event).
-    db.relay_wakers.wake_soon("audit", WAKE_COALESCE_SECONDS)
+    await _group_writer(db).write({
+        "kind": AUDIT_EVENT, "destination": "audit", "message_id": str(event.event_id),
+        "payload": event.model_dump_json() if pg else event.model_dump(mode="json"),
+        "created_at": now, "available_at": now, "attempts": 0,
+        "trace_context": json.dumps(carrier) if pg and carrier is not None else carrier,
+    })
     return event
+
+
+class _GroupWriter:
+    """Group commit for :func:`record_event_now`: the rows of every request that reaches it
+    while the previous write is in flight go to the database together, one round trip and one
+    commit (``HotQuery.execute_many``, atomic), instead of one each. Each caller returns once
+    its own row is committed, or raises the error that kept it out, as with a single insert."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._rows: list[dict[str, Any]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, row: dict[str, Any]) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rows.append(row)
+        self._waiters.append(waiter)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="outbox-group-writer")
+        await waiter
+
+    async def _drain(self) -> None:
+        while self._rows:
+            rows, waiters = self._rows, self._waiters
+            self._rows, self._waiters = [], []
+            try:
+                await _INSERT_NOW.execute_many(self.db.hot, self.db.engine, rows)
+            except BaseException as exc:
+                for waiter in waiters:
+                    if not waiter.done():
+                        if isinstance(exc, asyncio.CancelledError):
+                            waiter.cancel()
+                        else:
+                            waiter.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for waiter in waiters:
+                if not waiter.done():  # a caller that was cancelled meanwhile
+                    waiter.set_result(None)
+            # Committed: wake the relay, as enqueue's after-commit hook does, but once per
+            # WAKE_COALESCE_SECONDS for all the events written meanwhile.
+            self.db.relay_wakers.wake_soon("audit", WAKE_COALESCE_SECONDS)
+
+
+_GROUP_WRITERS: weakref.WeakKeyDictionary[Database, _GroupWriter] = weakref.WeakKeyDictionary()
+
+
+def _group_writer(db: Database) -> _GroupWriter:
+    writer = _GROUP_WRITERS.get(db)
+    if writer is None:
+        writer = _GROUP_WRITERS[db] = _GroupWriter(db)
+    return writer
 
 
 Deliverer = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
