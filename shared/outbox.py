@@ -244,11 +244,14 @@ Deliverer = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
 
 
 class DeliveryRefused(RuntimeError):
-    """The receiver did not take a message; ``permanent`` when retrying cannot help."""
+    """The receiver did not take a message; ``permanent`` when retrying cannot help.
+    ``message``: the one message refused, when the deliverer sends one at a time in order
+    (then the relay dead-letters it and counts those before it as delivered)."""
 
-    def __init__(self, what: str, resp: httpx.Response) -> None:
+    def __init__(self, what: str, resp: httpx.Response, message: OutboxMessage | None = None) -> None:
         self.status = resp.status_code
         self.permanent = is_permanent_refusal(resp.status_code)
+        self.message = message
         super().__init__(f"{what} answered {resp.status_code}: {resp.text[:300]}")
 
 
@@ -257,15 +260,17 @@ def is_permanent_refusal(status: int) -> bool:
     return 400 <= status < 500 and status not in (401, 408, 429)
 
 
-def check_delivered(resp: httpx.Response, what: str) -> None:
+def check_delivered(resp: httpx.Response, what: str, message: OutboxMessage | None = None) -> None:
     """The one delivery policy for every outbox deliverer: 2xx, and 409 (the receiver has it
     already, or its state makes it moot: receivers are idempotent), are delivered; anything
-    else raises :class:`DeliveryRefused`, and the relay retries with backoff — a permanent
-    refusal (see :func:`is_permanent_refusal`) is logged as an error at every attempt and
-    retried at the longest backoff, so an operator can fix the receiver without losing it."""
+    else raises :class:`DeliveryRefused`, and the relay retries with backoff (401: after one
+    fresh token, see ``ServiceTokenAuth``). A permanent refusal (:func:`is_permanent_refusal`)
+    of a ``message`` sent on its own is dead-lettered (``outbox.dead_at``: an operator sees it
+    on /metrics and GET /v1/outbox/dead-letters and can send it again); one of a batch sent
+    together is logged as an error and retried at the longest backoff."""
     if resp.is_success or resp.status_code == 409:
         return
-    raise DeliveryRefused(what, resp)
+    raise DeliveryRefused(what, resp, message)
 
 
 class OutboxRelay:
@@ -307,6 +312,7 @@ class OutboxRelay:
                 .where(
                     outbox.c.destination == self.destination,
                     outbox.c.delivered_at.is_(None),
+                    outbox.c.dead_at.is_(None),
                     outbox.c.available_at <= utcnow(),
                 )
                 .order_by(outbox.c.id)
@@ -325,29 +331,49 @@ class OutboxRelay:
             ids = [m.id for m in messages]
             try:
                 await self.deliver(messages)
+            except DeliveryRefused as exc:
+                if not exc.permanent or exc.message is None or exc.message.id not in ids:
+                    return await self._retry(session, messages, exc)
+                refused = ids.index(exc.message.id)
+                await self._dead_letter(session, exc.message, exc)
+                if refused:
+                    await session.execute(update(outbox).where(outbox.c.id.in_(ids[:refused]))
+                                          .values(delivered_at=utcnow()))
+                return refused
             except Exception as exc:
-                attempts = max(m.attempts for m in messages) + 1
-                permanent = isinstance(exc, DeliveryRefused) and exc.permanent
-                delay = self.max_backoff if permanent else self.backoff(attempts)
-                logger.log(
-                    logging.ERROR if permanent else logging.WARNING,
-                    "could not deliver %d %s message(s) to %s (attempt %d): %s; retrying in %.1fs",
-                    len(messages), messages[0].kind, self.destination, attempts, exc, delay,
-                )
-                await session.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(ids))
-                    .values(
-                        attempts=outbox.c.attempts + 1,
-                        last_error=str(exc)[:2000],
-                        available_at=utcnow() + timedelta(seconds=delay),
-                    )
-                )
-                return 0
+                return await self._retry(session, messages, exc)
             await session.execute(
                 update(outbox).where(outbox.c.id.in_(ids)).values(delivered_at=utcnow())
             )
             return len(messages)
+
+    async def _dead_letter(self, session: AsyncSession, message: OutboxMessage, exc: Exception) -> None:
+        logger.error("%s message %s to %s refused for good, dead-lettered (an operator can send it "
+                     "again: POST /v1/outbox/dead-letters/%d/retry): %s", message.kind,
+                     message.message_id, self.destination, message.id, exc)
+        await session.execute(update(outbox).where(outbox.c.id == message.id).values(
+            attempts=outbox.c.attempts + 1, last_error=str(exc)[:2000], dead_at=utcnow()))
+
+    async def _retry(self, session: AsyncSession, messages: Sequence[OutboxMessage], exc: Exception) -> int:
+        ids = [m.id for m in messages]
+        attempts = max(m.attempts for m in messages) + 1
+        permanent = isinstance(exc, DeliveryRefused) and exc.permanent
+        delay = self.max_backoff if permanent else self.backoff(attempts)
+        logger.log(
+            logging.ERROR if permanent else logging.WARNING,
+            "could not deliver %d %s message(s) to %s (attempt %d): %s; retrying in %.1fs",
+            len(messages), messages[0].kind, self.destination, attempts, exc, delay,
+        )
+        await session.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids))
+            .values(
+                attempts=outbox.c.attempts + 1,
+                last_error=str(exc)[:2000],
+                available_at=utcnow() + timedelta(seconds=delay),
+            )
+        )
+        return 0
 
     async def run_forever(self) -> None:
         # Woken after every commit that enqueues for this destination (shared.db.after_commit).

@@ -196,6 +196,7 @@ def create_app(settings: DataServiceSettings | None = None) -> FastAPI:
         routers=[query.router, privacy.router],
         lifespan_steps=[audit_relay, data_service],
         make_verifier=data_token_verifier,
+        outbox_operator=privacy.platform_operator,
         openapi_tags=[{"name": "query", "description": "Structured queries on one data product."},
                       {"name": "privacy", "description": "The privacy spend, for regulators."}],
     )
