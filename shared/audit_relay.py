@@ -69,7 +69,8 @@ async def audit_relay(app: FastAPI) -> AsyncIterator[None]:
         db.sessionmaker,
         "audit",
         audit_deliverer(app.state.http, settings.audit_url, token),
-        poll_interval=settings.outbox_poll_seconds,
+        poll_interval=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
+        max_backoff=settings.outbox_max_backoff_seconds,
     )
     app.state.audit_relay = relay
     async with running([relay]):

@@ -61,7 +61,8 @@ def command_relay(destination: str, base_url_setting: str):  # type: ignore[no-u
         relay = OutboxRelay(
             db.sessionmaker, destination,
             command_deliverer(app.state.http, getattr(settings, base_url_setting), token),
-            batch_size=20, poll_interval=settings.outbox_poll_seconds,
+            poll_interval=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
+            max_backoff=settings.outbox_max_backoff_seconds,
         )
         app.state.relays = {**getattr(app.state, "relays", {}), destination: relay}
         async with running([relay]):

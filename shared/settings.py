@@ -81,6 +81,11 @@ class ServiceSettings(BaseSettings):
         description="Its secret. Without it the outbox keeps messages until one is configured.",
     )
     outbox_poll_seconds: float = Field(default=0.5, description="Idle wait of the outbox relay.")
+    outbox_batch_size: int = Field(default=100, ge=1, le=1000,
+                                   description="Messages an outbox relay claims and sends at once.")
+    outbox_max_backoff_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait before an outbox message is tried again "
+        "(failures back off exponentially from 0.5 s, with jitter, up to this).")
 
     trace_exporter: Literal["none", "console", "otlp", "memory"] = Field(
         default="none",

@@ -143,13 +143,15 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
     else:
         relay = OutboxRelay(db.sessionmaker, USAGE_DESTINATION,
                             usage_deliverer(app.state.http, settings.access_url, token),
-                            poll_interval=settings.outbox_poll_seconds)
+                            poll_interval=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
+                            max_backoff=settings.outbox_max_backoff_seconds)
         app.state.usage_relay = relay
         relays.append(relay)
         app.state.budget_report_relay = OutboxRelay(
             db.sessionmaker, REPORT_DESTINATION,
             report_deliverer(app.state.http, settings.catalog_url, token),
-            poll_interval=settings.outbox_poll_seconds)
+            poll_interval=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
+            max_backoff=settings.outbox_max_backoff_seconds)
         relays.append(app.state.budget_report_relay)
 
     app.state.data_source = source
