@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -21,6 +21,7 @@ from shared.logging import configure_logging
 from shared.middleware import Metrics, MetricsMiddleware, RequestIdMiddleware
 from shared.problems import install_problem_handlers, problem_docs
 from shared.settings import ServiceSettings
+from shared.strict_query import strict_query_parameters
 from shared.tracing import instrument_client, serving, setup_tracing
 
 #: An extra lifespan step: receives the app, may set state, yields while serving.
@@ -149,6 +150,8 @@ def create_service_app(
         lifespan=lifespan,
         openapi_tags=openapi_tags,
         default_response_class=JSONResponse,
+        # Every route refuses query parameters it does not take (422, named).
+        dependencies=[Depends(strict_query_parameters)],
     )
     app.state.settings = settings
     app.state.metrics = metrics
