@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from shared import openapi_auth
 from shared.auth import PLATFORM_TOKEN_TYP, CurrentPrincipal, JWKSKeySource, TokenVerifier
 from shared.db import Database
 from shared.errors import ServiceUnavailable
@@ -115,6 +116,7 @@ def create_service_app(
     lifespan_steps: Sequence[LifespanStep] = (),
     make_verifier: Callable[[FastAPI], TokenVerifier] = default_verifier,
     openapi_tags: list[dict[str, Any]] | None = None,
+    platform_token_paths: Callable[[str], bool] = lambda path: True,
 ) -> FastAPI:
     service = settings.service_name
     configure_logging(service, settings.log_level, settings.log_json)
@@ -164,4 +166,7 @@ def create_service_app(
     app.include_router(me_router())
     for router in routers:
         app.include_router(router)
+    # /docs can get a platform token itself: the client-credentials flow at access's /oauth/token.
+    token_base = settings.public_url if service == "access" else settings.access_url
+    openapi_auth.install(app, f"{token_base.rstrip('/')}/oauth/token", platform_token_paths)
     return app

@@ -201,6 +201,8 @@ def create_app(settings: DataServiceSettings | None = None) -> FastAPI:
         routers=[query.router, privacy.router],
         lifespan_steps=[audit_relay, data_service],
         make_verifier=data_token_verifier,
+        # Only the regulator's privacy routes take platform tokens; the rest data-access tokens.
+        platform_token_paths=lambda path: path.startswith("/v1/privacy"),
         openapi_tags=[{"name": "query", "description": "Structured queries on one data product."},
                       {"name": "privacy", "description": "The privacy spend, for regulators."}],
     )
