@@ -204,12 +204,15 @@ async def rotate_secret(client_id: str, session: DbSession, operator: Operator) 
 
 # --- signing keys (operator) --------------------------------------------------------
 
-@router.get("/signing-keys", response_model=list[SigningKeyInfo],
-            summary="Signing keys in use (operator)", responses=_AUTH)
-async def list_signing_keys(request: Request, _: Operator) -> list[SigningKeyInfo]:
+@router.get("/signing-keys", response_model=Page[SigningKeyInfo],
+            summary="Signing keys in use (operator)",
+            description="The list envelope of every list (`items`, `next_cursor`); the keys in use "
+            "(active and retiring) are few, so there is one page and `next_cursor` is null.",
+            responses=_AUTH)
+async def list_signing_keys(request: Request, _: Operator) -> Page[SigningKeyInfo]:
     keys: KeyStore = request.app.state.keys
     await keys.refresh()  # what the database says, not what this replica last read
-    return [SigningKeyInfo(**k) for k in keys.describe()]
+    return Page(items=[SigningKeyInfo(**k) for k in keys.describe()], next_cursor=None)
 
 
 @router.post("/signing-keys/rotate", response_model=SigningKeyInfo, status_code=201,
