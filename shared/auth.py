@@ -10,8 +10,10 @@ service.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -188,8 +190,57 @@ def iat_problem(claims: dict[str, Any], leeway: int, *, now: float | None = None
     return None
 
 
+@dataclass(frozen=True)
+class _Verified:
+    kid: str
+    key: Key
+    claims: dict[str, Any]
+    expires: float
+
+
+class VerifiedTokenCache:
+    """Tokens whose signature and claims verified, until they expire (bounded LRU).
+
+    Verifying an RS256 token costs more than serving most reads, and a client sends the same
+    token with every request of its (15-minute) life. A verified token's signature and claims
+    cannot change, so only three things are checked again on a hit: ``exp`` (against the
+    clock), the key (the key source must still give the *same* key object for the ``kid``: a
+    retired or re-fetched key sends the token through full verification again), and the
+    verifier's ``extra_check``, which runs on every use because what it checks (a revocation
+    list) changes while the token lives. Failures are never remembered. Keys are SHA-256
+    digests of the tokens, not the tokens.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
+
+    @staticmethod
+    def _digest(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    async def get(self, token: str, keys: KeySource) -> dict[str, Any] | None:
+        digest = self._digest(token)
+        known = self._entries.get(digest)
+        if known is None:
+            return None
+        if known.expires <= time.time() or await keys.get(known.kid) is not known.key:
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return known.claims
+
+    def put(self, token: str, kid: str, key: Key, claims: dict[str, Any]) -> None:
+        digest = self._digest(token)
+        self._entries[digest] = _Verified(kid, key, claims, float(claims["exp"]))
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
 class TokenVerifier:
-    """Verifies a bearer token against one issuer and one audience."""
+    """Verifies a bearer token against one issuer and one audience (remembering tokens that
+    verified, see :class:`VerifiedTokenCache`; ``cache_size=0`` turns that off)."""
 
     def __init__(
         self,
@@ -202,8 +253,10 @@ class TokenVerifier:
         extra_check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
         how_to_get_one: str = "Get one with the client credentials grant at the access "
         "service's POST /oauth/token.",
+        cache_size: int = 10_000,
     ) -> None:
         self.how_to_get_one = how_to_get_one
+        self.cache = VerifiedTokenCache(cache_size) if cache_size > 0 else None
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
@@ -212,6 +265,10 @@ class TokenVerifier:
         self.extra_check = extra_check
 
     async def verify_claims(self, token: str) -> dict[str, Any]:
+        if self.cache is not None and (known := await self.cache.get(token, self.keys)) is not None:
+            if self.extra_check is not None:
+                await self.extra_check(known)  # never skipped: revocations change under a cached token
+            return known
         try:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:
@@ -267,6 +324,8 @@ class TokenVerifier:
             raise InvalidToken(why)
         if self.extra_check is not None:
             await self.extra_check(claims)
+        if self.cache is not None:
+            self.cache.put(token, kid, key, claims)
         return claims
 
     async def verify(self, token: str) -> Principal:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.catalog.auth_cache import VerifiedTokens
 from services.catalog.cache import PublicViewCache, TtlCache
 from services.catalog.routers import dcat, internal, privacy, products, review, search
 from services.catalog.settings import CatalogSettings
@@ -51,5 +50,4 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         settings.public_view_cache_seconds, settings.public_view_cache_entries
     )
     app.state.facet_cache = TtlCache(settings.search_facet_cache_seconds)
-    app.state.verified_tokens = VerifiedTokens()
     return app

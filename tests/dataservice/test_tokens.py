@@ -234,3 +234,16 @@ async def test_service_starts_and_answers_while_access_is_unreachable(
                                 scope="query", ent="ent_x", product=HEALTH, version=1, purpose="research",
                                 grade="L3_sensitive", limits={"max_rows": 100})
         assert (await query(svc, token, COUNT)).status_code == 200
+
+
+async def test_a_cached_token_is_still_refused_once_revoked(ds: RunningApp, data_token: TokenFactory) -> None:
+    """The verifier remembers the token after its first use; the revocation check (its
+    extra_check) still runs on every later use, so a revocation stops it at once."""
+    token = data_token(jti="jti-cached")
+    assert (await query(ds, token, COUNT)).status_code == 200
+    cache = ds.app.state.verifier.cache
+    assert cache is not None and await cache.get(token, ds.app.state.verifier.keys) is not None
+    ds.app.state.revocations.add_item({"kind": "token", "id": "jti-cached", "event": "revoked",
+                                       "expires_at": "2999-01-01T00:00:00Z"})
+    resp = await query(ds, token, COUNT)
+    assert resp.status_code == 401 and "no longer grants access" in resp.json()["detail"]

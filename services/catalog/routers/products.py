@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from services.catalog import dcat, lifecycle, published, rules, views
-from services.catalog.auth_cache import AnyPrincipal
 from services.catalog.cache import PublicViewCache
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
 from shared.auth import CurrentPrincipal, Principal, Provider, require_roles
@@ -67,7 +66,7 @@ async def create_product(spec: ProductSpec, session: DbSession, principal: Provi
     "for DCAT-AP 3 JSON-LD.",
     responses={**_JSONLD_DOC, **problem_docs(401, 404)},
 )
-async def get_product(product_id: str, request: Request, principal: AnyPrincipal) -> Response:
+async def get_product(product_id: str, request: Request, principal: CurrentPrincipal) -> Response:
     cache = public_cache(request)
     wants_ld = JSON_LD in request.headers.get("accept", "")
     privileged = lifecycle.is_regulator(principal)

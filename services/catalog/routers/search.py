@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 
 from services.catalog import search as engine
-from services.catalog.auth_cache import AnyPrincipal
 from services.catalog.schemas import Grade, PlanKind, SearchPage, Status
+from shared.auth import CurrentPrincipal
 from shared.db import ReadSession
 from shared.pagination import CursorParam, decode_cursor
 from shared.problems import problem_docs
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 async def search_products(
     request: Request,
     session: ReadSession,
-    principal: AnyPrincipal,
+    principal: CurrentPrincipal,
     q: Annotated[str | None, Query(max_length=200, description="Words to look for.",
                                    examples=["commuter flows"])] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
