@@ -22,9 +22,9 @@ from services.access.schemas import OAuthError
 from services.access.settings import AccessSettings
 from shared.auth import Principal, get_principal, platform_bearer, require_roles
 from shared.db import DbSession
-from shared.errors import Forbidden
+from shared.errors import PROBLEM_JSON, Forbidden
 from shared.events import Actor
-from shared.problems import problem_docs
+from shared.problems import Problem, problem_docs
 
 logger = logging.getLogger("sluice.access.revocation")
 router = APIRouter(tags=["revocation"])
@@ -135,8 +135,11 @@ async def _is_platform_token(request: Request, token: str) -> bool:
         "then the token's claims follow. A provider asking about another provider's token gets "
         "`{\"active\": false}`."
     ),
-    responses={**problem_docs(401, 403),
-               400: {"model": OAuthError, "description": "invalid_request (no `token`)"}},
+    responses={**problem_docs(403),
+               400: {"model": OAuthError, "description": "invalid_request (no `token`)"},
+               401: {"model": OAuthError | Problem, "description": "invalid_client (RFC 6749, client "
+                     "authentication failed) or a problem+json (bearer token missing or invalid)",
+                     "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
 )
 async def introspect_token(
     request: Request,
