@@ -10,8 +10,8 @@ import httpx
 from fastapi import FastAPI
 
 from shared.db import Database
-from shared.outbox import OutboxMessage, OutboxRelay, running
-from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.outbox import OutboxMessage, OutboxRelay, check_delivered, running
+from shared.service_auth import ServiceTokenAuth, ServiceTokenProvider, TokenSource
 from shared.settings import ServiceSettings
 from shared.tracing import delivery, runs_by_trace
 
@@ -20,21 +20,16 @@ logger = logging.getLogger("sluice.outbox")
 
 def audit_deliverer(http: httpx.AsyncClient, audit_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
     url = f"{audit_url.rstrip('/')}/v1/events"
+    auth = ServiceTokenAuth(token)
 
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
         # One request per run of events written in the same trace (all of them when tracing is
         # off), so each append is in the trace of the request that caused its events.
         for run in runs_by_trace(messages):
             with delivery(run, "audit") as trace_headers:
-                resp = await http.post(
-                    url,
-                    json={"events": [m.payload for m in run]},
-                    headers={"Authorization": f"Bearer {await token()}", **trace_headers},
-                )
-                if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
-                    token.invalidate()
-                if resp.status_code >= 300:
-                    raise RuntimeError(f"audit service answered {resp.status_code}: {resp.text[:300]}")
+                resp = await http.post(url, json={"events": [m.payload for m in run]},
+                                       headers=trace_headers, auth=auth)
+                check_delivered(resp, "the audit service")
 
     return deliver
 

@@ -4,9 +4,9 @@ A command is an HTTP call another service must receive exactly once in effect:
 the producer writes it with :func:`shared.outbox.enqueue_command` in the same transaction as
 the change that causes it, and the :func:`command_relay` lifespan step delivers
 it with this service's token, retrying with backoff until the receiver answers
-2xx (receivers are idempotent). A 4xx other than 401/408/409/429 means the
-command itself is wrong: it is logged loudly and still retried with backoff, so
-an operator can fix the receiver without losing the command.
+2xx or 409 (receivers are idempotent; see ``shared.outbox.check_delivered``). A 4xx other
+than 401/408/409/429 means the command itself is wrong: it is logged as an error and
+retried at the longest backoff, so an operator can fix the receiver without losing it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from fastapi import FastAPI
 
 from shared.audit_relay import token_source_for
 from shared.db import Database
-from shared.outbox import OutboxMessage, OutboxRelay, running
-from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.outbox import OutboxMessage, OutboxRelay, check_delivered, running
+from shared.service_auth import ServiceTokenAuth, TokenSource
 from shared.settings import ServiceSettings
 from shared.tracing import delivery
 
@@ -29,6 +29,7 @@ logger = logging.getLogger("sluice.outbox")
 
 def command_deliverer(http: httpx.AsyncClient, base_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
     base = base_url.rstrip("/")
+    auth = ServiceTokenAuth(token)
 
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
         # One at a time, in order: a failure stops the batch and later commands wait.
@@ -36,16 +37,10 @@ def command_deliverer(http: httpx.AsyncClient, base_url: str, token: TokenSource
             p = m.payload
             with delivery(m) as trace_headers:
                 resp = await http.request(
-                    p["method"], base + p["path"], json=p.get("body") or {},
-                    headers={"Authorization": f"Bearer {await token()}", "Idempotency-Key": m.message_id,
-                             **trace_headers},
+                    p["method"], base + p["path"], json=p.get("body") or {}, auth=auth,
+                    headers={"Idempotency-Key": m.message_id, **trace_headers},
                 )
-                if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
-                    token.invalidate()
-                if resp.status_code >= 300:
-                    raise RuntimeError(
-                        f"{p['method']} {p['path']} answered {resp.status_code}: {resp.text[:300]}"
-                    )
+                check_delivered(resp, f"{p['method']} {p['path']}")
 
     return deliver
 

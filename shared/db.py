@@ -1,13 +1,18 @@
-"""Async SQLAlchemy engine and the request-scoped transaction.
+"""Async SQLAlchemy engine, the request-scoped transaction and its after-commit hooks.
 
-The request dependency owns the transaction: it commits when the endpoint
-returns and rolls back when it raises. Services and repositories only
-``flush()``; they never commit.
+The request dependency owns the transaction (the unit of work): it commits when the
+endpoint returns and rolls back when it raises. Services and repositories only ``flush()``;
+they never commit. What must happen only once the change is durable — waking an outbox
+relay, invalidating a cache, starting background work — is registered with
+:func:`after_commit` on the session: it runs after the outermost transaction commits and is
+forgotten if it rolls back, whoever opened the session (a request, a relay, a timer).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Hashable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -21,10 +26,71 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql import FromClause
 from sqlalchemy.types import TypeDecorator
 
 from shared.hot_reads import HotPool
+
+logger = logging.getLogger("sluice.db")
+
+#: ``session.info`` keys: the pending after-commit hooks, and the app's relay wakers.
+_AFTER_COMMIT = "sluice.after_commit"
+RELAY_WAKERS = "sluice.relay_wakers"
+
+Hook = Callable[[], object]
+
+
+def after_commit(session: AsyncSession | Session, hook: Hook, *, key: Hashable | None = None) -> None:
+    """Run ``hook()`` (synchronous, quick: set an event, drop a cache entry, create a task)
+    once the session's outermost transaction has committed; forget it if that transaction
+    rolls back. Hooks given the same ``key`` run once per transaction. A hook that raises is
+    logged, never re-raised: the commit has happened."""
+    hooks: dict[Hashable, Hook] = session.info.setdefault(_AFTER_COMMIT, {})
+    hooks.setdefault(key if key is not None else object(), hook)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit_hooks(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: the outer transaction may still roll back
+    for hook in session.info.pop(_AFTER_COMMIT, {}).values():
+        try:
+            hook()
+        except Exception:
+            logger.exception("an after-commit hook failed")
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _discard_after_commit_hooks(session: Session, transaction: SessionTransaction) -> None:
+    # After a commit the hooks have already run and been removed; after a rollback of the
+    # outermost transaction they must never run.
+    if transaction.parent is None:
+        session.info.pop(_AFTER_COMMIT, None)
+
+
+class RelayWakers:
+    """Which outbox relays to wake when a transaction that wrote to a destination commits
+    (``shared.outbox.enqueue`` registers the wake-up; running relays register themselves)."""
+
+    def __init__(self) -> None:
+        self._wakers: dict[str, list[Callable[[], None]]] = defaultdict(list)
+
+    def register(self, destination: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Add ``wake`` for ``destination``; returns the function that removes it again."""
+        self._wakers[destination].append(wake)
+        return lambda: self._wakers[destination].remove(wake)
+
+    def wake(self, destination: str) -> None:
+        for wake in list(self._wakers.get(destination, ())):
+            wake()
+
+
+def relay_wakers(session: AsyncSession | Session) -> RelayWakers | None:
+    """The wakers of the app whose :class:`Database` made ``session`` (None for others)."""
+    wakers: RelayWakers | None = session.info.get(RELAY_WAKERS)
+    return wakers
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -81,7 +147,10 @@ class Database:
         self.url = url
         pool = {} if is_sqlite(url) else {"pool_size": pool_size, "max_overflow": max_overflow}
         self.engine = create_engine(url, echo=echo, **pool)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Outbox relays of this app, woken after commits that wrote to their destination.
+        self.relay_wakers = RelayWakers()
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
+                                               info={RELAY_WAKERS: self.relay_wakers})
         #: asyncpg straight for single-statement hot reads (shared/hot_reads.py).
         self.hot = HotPool(url, max_size=max(2, pool_size))
 

@@ -22,14 +22,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import MetaData, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal
-from shared.db import utcnow
+from shared.db import RELAY_WAKERS, RelayWakers, after_commit, relay_wakers, utcnow
 from shared.events import Actor, AuditEvent, Outcome, new_event
 from shared.logging import request_id_var
 from shared.outbox_model import outbox_table
+from shared.periodic import Periodic, stop_task
 from shared.tracing import current_carrier
 
 logger = logging.getLogger("sluice.outbox")
@@ -54,7 +56,8 @@ class OutboxMessage:
 async def enqueue(
     session: AsyncSession, *, kind: str, destination: str, message_id: str, payload: dict[str, Any]
 ) -> None:
-    """Add a message in the caller's transaction, with the current trace context."""
+    """Add a message in the caller's transaction, with the current trace context; the
+    destination's relay is woken once that transaction commits (never if it rolls back)."""
     now = utcnow()
     await session.execute(
         insert(outbox).values(
@@ -68,6 +71,9 @@ async def enqueue(
             trace_context=current_carrier(),
         )
     )
+    wakers = relay_wakers(session)
+    if wakers is not None:
+        after_commit(session, lambda: wakers.wake(destination), key=(RELAY_WAKERS, destination))
 
 
 HTTP_COMMAND = "http_command"
@@ -135,6 +141,31 @@ async def record_event(
 Deliverer = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
 
 
+class DeliveryRefused(RuntimeError):
+    """The receiver did not take a message; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, what: str, resp: httpx.Response) -> None:
+        self.status = resp.status_code
+        self.permanent = is_permanent_refusal(resp.status_code)
+        super().__init__(f"{what} answered {resp.status_code}: {resp.text[:300]}")
+
+
+def is_permanent_refusal(status: int) -> bool:
+    """A 4xx other than 401 (the token: refreshed and retried), 408 and 429 (later)."""
+    return 400 <= status < 500 and status not in (401, 408, 429)
+
+
+def check_delivered(resp: httpx.Response, what: str) -> None:
+    """The one delivery policy for every outbox deliverer: 2xx, and 409 (the receiver has it
+    already, or its state makes it moot: receivers are idempotent), are delivered; anything
+    else raises :class:`DeliveryRefused`, and the relay retries with backoff — a permanent
+    refusal (see :func:`is_permanent_refusal`) is logged as an error at every attempt and
+    retried at the longest backoff, so an operator can fix the receiver without losing it."""
+    if resp.is_success or resp.status_code == 409:
+        return
+    raise DeliveryRefused(what, resp)
+
+
 class OutboxRelay:
     """Delivers one destination's pending messages in batches, in id order."""
 
@@ -156,11 +187,11 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
-        self._wake = asyncio.Event()
+        self._loop = Periodic(f"outbox relay to {destination}", self._step, poll_interval)
 
     def wake(self) -> None:
-        """Deliver soon (called after a commit that enqueued something)."""
-        self._wake.set()
+        """Deliver soon (after a commit that enqueued something: see ``enqueue``)."""
+        self._loop.wake()
 
     def backoff(self, attempts: int) -> float:
         delay = min(self.max_backoff, self.base_backoff * 2.0 ** max(0, attempts - 1))
@@ -194,8 +225,10 @@ class OutboxRelay:
                 await self.deliver(messages)
             except Exception as exc:
                 attempts = max(m.attempts for m in messages) + 1
-                delay = self.backoff(attempts)
-                logger.warning(
+                permanent = isinstance(exc, DeliveryRefused) and exc.permanent
+                delay = self.max_backoff if permanent else self.backoff(attempts)
+                logger.log(
+                    logging.ERROR if permanent else logging.WARNING,
                     "could not deliver %d %s message(s) to %s (attempt %d): %s; retrying in %.1fs",
                     len(messages), messages[0].kind, self.destination, attempts, exc, delay,
                 )
@@ -215,22 +248,18 @@ class OutboxRelay:
             return len(messages)
 
     async def run_forever(self) -> None:
-        while True:
-            try:
-                delivered = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("outbox relay to %s failed; retrying", self.destination)
-                delivered = 0
-            if delivered >= self.batch_size:
-                continue  # more may be waiting
-            self._wake.clear()
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
-            # cancellation that races with the wake-up, and shutdown would hang.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
-                    await self._wake.wait()
+        # Woken after every commit that enqueues for this destination (shared.db.after_commit).
+        wakers: RelayWakers | None = self.sessionmaker.kw.get("info", {}).get(RELAY_WAKERS)
+        unregister = wakers.register(self.destination, self.wake) if wakers is not None else None
+        try:
+            await self._loop.run()
+        finally:
+            if unregister is not None:
+                unregister()
+
+    async def _step(self) -> bool:
+        """One batch; True when it was full (more may be waiting: go again at once)."""
+        return await self.run_once() >= self.batch_size
 
 
 @contextlib.asynccontextmanager
@@ -242,14 +271,3 @@ async def running(relays: Sequence[OutboxRelay]) -> AsyncIterator[None]:
     finally:
         for t in tasks:
             await stop_task(t)
-
-
-async def stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait until it has really ended (cancel again if a
-    cancellation was absorbed somewhere inside it)."""
-    while not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait({task}, timeout=1.0)
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("background task %s failed: %r", task.get_name(), task.exception())

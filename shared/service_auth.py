@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import httpx
 
@@ -51,3 +51,22 @@ class ServiceTokenProvider:
 
     def invalidate(self) -> None:
         self._token = None
+
+
+class ServiceTokenAuth(httpx.Auth):
+    """``httpx`` auth carrying this service's own token: the bearer header on every request,
+    and on a 401 one fresh token (the cached one is dropped) and one retry, so a token the
+    receiver no longer accepts (expired early, keys rotated) costs a round trip, not a
+    backoff. Every service-to-service caller uses it (outbox deliverers, revocation feed)."""
+
+    def __init__(self, token: TokenSource) -> None:
+        self.token = token
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = f"Bearer {await self.token()}"
+        response = yield request
+        invalidate = getattr(self.token, "invalidate", None)
+        if response.status_code == 401 and invalidate is not None:
+            invalidate()
+            request.headers["Authorization"] = f"Bearer {await self.token()}"
+            yield request

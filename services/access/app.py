@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from shared.app import create_service_app
 from shared.audit_relay import audit_relay
 from shared.auth import PLATFORM_TOKEN_TYP, TokenVerifier
 from shared.db import Database
+from shared.periodic import Periodic
 
 logger = logging.getLogger("sluice.access")
 
@@ -66,27 +66,15 @@ async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
         required_typ=PLATFORM_TOKEN_TYP,
     )
 
-    async def refresh_keys() -> None:
-        while True:
-            await asyncio.sleep(settings.key_refresh_seconds)
-            try:
-                await keys.refresh()
-            except Exception:
-                logger.exception("could not refresh signing keys; retrying")
-
     # Calls to other services (audit relay, catalog) use a locally signed token.
     app.state.service_token_source = LocalServiceToken(
         keys, client_id=settings.service_client_id, issuer=settings.token_issuer,
         audience=settings.token_audience,
     )
 
-    task = asyncio.create_task(refresh_keys(), name="refresh-signing-keys")
-    try:
+    async with Periodic("refresh-signing-keys", keys.refresh, settings.key_refresh_seconds,
+                        run_at_start=False).running():
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def create_app(settings: AccessSettings | None = None) -> FastAPI:

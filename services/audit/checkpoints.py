@@ -30,6 +30,7 @@ from services.audit.settings import AuditSettings
 from services.audit.tree import TreeCache
 from services.audit.verifylib import Checkpoint, NoteSigner, parse_signer_key, sign_checkpoint
 from shared.db import Database, serialise_with_replicas, utcnow
+from shared.periodic import Periodic
 
 logger = logging.getLogger("sluice.audit")
 
@@ -137,15 +138,6 @@ class Checkpointer:
             except IntegrityError:
                 return None  # another replica signed this size first
 
-    async def run_forever(self, interval: float) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("could not sign a checkpoint; retrying")
-            await asyncio.sleep(interval)
 
 
 @contextlib.asynccontextmanager
@@ -159,12 +151,6 @@ async def checkpointing(app: FastAPI) -> AsyncIterator[None]:
     checkpointer = Checkpointer(db.sessionmaker, signer, settings.log_origin, app.state.tree_cache)
     app.state.checkpointer = checkpointer
     await checkpointer.run_once()  # the first checkpoint exists before the first request
-    task = asyncio.create_task(
-        checkpointer.run_forever(settings.checkpoint_interval_seconds), name="audit-checkpoints"
-    )
-    try:
+    async with Periodic("audit-checkpoints", checkpointer.run_once, settings.checkpoint_interval_seconds,
+                        run_at_start=False).running():
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

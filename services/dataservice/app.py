@@ -27,7 +27,8 @@ from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
 from shared.auth import InvalidToken, JWKSKeySource, TokenVerifier
 from shared.db import Database, utcnow
-from shared.outbox import OutboxRelay, running, stop_task
+from shared.outbox import OutboxRelay, running
+from shared.periodic import stop_task
 
 logger = logging.getLogger("sluice.dataservice")
 
@@ -151,19 +152,13 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
             poll_interval=settings.outbox_poll_seconds)
         relays.append(app.state.budget_report_relay)
 
-    def wake_relays() -> None:
-        for name in ("usage_relay", "audit_relay", "budget_report_relay"):
-            r: OutboxRelay | None = getattr(app.state, name, None)
-            if r is not None:
-                r.wake()
-
     app.state.data_source = source
     reporter = BudgetReporter(db.sessionmaker, source, settings.budget_report_seconds)
     app.state.budget_reporter = reporter
     app.state.query_service = QueryService(
         source, db.sessionmaker, Releases(source.engine, db.engine), mask_value=settings.mask_value,
         timeout=settings.query_timeout_seconds, min_epsilon=settings.min_query_epsilon,
-        cache=ExactCache(settings.exact_cache_entries), after_commit=wake_relays,
+        cache=ExactCache(settings.exact_cache_entries),
         on_charge=reporter.charged)
     app.state.revocations = RevocationList()
     app.state.revocation_poller = RevocationPoller(

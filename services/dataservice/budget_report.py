@@ -26,8 +26,9 @@ from services.dataservice import budget
 from services.dataservice.datasource import DataSource
 from services.dataservice.models import privacy_charges
 from shared.db import utcnow
-from shared.outbox import OutboxMessage, enqueue
-from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.outbox import OutboxMessage, check_delivered, enqueue
+from shared.periodic import Periodic
+from shared.service_auth import ServiceTokenAuth, TokenSource
 from shared.tracing import delivery
 
 logger = logging.getLogger("sluice.dataservice.budget_report")
@@ -43,7 +44,7 @@ class BudgetReporter:
         self.data = data
         self.interval = interval
         self._changed: dict[str, set[str]] = {}  # mapped product → catalog ids charged since
-        self._wake = asyncio.Event()
+        self._loop = Periodic("budget-reports", self._step, interval, run_at_start=False)
 
     def charged(self, mapped_id: str, catalog_id: str) -> None:
         """An answer was charged to ``mapped_id``'s budget (called after commit)."""
@@ -83,27 +84,25 @@ class BudgetReporter:
         return len(targets)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        while True:
+        await self._loop.run()
+
+    async def _step(self) -> None:
+        await asyncio.sleep(0)  # let other charges of the same burst arrive
+        if self._changed:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            await asyncio.sleep(0)  # let other charges of the same burst arrive
-            if self._changed:
-                try:
-                    await self.flush()
-                except Exception as exc:
-                    logger.warning("could not queue privacy budget reports (%s); retrying", exc)
+                await self.flush()
+            except Exception as exc:
+                logger.warning("could not queue privacy budget reports (%s); retrying", exc)
 
 
 def report_deliverer(http: httpx.AsyncClient, catalog_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
     """PUT each report; only the newest per product in a batch matters (the catalog keeps the
     newest anyway), refusals for good are dropped with a warning."""
     base = catalog_url.rstrip("/")
+    auth = ServiceTokenAuth(token)
 
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
         newest: dict[str, OutboxMessage] = {}
@@ -112,15 +111,11 @@ def report_deliverer(http: httpx.AsyncClient, catalog_url: str, token: TokenSour
         for product_id, m in newest.items():
             with delivery(m, "catalog") as trace_headers:
                 resp = await http.put(f"{base}/v1/products/{product_id}/privacy-budget",
-                                      json=m.payload["report"],
-                                      headers={"Authorization": f"Bearer {await token()}", **trace_headers})
-            if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
-                token.invalidate()
-            if resp.status_code in (404, 422):
+                                      json=m.payload["report"], headers=trace_headers, auth=auth)
+            if resp.status_code in (404, 422):  # a newer report will follow: drop this one
                 logger.warning("the catalog refused the privacy budget report of %s (%d): %s",
                                product_id, resp.status_code, resp.text[:300])
-            elif resp.status_code >= 300:
-                raise RuntimeError(f"catalog answered {resp.status_code} to the budget report of "
-                                   f"{product_id}: {resp.text[:300]}")
+                continue
+            check_delivered(resp, f"the catalog (budget report of {product_id})")
 
     return deliver

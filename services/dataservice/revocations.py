@@ -7,7 +7,6 @@ reached, the last known list stays in force and a warning is logged.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -17,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.periodic import Periodic
+from shared.service_auth import ServiceTokenAuth, TokenSource
 
 logger = logging.getLogger("sluice.dataservice.revocations")
 
@@ -91,10 +91,8 @@ class RevocationPoller:
         added = 0
         for _ in range(self.max_pages):
             params = {"since": self.cursor} if self.cursor else {}
-            headers = {"Authorization": f"Bearer {await self.token()}"} if self.token else {}
-            resp = await self.http.get(self.url, params=params, headers=headers)
-            if resp.status_code == 401 and isinstance(self.token, ServiceTokenProvider):
-                self.token.invalidate()
+            auth = ServiceTokenAuth(self.token) if self.token else None
+            resp = await self.http.get(self.url, params=params, auth=auth)
             resp.raise_for_status()
             body: dict[str, Any] = resp.json()
             items = body.get("items") or []
@@ -110,28 +108,20 @@ class RevocationPoller:
         self.revocations.forget_expired()
         return added
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-                self.last_ok = True
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.last_ok = False
-                logger.warning("could not poll the revocation feed at %s (%s: %s); keeping the last "
-                               "known list of %d tokens and %d entitlements", self.url,
-                               type(exc).__name__, exc, len(self.revocations.tokens),
-                               len(self.revocations.entitlements))
-            await asyncio.sleep(self.interval)
+    async def poll_and_log(self) -> None:
+        """One poll; a failure keeps the last known list (and says so) instead of raising."""
+        try:
+            await self.poll_once()
+            self.last_ok = True
+        except Exception as exc:
+            self.last_ok = False
+            logger.warning("could not poll the revocation feed at %s (%s: %s); keeping the last "
+                           "known list of %d tokens and %d entitlements", self.url,
+                           type(exc).__name__, exc, len(self.revocations.tokens),
+                           len(self.revocations.entitlements))
 
 
 @contextlib.asynccontextmanager
 async def polling(poller: RevocationPoller) -> AsyncIterator[None]:
-    task = asyncio.create_task(poller.run_forever(), name="revocation-feed")
-    try:
+    async with Periodic("revocation-feed", poller.poll_and_log, poller.interval).running():
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -123,7 +123,6 @@ class QueryService:
     def __init__(self, data: DataSource, sessionmaker: async_sessionmaker[AsyncSession],
                  releases: Releases, *, mask_value: str = "***", timeout: float = 20.0,
                  min_epsilon: float = 0.01, cache: ExactCache | None = None,
-                 after_commit: Callable[[], None] | None = None,
                  on_charge: Callable[[str, str], None] | None = None) -> None:
         self.data = data
         self.sessionmaker = sessionmaker
@@ -132,7 +131,6 @@ class QueryService:
         self.timeout = timeout
         self.min_epsilon = min_epsilon
         self.cache = cache or ExactCache()
-        self.after_commit = after_commit
         self.on_charge = on_charge  # (mapped product, catalog product) after a charge commits
 
     # --- resolving the token -------------------------------------------------------------
@@ -247,7 +245,6 @@ class QueryService:
                 subject_type="entitlement", subject_id=grant.ent, actor=grant.actor,
                 details={**self._audit_details(grant, query), "rows": len(answer.rows),
                          "usage_id": usage_id})
-        self._wake()
         return QueryResult(columns=answer.columns, rows=answer.rows, truncated=answer.truncated,
                            epsilon_remaining=state.epsilon_remaining(limits),
                            queries_remaining=state.queries_remaining(limits))
@@ -327,7 +324,6 @@ class QueryService:
                                     "product_epsilon_total": charged.epsilon_total_micro / usage.MICRO}})
         if self.on_charge is not None:
             self.on_charge(m.product_id, grant.product)
-        self._wake()
         selection = plan.selection
         report = PrivacyReport(
             unit=self._unit(ctx), epsilon_requested=eps, epsilon_charged=plan.epsilon_micro / usage.MICRO,
@@ -399,10 +395,6 @@ class QueryService:
         await usage.enqueue_usage(session, record)
         return str(record["usage_id"])
 
-    def _wake(self) -> None:
-        if self.after_commit is not None:
-            self.after_commit()
-
     @staticmethod
     def _audit_details(grant: Grant, query: Query) -> dict[str, Any]:
         text = query.model_dump_json(by_alias=True, exclude_none=True)
@@ -424,4 +416,3 @@ class QueryService:
                     outcome="denied" if exc.status < 500 else "failure", details=details)
         except SQLAlchemyError:
             logger.exception("could not record the refusal of a query by %s", grant.sub)
-        self._wake()

@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dataservice.models import entitlement_usage
 from shared.db import utcnow
 from shared.errors import Forbidden
-from shared.outbox import OutboxMessage, enqueue
-from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.outbox import OutboxMessage, check_delivered, enqueue
+from shared.service_auth import ServiceTokenAuth, TokenSource
 from shared.tracing import delivery
 
 MICRO = 1_000_000
@@ -172,16 +172,12 @@ async def enqueue_usage(session: AsyncSession, record: dict[str, Any]) -> None:
 def usage_deliverer(http: httpx.AsyncClient, access_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
     """POST each usage record to the access service; 409 (already recorded) counts as done."""
     url = f"{access_url.rstrip('/')}/v1/usage"
+    auth = ServiceTokenAuth(token)
 
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
         for m in messages:
             with delivery(m, "access") as trace_headers:
-                resp = await http.post(url, json=m.payload,
-                                       headers={"Authorization": f"Bearer {await token()}", **trace_headers})
-            if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
-                token.invalidate()
-            if resp.status_code >= 300 and resp.status_code != 409:
-                raise RuntimeError(f"access answered {resp.status_code} to usage "
-                                   f"{m.message_id}: {resp.text[:300]}")
+                resp = await http.post(url, json=m.payload, headers=trace_headers, auth=auth)
+            check_delivered(resp, f"access (usage {m.message_id})")
 
     return deliver

@@ -4,7 +4,18 @@ These flows manage their own transactions because Stripe calls must happen
 *between* commits: the order row is committed before a PaymentIntent is created
 (so concurrent duplicates of the same ``Idempotency-Key`` find it and wait instead
 of creating a second payment), and a refund is made at Stripe before the order
-becomes ``refunded``.
+becomes ``refunded``. Each flow is a small state machine whose states are committed
+rows, and every Stripe call is the step between two of them:
+
+    place:  commit order (pending_payment) → Stripe: create intent → commit intent id
+    pay:    Stripe: confirm intent → commit paid|failed (settlement)
+    cancel: Stripe: cancel each intent → commit cancelled (or paid, if Stripe says so)
+    refund: commit refund decision (refund_pending) → Stripe: refund → commit refunded
+
+A crash between two commits leaves the earlier state, which a repeated request (same
+Idempotency-Key) or the reconciler carries on from. Side effects of each commit (waking
+the fulfilment and Stripe relays) are ``shared.db.after_commit`` hooks registered by
+``shared.outbox.enqueue``: nothing here wakes a relay by hand.
 """
 
 from __future__ import annotations
@@ -232,7 +243,6 @@ async def place_order(
                            problem="quote-used") from None
         return await _replay(ctx, existing, body_hash, key), False
     if order.gross == 0:
-        ctx.wake_fulfilment()
         return order, True
     try:
         return await _attach_new_intent(ctx, order), True
@@ -295,7 +305,6 @@ async def pay_order(
         elif intent.status == "requires_payment_method" and intent.last_payment_error:
             await settlement.payment_failed(s, intent, "stripe-confirm",
                                             payer=Who(principal, "buyer", system="stripe-confirm"))
-    ctx.wake_fulfilment()
     return await _reload(ctx, order.id), intent.next_action
 
 
@@ -323,7 +332,6 @@ async def cancel_order(ctx: OrdersContext, principal: Principal, order_id: str) 
         if intent.status == "succeeded":
             async with ctx.sessionmaker() as s, s.begin():
                 await settlement.payment_succeeded(s, intent, "stripe-cancel")
-            ctx.wake_fulfilment()
             raise Conflict(f"Order {order.id} was paid meanwhile, so it cannot be cancelled; "
                            "ask the provider or an operator for a refund.",
                            problem="order-not-cancellable", status_now=PAID)
@@ -349,7 +357,6 @@ async def refund_order(ctx: OrdersContext, principal: Principal, order_id: str, 
     # Step 1 commits the decision (order refund_pending) before Stripe hears of it.
     async with ctx.sessionmaker() as s, s.begin():
         decision = await refunds.decide(s, order_id, who, ask)
-    ctx.wake_fulfilment()
     if decision is not None:
         if not decision.leased:
             async with ctx.sessionmaker() as s, s.begin():
@@ -372,5 +379,4 @@ async def refund_order(ctx: OrdersContext, principal: Principal, order_id: str, 
                 "reconciler also finishes it.", problem=exc.problem, title=exc.title,
                 refund_id=refund.id, headers={"Retry-After": "2"},
             ) from exc
-        ctx.wake_fulfilment()
     return await _reload(ctx, order_id)

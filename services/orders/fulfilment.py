@@ -39,8 +39,8 @@ from services.orders.orders import (
 )
 from services.orders.settlement import STRIPE_DESTINATION
 from shared.db import utcnow
-from shared.outbox import OutboxMessage, OutboxRelay, record_event
-from shared.service_auth import ServiceTokenProvider, TokenSource
+from shared.outbox import OutboxMessage, OutboxRelay, record_event, running
+from shared.service_auth import ServiceTokenAuth, TokenSource
 from shared.tracing import delivery
 
 logger = logging.getLogger("sluice.orders")
@@ -72,14 +72,11 @@ def access_deliverer(
     ctx: OrdersContext, http: httpx.AsyncClient, access_url: str, token: TokenSource
 ) -> Callable[[Sequence[OutboxMessage]], Awaitable[None]]:
     base = access_url.rstrip("/")
+    auth = ServiceTokenAuth(token)
 
     async def post(url: str, body: dict[str, object], message: OutboxMessage) -> httpx.Response:
         with delivery(message, "access") as trace_headers:
-            resp = await http.post(url, json=body,
-                                   headers={"Authorization": f"Bearer {await token()}", **trace_headers})
-        if resp.status_code == 401 and isinstance(token, ServiceTokenProvider):
-            token.invalidate()
-        return resp
+            return await http.post(url, json=body, headers=trace_headers, auth=auth)
 
     async def deliver(messages: Sequence[OutboxMessage]) -> None:
         granted: list[tuple[str, str | None]] = []
@@ -138,26 +135,8 @@ async def fulfilment_relay(app: FastAPI) -> AsyncIterator[None]:
         access_deliverer(ctx, app.state.outbound_http, ctx.settings.access_url, token),
         batch_size=20, poll_interval=ctx.settings.fulfilment_poll_seconds, max_backoff=30.0,
     )
-    ctx.fulfilment = relay
-    task = asyncio.create_task(relay.run_forever(), name="outbox-access")
-    try:
+    async with running([relay]):  # woken after each commit that enqueues a command
         yield
-    finally:
-        ctx.fulfilment = None
-        await stop(task)
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` until it ends.
-
-    On Python 3.11 ``asyncio.wait_for`` can swallow a cancellation that arrives while the
-    awaited event fires (the relay's wake-up), so a single ``cancel()`` may be lost and
-    ``shared.outbox.running`` would wait forever; cancel again until the task is done."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.2)
-    with contextlib.suppress(asyncio.CancelledError):
-        task.result()
 
 
 def stripe_refund_deliverer(ctx: OrdersContext) -> Callable[[Sequence[OutboxMessage]], Awaitable[None]]:
@@ -184,10 +163,5 @@ async def stripe_refund_relay(app: FastAPI) -> AsyncIterator[None]:
     relay = OutboxRelay(ctx.sessionmaker, STRIPE_DESTINATION, stripe_refund_deliverer(ctx),
                         batch_size=10, poll_interval=max(1.0, ctx.settings.fulfilment_poll_seconds),
                         max_backoff=300.0)
-    ctx.refunds = relay
-    task = asyncio.create_task(relay.run_forever(), name="outbox-stripe")
-    try:
+    async with running([relay]):
         yield
-    finally:
-        ctx.refunds = None
-        await stop(task)

@@ -7,7 +7,6 @@ several replicas at once: the transitions are compare-and-set.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from services.orders.models import Order
 from services.orders.orders import PENDING
 from shared.db import utcnow
 from shared.errors import ProblemError
+from shared.periodic import Periodic
 
 logger = logging.getLogger("sluice.orders")
 
@@ -64,7 +64,6 @@ async def reconcile_once(ctx: OrdersContext, *, older_than_seconds: float | None
         outcomes[outcome] = outcomes.get(outcome, 0) + count
     if outcomes:
         logger.info("reconciled %d pending order(s) and refunds: %s", len(rows), outcomes)
-        ctx.wake_fulfilment()
     return outcomes
 
 
@@ -77,18 +76,6 @@ async def reconciler(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await reconcile_once(ctx)
-            except Exception:
-                logger.exception("reconciler run failed; retrying next interval")
-
-    task = asyncio.create_task(loop(), name="orders-reconciler")
-    try:
+    async with Periodic("orders-reconciler", lambda: reconcile_once(ctx), interval,
+                        run_at_start=False).running():
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -98,5 +98,4 @@ async def handle(ctx: OrdersContext, event: dict[str, Any]) -> tuple[str, bool]:
                     raise  # not a repeated delivery: a real fault, let Stripe retry
             return "duplicate", True
     logger.info("stripe event %s (%s): %s", event["id"], etype, outcome)
-    ctx.wake_fulfilment()
     return outcome, False

@@ -158,7 +158,7 @@ async def test_unreachable_revocation_feed_keeps_the_last_known_list(
         except httpx.HTTPError:
             pass
         else:  # pragma: no cover
-            raise AssertionError("a down feed must raise so run_forever logs it")
+            raise AssertionError("a down feed must raise so poll_and_log logs it")
     assert (await query(ds, data_token(jti="jti-old"), COUNT)).status_code == 401
 
 

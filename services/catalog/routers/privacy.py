@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from services.catalog import rules
-from services.catalog.cache import PublicViewCache
 from services.catalog.models import Product
+from services.catalog.routers.products import forget_public_view
 from services.catalog.schemas import PrivacyBudget, PrivacyBudgetReport
 from shared.auth import Principal, require_roles
 from shared.db import DbSession
@@ -55,6 +55,5 @@ async def report_privacy_budget(product_id: str, report: PrivacyBudgetReport, re
     stored = product.privacy_budget
     if stored is None or PrivacyBudget.model_validate(stored).as_of <= report.as_of:
         product.privacy_budget = budget_view(report)
-        cache: PublicViewCache = request.app.state.public_view_cache
-        cache.invalidate(product.id)
+        forget_public_view(request, session, product.id)
     return dict(product.privacy_budget or {})

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog import dcat, lifecycle, published, rules, views
 from services.catalog.cache import PublicViewCache
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
 from shared.auth import CurrentPrincipal, Principal, Provider, require_roles
-from shared.db import Database, DbSession
+from shared.db import Database, DbSession, after_commit
 from shared.errors import BadRequest, NotFound
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from shared.params import VersionPath
@@ -37,6 +38,14 @@ def _json(view: dict[str, Any], status_code: int = 200) -> Response:
 def public_cache(request: Request) -> PublicViewCache:
     cache: PublicViewCache = request.app.state.public_view_cache
     return cache
+
+
+def forget_public_view(request: Request, session: AsyncSession, product_id: str) -> None:
+    """Drop the product's cached public view once this transaction commits. Not before: a
+    public read between the drop and the commit would cache the old view again for the TTL;
+    not at all if the transaction rolls back (nothing changed)."""
+    cache = public_cache(request)
+    after_commit(session, lambda: cache.invalidate(product_id), key=("public-view", product_id))
 
 
 def _base_url(request: Request) -> str:
@@ -113,7 +122,7 @@ async def replace_draft(
     product_id: str, spec: ProductSpec, request: Request, session: DbSession, principal: Provider
 ) -> Response:
     product = await lifecycle.replace_draft(session, principal, product_id, spec)
-    public_cache(request).invalidate(product.id)
+    forget_public_view(request, session, product.id)
     return _json(views.draft_view(product))
 
 
@@ -148,7 +157,7 @@ async def get_draft(product_id: str, session: DbSession, principal: DraftReader)
 )
 async def submit(product_id: str, request: Request, session: DbSession, principal: Provider) -> Response:
     product = await lifecycle.submit(session, principal, product_id)
-    public_cache(request).invalidate(product.id)
+    forget_public_view(request, session, product.id)
     if product.draft is not None:
         return _json(views.draft_view(product))
     version = await lifecycle.get_version(session, product.id, product.latest_version)
@@ -166,7 +175,7 @@ async def retire(
     product_id: str, body: OptionalReason, request: Request, session: DbSession, principal: Provider
 ) -> Response:
     product = await lifecycle.retire(session, principal, product_id, body.reason)
-    public_cache(request).invalidate(product.id)
+    forget_public_view(request, session, product.id)
     if not product.latest_version:
         return _json(views.draft_view(product))
     version = await lifecycle.get_version(session, product.id, product.latest_version)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from services.catalog import lifecycle, views
 from services.catalog.models import Product
-from services.catalog.routers.products import public_cache
+from services.catalog.routers.products import forget_public_view
 from services.catalog.schemas import Note, ProductView, Reason, ReviewItem
 from shared.auth import Principal, Regulator, require_roles
 from shared.db import DbSession
@@ -24,7 +24,7 @@ StrictRegulator = Annotated[Principal, Depends(require_roles("regulator"))]
 
 
 async def _view(request: Request, session: DbSession, product: Product) -> Response:
-    public_cache(request).invalidate(product.id)
+    forget_public_view(request, session, product.id)
     if product.draft is not None and not product.latest_version:
         body = views.draft_view(product)
     else:
