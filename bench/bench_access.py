@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
@@ -35,7 +36,17 @@ from jose import jwk, jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, tests/ beside the packages
 
-from bench.common import ROOT, Server, backends, db_prefix, drop_pg, free_port, recreate_pg, running
+from bench.common import (
+    ROOT,
+    Server,
+    _children,
+    backends,
+    db_prefix,
+    drop_pg,
+    free_port,
+    recreate_pg,
+    running,
+)
 from bench.load import format_request, run_load_async
 from bench.report import Report
 from shared.migrations import upgrade
@@ -106,14 +117,27 @@ async def setup_deal(http: httpx.AsyncClient, fake: FakeCatalog) -> tuple[str, s
     return buyer_token, str(resp.json()["id"])
 
 
-def raw_sign(n: int) -> float:
-    """python-jose signing the same claims with a key built once."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (uvicorn's workers), from /proc: what
+    the server spent, however loaded the machine is (wall-clock rates are not, on a shared box)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
+def raw_sign(n: int) -> tuple[float, float]:
+    """python-jose signing the same claims with a key built once: (wall, CPU) seconds."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     key = jwk.construct(pem, "RS256")
     now = int(time.time())
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
         claims = {"iss": "http://127.0.0.1:8003", "sub": "cli_bench", "aud": "http://127.0.0.1:8010",
                   "exp": now + 900, "iat": now, "jti": secrets.token_urlsafe(18),
@@ -123,7 +147,7 @@ def raw_sign(n: int) -> float:
                   "limits": {"max_rows": 1000, "min_group_size": 10, "epsilon_budget": 1.0,
                              "query_quota": None}}
         jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench", "typ": "at+jwt"})
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 async def measure(report: Report, backend: str, workers: int, args: argparse.Namespace,
@@ -142,22 +166,30 @@ async def measure(report: Report, backend: str, workers: int, args: argparse.Nam
             request = format_request("POST", f"/v1/entitlements/{ent}/tokens",
                                      {"Authorization": f"Bearer {buyer}"})
             await run_load_async(port, [request], seconds=1, connections=2)  # warm-up
+            cpu0 = cpu_seconds(server.proc.pid)
             result = await run_load_async(port, [request], seconds=args.seconds, connections=args.concurrency)
+            server_cpu = cpu_seconds(server.proc.pid) - cpu0
             if result.errors:
                 raise RuntimeError(f"{result.errors} token requests failed:\n{server.tail()}")
     finally:
         if backend == "postgresql":
             await drop_pg(name)
-    raw_rate = args.sign_tokens / raw_sign(args.sign_tokens)
+    wall, cpu = raw_sign(args.sign_tokens)
+    raw_rate = args.sign_tokens / wall
+    # CPU per token (server, all its processes; and the raw sign): comparable across loads.
+    cpu_us = {"server_cpu_us_per_token": round(server_cpu / max(1, result.requests) * 1e6),
+              "raw_sign_cpu_us_per_token": round(cpu / args.sign_tokens * 1e6)}
+    print(f"  server CPU {cpu_us['server_cpu_us_per_token']} µs/token, raw sign CPU "
+          f"{cpu_us['raw_sign_cpu_us_per_token']} µs/token ({workers} worker(s))", flush=True)
     path = "access: data-access token issue over HTTP"
     if workers == 1:
         report.row(path, figure=result.rps, unit="tokens/s", limit=round(raw_rate),
                    limit_label="raw python-jose RS256 sign", min_ratio=0.40, backend=backend,
-                   loadgen=result.tool, details={"load": result.as_dict()})
+                   loadgen=result.tool, details={"load": result.as_dict(), **cpu_us})
     else:
         report.row(path, figure=result.rps, unit="tokens/s", limit=one, limit_label="1 worker, same run",
                    backend=backend, workers=workers, loadgen=result.tool,
-                   details={"load": result.as_dict(), "raw_sign_per_s": round(raw_rate)})
+                   details={"load": result.as_dict(), "raw_sign_per_s": round(raw_rate), **cpu_us})
     return result.rps
 
 

@@ -11,7 +11,9 @@ and the same tests serve both back ends.
 
 Use it for reads of one statement whose staleness rules are those of autocommit (each
 read sees committed data; there is no transaction to share). Writes stay on the
-request's session.
+request's session, except a request whose only write is one ``INSERT`` (the data-token
+issue's audit event): :meth:`HotQuery.execute` runs it as its own autocommit statement,
+which is as atomic as a transaction around it would be.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, TextClause
+from sqlalchemy import Insert, Select, TextClause
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -70,7 +72,7 @@ class HotQuery:
     """One ``SELECT`` (Core, or ``text()`` for PostgreSQL-only SQL) with named bind
     parameters, compiled once."""
 
-    def __init__(self, stmt: Select[Any] | TextClause) -> None:
+    def __init__(self, stmt: Select[Any] | TextClause | Insert) -> None:
         self.stmt = stmt
         compiled = stmt.compile(dialect=_PG_DIALECT)
         self._pg_sql = compiled.string
@@ -84,6 +86,25 @@ class HotQuery:
     async def all(self, hot: HotPool, engine: AsyncEngine, **params: Any) -> list[Mapping[str, Any]]:
         """Every row, as mappings (column name → value)."""
         return await self._run(hot, engine, params, first=False)
+
+    async def execute(self, hot: HotPool, engine: AsyncEngine, **params: Any) -> None:
+        """Run a write (one ``INSERT``) in its own autocommit statement. Never retried: a
+        connection that died under it may or may not have committed it, so the caller gets
+        the error (a dead connection is still discarded). On PostgreSQL, JSON parameters are
+        passed as JSON text (asyncpg's json codec)."""
+        if not hot.postgres:
+            async with engine.begin() as conn:
+                await conn.execute(self.stmt, params)
+            return
+        args = [params[name] for name in self._pg_params]
+        pool = await hot.pool()
+        async with pool.acquire() as conn:
+            try:
+                await conn.execute(self._pg_sql, *args)
+            except _DEAD_CONNECTION:
+                with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+                    conn.terminate()
+                raise
 
     async def _run(self, hot: HotPool, engine: AsyncEngine, params: dict[str, Any],
                    first: bool) -> list[Mapping[str, Any]]:
