@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,17 +14,27 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from shared import openapi_auth
-from shared.auth import PLATFORM_TOKEN_TYP, CurrentPrincipal, JWKSKeySource, TokenVerifier
+from shared.auth import (
+    PLATFORM_TOKEN_TYP,
+    CurrentPrincipal,
+    JWKSKeySource,
+    Principal,
+    TokenVerifier,
+    require_roles,
+)
 from shared.db import Database
 from shared.errors import ServiceUnavailable
 from shared.http import create_http_client
 from shared.input_guard import ControlCharacterGuard
 from shared.logging import configure_logging
 from shared.middleware import Metrics, MetricsMiddleware, RequestIdMiddleware
+from shared.outbox_routes import dead_letter_counts, outbox_router
 from shared.problems import install_problem_handlers, problem_docs
 from shared.settings import ServiceSettings
 from shared.strict_query import strict_query_parameters
 from shared.tracing import instrument_client, serving, setup_tracing
+
+logger = logging.getLogger("sluice.app")
 
 #: An extra lifespan step: receives the app, may set state, yields while serving.
 LifespanStep = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
@@ -69,6 +80,15 @@ def health_router(service: str) -> APIRouter:
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics(request: Request) -> Response:
         m: Metrics = request.app.state.metrics
+        db: Database = request.app.state.db
+        try:
+            async with db.sessionmaker() as session:
+                counts = await dead_letter_counts(session)
+            m.dead_letters.clear()
+            for destination, count in counts.items():
+                m.dead_letters.labels(m.service, destination).set(count)
+        except Exception as exc:  # the request metrics are still worth serving
+            logger.warning("could not count dead-lettered outbox messages: %s", exc)
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -115,6 +135,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
     lifespan_steps: Sequence[LifespanStep] = (),
     make_verifier: Callable[[FastAPI], TokenVerifier] = default_verifier,
+    outbox_operator: Callable[..., Awaitable[Principal]] = require_roles("operator"),
     openapi_tags: list[dict[str, Any]] | None = None,
     platform_token_paths: Callable[[str], bool] = lambda path: True,
 ) -> FastAPI:
@@ -164,6 +185,7 @@ def create_service_app(
     setup_tracing(app, settings)
     app.include_router(health_router(service))
     app.include_router(me_router())
+    app.include_router(outbox_router(outbox_operator))
     for router in routers:
         app.include_router(router)
     # /docs can get a platform token itself: the client-credentials flow at access's /oauth/token.

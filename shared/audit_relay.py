@@ -29,7 +29,7 @@ def audit_deliverer(http: httpx.AsyncClient, audit_url: str, token: TokenSource)
             with delivery(run, "audit") as trace_headers:
                 resp = await http.post(url, json={"events": [m.payload for m in run]},
                                        headers=trace_headers, auth=auth)
-                check_delivered(resp, "the audit service")
+                check_delivered(resp, "the audit service", run[0] if len(run) == 1 else None)
 
     return deliver
 

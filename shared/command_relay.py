@@ -40,7 +40,7 @@ def command_deliverer(http: httpx.AsyncClient, base_url: str, token: TokenSource
                     p["method"], base + p["path"], json=p.get("body") or {}, auth=auth,
                     headers={"Idempotency-Key": m.message_id, **trace_headers},
                 )
-                check_delivered(resp, f"{p['method']} {p['path']}")
+                check_delivered(resp, f"{p['method']} {p['path']}", m)
 
     return deliver
 

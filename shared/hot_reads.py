@@ -106,6 +106,25 @@ class HotQuery:
                     conn.terminate()
                 raise
 
+    async def execute_many(self, hot: HotPool, engine: AsyncEngine,
+                           rows: list[dict[str, Any]]) -> None:
+        """:meth:`execute` for several parameter sets at once: one pipelined round trip and
+        one commit on PostgreSQL (asyncpg ``executemany``, atomic: all rows or none), one
+        transaction on SQLite."""
+        if not hot.postgres:
+            async with engine.begin() as conn:
+                await conn.execute(self.stmt, rows)
+            return
+        args = [[row[name] for name in self._pg_params] for row in rows]
+        pool = await hot.pool()
+        async with pool.acquire() as conn:
+            try:
+                await conn.executemany(self._pg_sql, args)
+            except _DEAD_CONNECTION:
+                with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+                    conn.terminate()
+                raise
+
     async def _run(self, hot: HotPool, engine: AsyncEngine, params: dict[str, Any],
                    first: bool) -> list[Mapping[str, Any]]:
         if not hot.postgres:

@@ -6,7 +6,7 @@ import re
 import time
 import uuid
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import request_id_var
@@ -64,6 +64,12 @@ class Metrics:
             ["service", "method", "route"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.dead_letters = Gauge(
+            "sluice_outbox_dead_letters",
+            "Outbox messages a receiver refused for good (GET /v1/outbox/dead-letters)",
+            ["service", "destination"],
+            registry=self.registry,
         )
         self.service = service
 

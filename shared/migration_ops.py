@@ -108,3 +108,15 @@ def drop_append_only_function(function: str = APPEND_ONLY_FUNCTION) -> None:
     """Drop the PostgreSQL trigger function and, with it, every trigger still using it."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"DROP FUNCTION IF EXISTS {function}() CASCADE")
+
+
+def add_outbox_dead_letter() -> None:
+    """The outbox's nullable ``dead_at``: when a receiver refused the message for good
+    (see ``shared.outbox.check_delivered``); the relay no longer sends it."""
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("dead_at", UTCDateTime(), nullable=True))
+
+
+def drop_outbox_dead_letter() -> None:
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("dead_at")

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -163,10 +164,11 @@ async def record_event_now(
     outcome: Outcome = "success",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """:func:`record_event` for a request whose only write is this event: the row is one
+    """:func:`record_event` for a request whose only write is this event: the row is an
     autocommit ``INSERT`` (a prepared statement on PostgreSQL, shared/hot_reads.py) instead
-    of a transaction — one round trip instead of pre-ping, BEGIN, INSERT and COMMIT. The
-    same row, the same payload; it is committed when this returns."""
+    of a transaction — one round trip instead of pre-ping, BEGIN, INSERT and COMMIT — shared
+    with the other requests writing at the same moment (:class:`_GroupWriter`). The same row,
+    the same payload; it is committed when this returns."""
     event = new_event(
         service=service, action=action, subject_type=subject_type, subject_id=subject_id,
         actor=actor if isinstance(actor, Actor) else actor_of(actor), outcome=outcome,
@@ -175,27 +177,81 @@ async def record_event_now(
     now = utcnow()
     carrier = current_carrier()
     pg = db.hot.postgres  # asyncpg takes JSON as text; SQLAlchemy serialises it itself
-    await _INSERT_NOW.execute(
-        db.hot, db.engine, kind=AUDIT_EVENT, destination="audit", message_id=str(event.event_id),
-        payload=event.model_dump_json() if pg else event.model_dump(mode="json"),
-        created_at=now, available_at=now, attempts=0,
-        trace_context=(json.dumps(carrier) if pg and carrier is not None else carrier),
-    )
-    # Committed: wake the relay, as enqueue's after-commit hook does, but once per
-    # WAKE_COALESCE_SECONDS for all the events written meanwhile (a batch, not a run per event).
-    db.relay_wakers.wake_soon("audit", WAKE_COALESCE_SECONDS)
+    await _group_writer(db).write({
+        "kind": AUDIT_EVENT, "destination": "audit", "message_id": str(event.event_id),
+        "payload": event.model_dump_json() if pg else event.model_dump(mode="json"),
+        "created_at": now, "available_at": now, "attempts": 0,
+        "trace_context": json.dumps(carrier) if pg and carrier is not None else carrier,
+    })
     return event
+
+
+class _GroupWriter:
+    """Group commit for :func:`record_event_now`: the rows of every request that reaches it
+    while the previous write is in flight go to the database together, one round trip and one
+    commit (``HotQuery.execute_many``, atomic), instead of one each. Each caller returns once
+    its own row is committed, or raises the error that kept it out, as with a single insert."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._rows: list[dict[str, Any]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, row: dict[str, Any]) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rows.append(row)
+        self._waiters.append(waiter)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="outbox-group-writer")
+        await waiter
+
+    async def _drain(self) -> None:
+        while self._rows:
+            rows, waiters = self._rows, self._waiters
+            self._rows, self._waiters = [], []
+            try:
+                await _INSERT_NOW.execute_many(self.db.hot, self.db.engine, rows)
+            except BaseException as exc:
+                for waiter in waiters:
+                    if not waiter.done():
+                        if isinstance(exc, asyncio.CancelledError):
+                            waiter.cancel()
+                        else:
+                            waiter.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for waiter in waiters:
+                if not waiter.done():  # a caller that was cancelled meanwhile
+                    waiter.set_result(None)
+            # Committed: wake the relay, as enqueue's after-commit hook does, but once per
+            # WAKE_COALESCE_SECONDS for all the events written meanwhile.
+            self.db.relay_wakers.wake_soon("audit", WAKE_COALESCE_SECONDS)
+
+
+_GROUP_WRITERS: weakref.WeakKeyDictionary[Database, _GroupWriter] = weakref.WeakKeyDictionary()
+
+
+def _group_writer(db: Database) -> _GroupWriter:
+    writer = _GROUP_WRITERS.get(db)
+    if writer is None:
+        writer = _GROUP_WRITERS[db] = _GroupWriter(db)
+    return writer
 
 
 Deliverer = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
 
 
 class DeliveryRefused(RuntimeError):
-    """The receiver did not take a message; ``permanent`` when retrying cannot help."""
+    """The receiver did not take a message; ``permanent`` when retrying cannot help.
+    ``message``: the one message refused, when the deliverer sends one at a time in order
+    (then the relay dead-letters it and counts those before it as delivered)."""
 
-    def __init__(self, what: str, resp: httpx.Response) -> None:
+    def __init__(self, what: str, resp: httpx.Response, message: OutboxMessage | None = None) -> None:
         self.status = resp.status_code
         self.permanent = is_permanent_refusal(resp.status_code)
+        self.message = message
         super().__init__(f"{what} answered {resp.status_code}: {resp.text[:300]}")
 
 
@@ -204,15 +260,17 @@ def is_permanent_refusal(status: int) -> bool:
     return 400 <= status < 500 and status not in (401, 408, 429)
 
 
-def check_delivered(resp: httpx.Response, what: str) -> None:
+def check_delivered(resp: httpx.Response, what: str, message: OutboxMessage | None = None) -> None:
     """The one delivery policy for every outbox deliverer: 2xx, and 409 (the receiver has it
     already, or its state makes it moot: receivers are idempotent), are delivered; anything
-    else raises :class:`DeliveryRefused`, and the relay retries with backoff — a permanent
-    refusal (see :func:`is_permanent_refusal`) is logged as an error at every attempt and
-    retried at the longest backoff, so an operator can fix the receiver without losing it."""
+    else raises :class:`DeliveryRefused`, and the relay retries with backoff (401: after one
+    fresh token, see ``ServiceTokenAuth``). A permanent refusal (:func:`is_permanent_refusal`)
+    of a ``message`` sent on its own is dead-lettered (``outbox.dead_at``: an operator sees it
+    on /metrics and GET /v1/outbox/dead-letters and can send it again); one of a batch sent
+    together is logged as an error and retried at the longest backoff."""
     if resp.is_success or resp.status_code == 409:
         return
-    raise DeliveryRefused(what, resp)
+    raise DeliveryRefused(what, resp, message)
 
 
 class OutboxRelay:
@@ -254,6 +312,7 @@ class OutboxRelay:
                 .where(
                     outbox.c.destination == self.destination,
                     outbox.c.delivered_at.is_(None),
+                    outbox.c.dead_at.is_(None),
                     outbox.c.available_at <= utcnow(),
                 )
                 .order_by(outbox.c.id)
@@ -272,29 +331,49 @@ class OutboxRelay:
             ids = [m.id for m in messages]
             try:
                 await self.deliver(messages)
+            except DeliveryRefused as exc:
+                if not exc.permanent or exc.message is None or exc.message.id not in ids:
+                    return await self._retry(session, messages, exc)
+                refused = ids.index(exc.message.id)
+                await self._dead_letter(session, exc.message, exc)
+                if refused:
+                    await session.execute(update(outbox).where(outbox.c.id.in_(ids[:refused]))
+                                          .values(delivered_at=utcnow()))
+                return refused
             except Exception as exc:
-                attempts = max(m.attempts for m in messages) + 1
-                permanent = isinstance(exc, DeliveryRefused) and exc.permanent
-                delay = self.max_backoff if permanent else self.backoff(attempts)
-                logger.log(
-                    logging.ERROR if permanent else logging.WARNING,
-                    "could not deliver %d %s message(s) to %s (attempt %d): %s; retrying in %.1fs",
-                    len(messages), messages[0].kind, self.destination, attempts, exc, delay,
-                )
-                await session.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(ids))
-                    .values(
-                        attempts=outbox.c.attempts + 1,
-                        last_error=str(exc)[:2000],
-                        available_at=utcnow() + timedelta(seconds=delay),
-                    )
-                )
-                return 0
+                return await self._retry(session, messages, exc)
             await session.execute(
                 update(outbox).where(outbox.c.id.in_(ids)).values(delivered_at=utcnow())
             )
             return len(messages)
+
+    async def _dead_letter(self, session: AsyncSession, message: OutboxMessage, exc: Exception) -> None:
+        logger.error("%s message %s to %s refused for good, dead-lettered (an operator can send it "
+                     "again: POST /v1/outbox/dead-letters/%d/retry): %s", message.kind,
+                     message.message_id, self.destination, message.id, exc)
+        await session.execute(update(outbox).where(outbox.c.id == message.id).values(
+            attempts=outbox.c.attempts + 1, last_error=str(exc)[:2000], dead_at=utcnow()))
+
+    async def _retry(self, session: AsyncSession, messages: Sequence[OutboxMessage], exc: Exception) -> int:
+        ids = [m.id for m in messages]
+        attempts = max(m.attempts for m in messages) + 1
+        permanent = isinstance(exc, DeliveryRefused) and exc.permanent
+        delay = self.max_backoff if permanent else self.backoff(attempts)
+        logger.log(
+            logging.ERROR if permanent else logging.WARNING,
+            "could not deliver %d %s message(s) to %s (attempt %d): %s; retrying in %.1fs",
+            len(messages), messages[0].kind, self.destination, attempts, exc, delay,
+        )
+        await session.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids))
+            .values(
+                attempts=outbox.c.attempts + 1,
+                last_error=str(exc)[:2000],
+                available_at=utcnow() + timedelta(seconds=delay),
+            )
+        )
+        return 0
 
     async def run_forever(self) -> None:
         # Woken after every commit that enqueues for this destination (shared.db.after_commit).

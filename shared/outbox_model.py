@@ -31,5 +31,8 @@ def outbox_table(metadata: MetaData) -> Table:
         # W3C trace headers ({"traceparent": ...}) of the span that wrote the row, so its
         # delivery continues that trace (shared.tracing); null when tracing is off.
         Column("trace_context", JSON(none_as_null=True)),
+        # When a receiver refused the message for good (4xx other than 401/408/409/429): the
+        # relay stops sending it; operators see it at GET /v1/outbox/dead-letters and /metrics.
+        Column("dead_at", UTCDateTime),
         Index("ix_outbox_pending", "destination", "delivered_at", "available_at"),
     )

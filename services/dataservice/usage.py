@@ -178,6 +178,6 @@ def usage_deliverer(http: httpx.AsyncClient, access_url: str, token: TokenSource
         for m in messages:
             with delivery(m, "access") as trace_headers:
                 resp = await http.post(url, json=m.payload, headers=trace_headers, auth=auth)
-            check_delivered(resp, f"access (usage {m.message_id})")
+            check_delivered(resp, f"access (usage {m.message_id})", m)
 
     return deliver

@@ -247,3 +247,13 @@ async def test_a_cached_token_is_still_refused_once_revoked(ds: RunningApp, data
                                        "expires_at": "2999-01-01T00:00:00Z"})
     resp = await query(ds, token, COUNT)
     assert resp.status_code == 401 and "no longer grants access" in resp.json()["detail"]
+
+
+async def test_operators_see_the_dead_letters_with_a_platform_token(
+        ds: RunningApp, data_token: TokenFactory, test_keys: TestKeys) -> None:
+    operator = test_keys.token(roles=["operator"], org="org_platform")
+    resp = await ds.client.get("/v1/outbox/dead-letters", headers={"Authorization": f"Bearer {operator}"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["items"] == []
+    refused = await ds.client.get("/v1/outbox/dead-letters", headers={"Authorization": f"Bearer {data_token()}"})
+    assert refused.status_code == 401

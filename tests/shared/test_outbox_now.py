@@ -8,8 +8,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
+import shared.outbox as outbox_module
 from shared.db import Database
 from shared.events import Actor
 from shared.outbox import (
@@ -61,5 +63,60 @@ async def test_record_event_now_writes_the_row_record_event_writes(database_url:
 
         assert await OutboxRelay(db.sessionmaker, "audit", deliver).run_once() == 3
         assert [m.payload for m in delivered] == [e.model_dump(mode="json") for e in (before, now, again)]
+    finally:
+        await db.dispose()
+
+
+async def test_requests_writing_together_share_one_insert_and_each_waits_for_its_commit(
+    database_url: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(database_url("access"))
+    statements: list[int] = []
+    real = outbox_module._INSERT_NOW.execute_many
+
+    async def counted(hot: Any, engine: Any, rows: list[dict[str, Any]]) -> None:
+        statements.append(len(rows))
+        await real(hot, engine, rows)
+
+    monkeypatch.setattr(outbox_module._INSERT_NOW, "execute_many", counted)
+    try:
+        async def one(i: int) -> tuple[str, int]:
+            event = await record_event_now(db, service="access", action="access.data_token.issued",
+                                           subject_type="entitlement", subject_id=f"ent_{i}")
+            # Committed before it returns: visible to another connection at once.
+            ids = {r["message_id"] for r in await _rows(db)}
+            return str(event.event_id), int(str(event.event_id) in ids)
+
+        results = await asyncio.gather(*(one(i) for i in range(20)))
+        assert all(seen for _, seen in results)
+        assert statements == [20]  # one statement for the twenty
+        rows = await _rows(db)
+        assert sorted(r["message_id"] for r in rows) == sorted(eid for eid, _ in results)
+        assert sorted(r["payload"]["subject"]["id"] for r in rows) == sorted(f"ent_{i}" for i in range(20))
+    finally:
+        await db.dispose()
+
+
+async def test_when_the_shared_insert_fails_every_writer_gets_the_error(
+    database_url: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(database_url("access"))
+    real = outbox_module._INSERT_NOW.execute_many
+
+    async def broken(hot: Any, engine: Any, rows: list[dict[str, Any]]) -> None:
+        raise RuntimeError("database gone")
+
+    try:
+        monkeypatch.setattr(outbox_module._INSERT_NOW, "execute_many", broken)
+        results = await asyncio.gather(
+            *(record_event_now(db, service="access", action="access.data_token.issued",
+                               subject_type="entitlement", subject_id=f"ent_{i}") for i in range(5)),
+            return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) for r in results)
+        assert await _rows(db) == []
+        monkeypatch.setattr(outbox_module._INSERT_NOW, "execute_many", real)
+        await record_event_now(db, service="access", action="access.data_token.issued",
+                               subject_type="entitlement", subject_id="ent_after")
+        assert len(await _rows(db)) == 1  # the writer carries on after a failure
     finally:
         await db.dispose()

@@ -58,6 +58,16 @@ async def overseer(request: Request, credentials: Credentials) -> Principal:
     return principal
 
 
+async def platform_operator(request: Request, credentials: Credentials) -> Principal:
+    """An operator's platform token: this service's own verifier takes data-access tokens, so
+    its operator endpoints (the outbox's dead letters) check platform tokens here."""
+    principal = await overseer(request, credentials)
+    if "operator" not in principal.roles:
+        raise Forbidden("This endpoint is for operators; your token has: "
+                        f"{', '.join(sorted(principal.roles))}.", required_roles=["operator"])
+    return principal
+
+
 Overseer = Annotated[Principal, Depends(overseer)]
 
 
