@@ -1,8 +1,8 @@
 """api_clients.previous_secret_hash/_expires_at: the secret a self-service rotation replaced,
 valid until the time the client chose (two valid secrets during the overlap, never more)
 
-Revision ID: 0005_client_previous_secret
-Revises: 0004_outbox_trace_context
+Revision ID: 0006_client_previous_secret
+Revises: 0005_outbox_dead_letter
 Create Date: 2026-11-29
 """
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from alembic import op
 
 from shared.db import UTCDateTime
 
-revision: str = "0005_client_previous_secret"
-down_revision: str | None = "0004_outbox_trace_context"
+revision: str = "0006_client_previous_secret"
+down_revision: str | None = "0005_outbox_dead_letter"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
