@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.access import revocation
 from services.access.audit_events import audit
 from services.access.catalog_client import CatalogClient
+from services.access.entitlement_status import EntitlementStatus, Shown, move
 from services.access.models import Entitlement, Organisation
 from shared.auth import Principal
 from shared.db import utcnow
@@ -72,7 +73,7 @@ def suspended_by(ent: Entitlement, orgs: dict[str, str]) -> list[str]:
     """Why an entitlement is suspended: ``entitlement``, ``product``, ``organisation``,
     ``billing`` (non-payment)."""
     why = []
-    if ent.status == "suspended":
+    if ent.status == EntitlementStatus.SUSPENDED:
         why.append("entitlement")
     if ent.product_suspended:
         why.append("product")
@@ -88,13 +89,13 @@ def suspended_by(ent: Entitlement, orgs: dict[str, str]) -> list[str]:
 def effective_status(ent: Entitlement, orgs: dict[str, str], now: datetime | None = None) -> str:
     """revoked > expired > suspended > active, as shown to callers."""
     now = now or utcnow()
-    if ent.status == "revoked":
-        return "revoked"
+    if ent.status == EntitlementStatus.REVOKED:
+        return Shown.REVOKED
     if ent.valid_until <= now:
-        return "expired"
+        return Shown.EXPIRED
     if suspended_by(ent, orgs):
-        return "suspended"
-    return "active"
+        return Shown.SUSPENDED
+    return Shown.ACTIVE
 
 
 # --- granting -------------------------------------------------------------------------
@@ -220,7 +221,7 @@ async def grant(
         provider_org=str(version.get("provider_org", "")), product_id=req.product_id,
         version=req.version, plan_id=req.plan_id, plan_kind=str(plan.get("kind", "")),
         purpose=req.purpose, audience=audience, grade=grade,
-        valid_from=req.valid_from, valid_until=req.valid_until, status="active",
+        valid_from=req.valid_from, valid_until=req.valid_until, status=EntitlementStatus.ACTIVE,
         # A product suspended between payment and grant still gets its entitlement
         # (the buyer paid); it just cannot be used until the product is reinstated.
         product_suspended=version.get("status") == "suspended", org_suspended=False,
@@ -316,10 +317,11 @@ async def list_visible(
 
 async def revoke(session: AsyncSession, ent: Entitlement, reason: str, actor: Principal | Actor) -> bool:
     """Revoke for good (refund, regulator); ``False`` if it already was."""
-    if ent.status == "revoked":
+    if ent.status == EntitlementStatus.REVOKED:
         return False
     await revocation.lock_feed(session)  # before the row lock: see revocation.lock_feed
-    ent.status, ent.status_reason, ent.revoked_at = "revoked", reason, utcnow()
+    move(ent, EntitlementStatus.REVOKED)
+    ent.status_reason, ent.revoked_at = reason, utcnow()
     await session.flush()
     await revocation.add_entry(session, kind="entitlement", subject_id=ent.id, event="revoked",
                                reason=reason, entitlement_id=ent.id)
@@ -342,7 +344,7 @@ async def revoke_by_order(
 
 
 def _refuse_if_revoked(ent: Entitlement) -> None:
-    if ent.status == "revoked":
+    if ent.status == EntitlementStatus.REVOKED:
         raise Conflict(
             f"Entitlement {ent.id} is revoked ({ent.status_reason}); a revoked entitlement "
             "cannot be suspended or reinstated. A new order grants a new one.",
@@ -352,15 +354,16 @@ def _refuse_if_revoked(ent: Entitlement) -> None:
 
 async def _usable_now(session: AsyncSession, ent: Entitlement) -> bool:
     orgs = await org_statuses(session, (ent.buyer_org, ent.provider_org))
-    return effective_status(ent, orgs) == "active"
+    return effective_status(ent, orgs) == Shown.ACTIVE
 
 
 async def suspend(session: AsyncSession, ent: Entitlement, reason: str, actor: Principal) -> None:
     _refuse_if_revoked(ent)
-    if ent.status == "suspended":
+    if ent.status == EntitlementStatus.SUSPENDED:
         raise Conflict(f"Entitlement {ent.id} is already suspended.", problem="no-state-change")
     await revocation.lock_feed(session)
-    ent.status, ent.status_reason = "suspended", reason
+    move(ent, EntitlementStatus.SUSPENDED)
+    ent.status_reason = reason
     await session.flush()
     await revocation.add_entry(session, kind="entitlement", subject_id=ent.id, event="suspended",
                                reason=reason, entitlement_id=ent.id)
@@ -370,10 +373,11 @@ async def suspend(session: AsyncSession, ent: Entitlement, reason: str, actor: P
 
 async def reinstate(session: AsyncSession, ent: Entitlement, reason: str, actor: Principal) -> None:
     _refuse_if_revoked(ent)
-    if ent.status != "suspended":
+    if ent.status != EntitlementStatus.SUSPENDED:
         raise Conflict(f"Entitlement {ent.id} is not suspended.", problem="no-state-change")
     await revocation.lock_feed(session)
-    ent.status, ent.status_reason = "active", reason
+    move(ent, EntitlementStatus.ACTIVE)
+    ent.status_reason = reason
     await session.flush()
     # Only a fully usable entitlement is announced as reinstated: another
     # suspension (product, organisation) still holds otherwise.
@@ -401,7 +405,7 @@ async def _flip_flag(
 async def _open_entitlements(session: AsyncSession, *conditions: Any) -> Sequence[Entitlement]:
     """Entitlements that are not revoked and not expired."""
     return list(await session.scalars(
-        select(Entitlement).where(Entitlement.status != "revoked",
+        select(Entitlement).where(Entitlement.status != EntitlementStatus.REVOKED,
                                   Entitlement.valid_until > utcnow(), *conditions)
         .order_by(Entitlement.id)
     ))

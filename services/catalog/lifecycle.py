@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.catalog import rules, views
 from services.catalog.models import Product, ProductTag, ProductVersion
 from services.catalog.schemas import ProductSpec
+from services.catalog.statuses import UNPUBLISHED, DraftStatus, ProductStatus, move
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound
@@ -235,11 +236,11 @@ async def create_product(session: AsyncSession, principal: Principal, spec: Prod
     product = Product(
         id=new_product_id(),
         provider_org=principal.org_id,
-        status="draft",
+        status=ProductStatus.DRAFT,
         latest_version=0,
         draft=draft,
         draft_version=1,
-        draft_status="editing",
+        draft_status=DraftStatus.EDITING,
         created_at=now,
         updated_at=now,
     )
@@ -252,10 +253,10 @@ async def create_product(session: AsyncSession, principal: Principal, spec: Prod
 
 
 def _editable(product: Product) -> None:
-    if product.status == "retired":
+    if product.status == ProductStatus.RETIRED:
         raise Conflict("The product is retired; create a new product instead.",
                        problem="product-retired", title="Product retired")
-    if product.draft_status == "in_review":
+    if product.draft_status == DraftStatus.IN_REVIEW:
         raise Conflict(
             "The product's draft is under regulator review and cannot change until the regulator "
             "approves or rejects it.",
@@ -282,7 +283,7 @@ async def replace_draft(
         raise _slug_conflict(spec.slug)
     draft = await _prepare_draft(session, principal, spec, existing_ids)
     product.draft = draft
-    product.draft_status = "editing"
+    product.draft_status = DraftStatus.EDITING
     if product.draft_version is None:
         product.draft_version = product.latest_version + 1
     product.updated_at = utcnow()
@@ -316,7 +317,7 @@ async def _publish(
     row.public_doc = views.version_document(product, row)  # rendered once: versions never change
     session.add(row)
     await _replace_tags(session, product, _project(product, product.draft))
-    first = product.status in ("draft", "in_review")
+    first = product.status in UNPUBLISHED
     product.latest_version = version
     product.draft = None
     product.draft_version = None
@@ -325,7 +326,7 @@ async def _publish(
     product.submitted_by = None
     product.updated_at = now
     if first:
-        product.status = "listed"
+        move(product, ProductStatus.LISTED)
         product.listed_at = now
         product.status_reason = None
     await session.flush()
@@ -346,11 +347,11 @@ async def submit(session: AsyncSession, principal: Principal, product_id: str) -
     rules.check_submittable(spec)
     if spec.grade == "L3_sensitive":
         product.submitted_by = principal.subject
-        product.draft_status = "in_review"
+        product.draft_status = DraftStatus.IN_REVIEW
         product.submitted_at = utcnow()
         product.updated_at = product.submitted_at
-        if product.status == "draft":
-            product.status = "in_review"
+        if product.status == ProductStatus.DRAFT:
+            move(product, ProductStatus.IN_REVIEW)
         await session.flush()
         await _audit(session, principal, product, "submitted", version=product.draft_version)
         return product
@@ -359,7 +360,7 @@ async def submit(session: AsyncSession, principal: Principal, product_id: str) -
 
 
 def _in_review(product: Product) -> None:
-    if product.draft_status != "in_review":
+    if product.draft_status != DraftStatus.IN_REVIEW:
         raise Conflict(
             f"Product {product.id} has no draft waiting for review; see GET /v1/review-queue.",
             problem="not-in-review",
@@ -379,13 +380,13 @@ async def approve(session: AsyncSession, principal: Principal, product_id: str, 
 async def reject(session: AsyncSession, principal: Principal, product_id: str, reason: str) -> Product:
     product = await get_for_regulator(session, product_id)
     _in_review(product)
-    product.draft_status = "editing"
+    product.draft_status = DraftStatus.EDITING
     product.submitted_at = None
     product.submitted_by = None
     product.status_reason = reason
     product.updated_at = utcnow()
-    if product.status == "in_review":
-        product.status = "draft"
+    if product.status == ProductStatus.IN_REVIEW:
+        move(product, ProductStatus.DRAFT)
     await session.flush()
     await _audit(session, principal, product, "rejected", version=product.draft_version, reason=reason)
     return product
@@ -411,9 +412,9 @@ async def _tell_access(session: AsyncSession, product: Product, command: str, re
 
 async def suspend(session: AsyncSession, principal: Principal, product_id: str, reason: str) -> Product:
     product = await get_for_regulator(session, product_id)
-    if product.status != "listed":
+    if product.status != ProductStatus.LISTED:
         raise _transition_conflict(product, "suspend", "listed")
-    product.status = "suspended"
+    move(product, ProductStatus.SUSPENDED)
     product.status_reason = reason
     product.updated_at = utcnow()
     await session.flush()
@@ -424,9 +425,9 @@ async def suspend(session: AsyncSession, principal: Principal, product_id: str, 
 
 async def reinstate(session: AsyncSession, principal: Principal, product_id: str, reason: str) -> Product:
     product = await get_for_regulator(session, product_id)
-    if product.status != "suspended":
+    if product.status != ProductStatus.SUSPENDED:
         raise _transition_conflict(product, "reinstate", "suspended")
-    product.status = "listed"
+    move(product, ProductStatus.LISTED)
     product.status_reason = reason
     product.updated_at = utcnow()
     await session.flush()
@@ -439,9 +440,9 @@ async def retire(
     session: AsyncSession, principal: Principal, product_id: str, reason: str | None
 ) -> Product:
     product = await get_owned(session, principal, product_id)
-    if product.status == "retired":
+    if product.status == ProductStatus.RETIRED:
         raise _transition_conflict(product, "retire", "draft, in_review, listed or suspended")
-    product.status = "retired"
+    move(product, ProductStatus.RETIRED)
     product.status_reason = reason
     product.draft_status = None
     if product.latest_version:
@@ -460,7 +461,7 @@ async def retire(
 async def review_queue(
     session: AsyncSession, *, limit: int, after: tuple[str, int] | None
 ) -> list[Product]:
-    stmt = select(Product).where(Product.draft_status == "in_review")
+    stmt = select(Product).where(Product.draft_status == DraftStatus.IN_REVIEW)
     if after is not None:
         ts = datetime.fromisoformat(after[0])
         stmt = stmt.where(
