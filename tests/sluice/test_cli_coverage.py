@@ -28,6 +28,8 @@ NOT_FOR_PEOPLE = {
     ("audit", "POST", "/v1/events"): "services append events through their outboxes",
     ("every", "GET", "/healthz"): "liveness probe; `sluice status` uses /readyz",
     ("every", "GET", "/metrics"): "Prometheus scrapes it",
+    ("every", "GET", "/v1/outbox/dead-letters"): "operators, with curl (docs/operations.md, Outbox backlog)",
+    ("every", "POST", "/v1/outbox/dead-letters/{message_id}/retry"): "operators, with curl (as above)",
 }
 
 
