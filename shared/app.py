@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from shared import openapi_auth
 from shared.auth import (
     PLATFORM_TOKEN_TYP,
     CurrentPrincipal,
@@ -30,6 +31,7 @@ from shared.middleware import Metrics, MetricsMiddleware, RequestIdMiddleware
 from shared.outbox_routes import dead_letter_counts, outbox_router
 from shared.problems import install_problem_handlers, problem_docs
 from shared.settings import ServiceSettings
+from shared.strict_query import strict_query_parameters
 from shared.tracing import instrument_client, serving, setup_tracing
 
 logger = logging.getLogger("sluice.app")
@@ -135,6 +137,7 @@ def create_service_app(
     make_verifier: Callable[[FastAPI], TokenVerifier] = default_verifier,
     outbox_operator: Callable[..., Awaitable[Principal]] = require_roles("operator"),
     openapi_tags: list[dict[str, Any]] | None = None,
+    platform_token_paths: Callable[[str], bool] = lambda path: True,
 ) -> FastAPI:
     service = settings.service_name
     configure_logging(service, settings.log_level, settings.log_json)
@@ -170,6 +173,8 @@ def create_service_app(
         lifespan=lifespan,
         openapi_tags=openapi_tags,
         default_response_class=JSONResponse,
+        # Every route refuses query parameters it does not take (422, named).
+        dependencies=[Depends(strict_query_parameters)],
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -183,4 +188,7 @@ def create_service_app(
     app.include_router(outbox_router(outbox_operator))
     for router in routers:
         app.include_router(router)
+    # /docs can get a platform token itself: the client-credentials flow at access's /oauth/token.
+    token_base = settings.public_url if service == "access" else settings.access_url
+    openapi_auth.install(app, f"{token_base.rstrip('/')}/oauth/token", platform_token_paths)
     return app

@@ -344,6 +344,8 @@ class TokenVerifier:
 
 
 _bearer = HTTPBearer(auto_error=False, description="Platform token from POST /oauth/token")
+#: The platform bearer scheme, for routes that take it beside another authentication.
+platform_bearer = _bearer
 
 
 async def get_principal(

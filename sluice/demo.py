@@ -339,7 +339,11 @@ def run(args: argparse.Namespace) -> int:
     story.step("regulator", "Verify the log cryptographically (standalone verifier)")
     from services.audit import verify
 
-    code = verify.main(["--url", endpoints.audit, "--token", regulator.bearer(),
+    # A regulator pins the verifier key the operator publishes out of band; the demo pins the one
+    # the log serves now (without a pinned key the verifier reports a shortfall and exits 3).
+    pinned = str(regulator.audit_public_key()["verifier_key"])
+    story.info(f"  pinned verifier key {pinned}")
+    code = verify.main(["--url", endpoints.audit, "--token", regulator.bearer(), "--public-key", pinned,
                         "--checkpoint-file", str(Path(args.checkpoint_file))])
     if code != 0:
         print(_c(RED, "verification failed"))

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from services.access.bootstrap import bootstrap_identity
 from services.access.keys import KeyStore
@@ -78,7 +79,7 @@ async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: AccessSettings | None = None) -> FastAPI:
     settings = settings or AccessSettings()
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Sluice access",
         description=DESCRIPTION,
@@ -94,3 +95,10 @@ def create_app(settings: AccessSettings | None = None) -> FastAPI:
             {"name": "operations", "description": "Health, readiness and metrics"},
         ],
     )
+    # Each service's /docs (another origin) asks /oauth/token for a token in the browser: allow
+    # exactly the platform's own origins, for the OAuth endpoints' methods and headers.
+    origins = sorted({u.rstrip("/") for u in (settings.public_url, settings.catalog_url,
+                                              settings.orders_url, settings.audit_url) if u})
+    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["POST"],
+                       allow_headers=["Authorization", "Content-Type"])
+    return app

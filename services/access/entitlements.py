@@ -281,7 +281,8 @@ async def list_visible(
     cursor: str | None,
     product_id: str | None = None,
     order_id: str | None = None,
-    buyer_org: str | None = None,
+    buyer: str | None = None,
+    provider: str | None = None,
 ) -> tuple[list[Entitlement], str | None]:
     stmt = select(Entitlement).order_by(Entitlement.created_at, Entitlement.id)
     if not principal.has_any(OVERSEERS):
@@ -297,8 +298,10 @@ async def list_visible(
         stmt = stmt.where(Entitlement.product_id == product_id)
     if order_id:
         stmt = stmt.where(Entitlement.order_id == order_id)
-    if buyer_org:
-        stmt = stmt.where(Entitlement.buyer_org == buyer_org)
+    if buyer:
+        stmt = stmt.where(Entitlement.buyer_org == buyer)
+    if provider:
+        stmt = stmt.where(Entitlement.provider_org == provider)
     pos = decode_cursor(cursor)
     if pos:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
@@ -178,11 +179,29 @@ async def set_client_status(
     return client
 
 
-async def rotate_client_secret(session: AsyncSession, client_id: str) -> IssuedSecret:
+#: The longest overlap a self-service rotation may keep the old secret for.
+MAX_SECRET_OVERLAP = timedelta(days=7)
+
+
+async def rotate_client_secret(
+    session: AsyncSession, client_id: str, *, old_secret_valid_for: timedelta = timedelta(0)
+) -> IssuedSecret:
+    """A new secret. With ``old_secret_valid_for`` > 0 the current one keeps working until
+    then (clients deploy the new secret without an outage); any older previous secret ends now,
+    so at most two are ever valid. Zero (the operator's rotation) ends the old one at once."""
+    if not timedelta(0) <= old_secret_valid_for <= MAX_SECRET_OVERLAP:
+        raise ValueError("the overlap must be between 0 and 7 days")
     client = await get_client(session, client_id)
     secret = new_client_secret()
+    now = utcnow()
+    if old_secret_valid_for > timedelta(0):
+        client.previous_secret_hash = client.secret_hash
+        client.previous_secret_expires_at = now + old_secret_valid_for
+    else:
+        client.previous_secret_hash = None
+        client.previous_secret_expires_at = None
     client.secret_hash = await hash_secret(secret)
-    client.secret_rotated_at = utcnow()
+    client.secret_rotated_at = now
     await session.flush()
     return IssuedSecret(client, secret)
 
@@ -200,17 +219,40 @@ class Authenticated:
 
 
 class ClientAuthError(Exception):
-    """Why client authentication failed (mapped to RFC 6749 ``invalid_client``)."""
+    """Why client authentication failed (mapped to RFC 6749 ``invalid_client``).
+
+    ``reason`` is ``credentials`` (unknown client or wrong secret: nothing more is said),
+    ``client_suspended`` or ``organisation_suspended`` (said only to a caller that proved the
+    secret, so the client can tell a suspension from a typo)."""
+
+    def __init__(self, message: str, *, reason: str = "credentials",
+                 client: ApiClient | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.client = client
+
+    def description(self) -> str:
+        """The RFC 6749 ``error_description`` for this failure."""
+        if self.reason == "organisation_suspended" and self.client is not None:
+            return (f"The client's organisation {self.client.organisation_id} is suspended; its "
+                    "clients get no tokens until an operator reinstates it.")
+        if self.reason == "client_suspended":
+            return "This client is suspended; ask an operator to reinstate it or to create another."
+        return "Client authentication failed: unknown client or wrong secret."
 
 
 async def authenticate_client(session: AsyncSession, client_id: str, secret: str) -> Authenticated:
     client = await session.get(ApiClient, client_id)
     ok = await verify_secret(client.secret_hash if client else None, secret)
+    if not ok and client is not None and client.previous_secret_hash is not None and (
+            client.previous_secret_expires_at is not None and client.previous_secret_expires_at > utcnow()):
+        ok = await verify_secret(client.previous_secret_hash, secret)  # the rotation's overlap
     if client is None or not ok:
         raise ClientAuthError("unknown client or wrong secret")
     if client.status != "active":
-        raise ClientAuthError(f"client is {client.status}")
+        raise ClientAuthError(f"client is {client.status}", reason="client_suspended", client=client)
     org = await session.get(Organisation, client.organisation_id)
     if org is None or org.status != "active":
-        raise ClientAuthError("the client's organisation is suspended")
+        raise ClientAuthError("the client's organisation is suspended", reason="organisation_suspended",
+                              client=client)
     return Authenticated(client, org)

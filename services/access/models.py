@@ -41,6 +41,10 @@ class ApiClient(Base):
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The secret a self-service rotation replaced, valid until ``previous_secret_expires_at``
+    #: (the overlap the client chose); at most one, so never more than two valid secrets.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class SigningKey(Base):

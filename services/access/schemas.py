@@ -54,6 +54,19 @@ class Client(BaseModel):
     status_reason: str | None = None
     created_at: datetime
     secret_rotated_at: datetime
+    previous_secret_expires_at: datetime | None = Field(
+        default=None, description="Until then the secret the last rotation replaced still works "
+        "(the overlap the client chose); null when only the current secret does.")
+
+
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"old_secret_expires_in": 86400}]})
+    old_secret_expires_in: int = Field(
+        default=3600, ge=0, le=7 * 86400,
+        description="Seconds the current secret keeps working beside the new one (0: it stops now; "
+        "at most 7 days). Deploy the new secret within this window; a secret older than the "
+        "current one stops at once.")
 
 
 class ClientWithSecret(Client):

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from shared.events import AuditEvent, StoredEvent
+from shared.pagination import Page
 
 _HASH = "base64 of a 32-byte SHA-256 hash"
 _EXAMPLE_HASH = "3q2+7wA9Yz7d1iQm0GZk8V5cQnXxY1u9aC7oE0p3c8w="
@@ -111,3 +112,12 @@ class Stats(BaseModel):
     total: int = Field(examples=[5000])
     by_action: list[ActionCount]
     by_day: list[DayCount]
+
+
+class EventPage(Page[StoredEvent]):
+    """A page of a listing that is bounded by the log's size when its first page was read."""
+
+    tree_size: int = Field(description="The listing covers events with `seq` below this: the log's "
+                           "size when the first page was read (the cursor carries it). Events "
+                           "appended later, including the records of this listing's own reads, "
+                           "appear in a new listing, so paging always ends.")

@@ -11,8 +11,11 @@ serves without checking it:
    recomputing the root when the range is the whole log, and by inclusion
    proofs otherwise (or to pinpoint which events fail).
 
-It prints ``OK`` or exactly what failed. Exit status: 0 verified, 1 a check
-failed, 2 the verification could not run (network, token, usage).
+It prints exactly what it verified and what failed. Whatever was asked but not checked (no
+pinned key, no token to re-download events, a range beyond the log) is a *shortfall*: the run
+then says ``INCOMPLETE`` and exits 3, unless ``--allow-partial`` accepts it. Exit status: 0
+verified everything asked, 1 a check failed, 2 the verification could not run (network, token,
+usage), 3 verified less than asked.
 
 Imports only httpx, the shared event model and the pure functions of
 :mod:`services.audit.verifylib` (hashlib, cryptography, rfc8785).
@@ -63,6 +66,8 @@ class Report:
     checks: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: What was asked (or is needed for evidence) but not verified.
+    shortfalls: list[str] = field(default_factory=list)
     checkpoint: Checkpoint | None = None
     checkpoint_note: str | None = None  # the verified latest checkpoint, to save for next time
 
@@ -109,9 +114,10 @@ async def _verifier_key(
         except VerificationError as exc:
             raise CannotVerify(f"the --public-key given is not a valid verifier key: {exc}") from exc
     served = await _get_json(client, "/v1/public-key")
-    report.notes.append(
-        "no --public-key pinned: trusting the key the log serves "
-        f"({served['verifier_key']}); compare it with the one the operator published"
+    report.shortfalls.append(
+        "no --public-key pinned: the signature was checked with the key the log itself serves "
+        f"({served['verifier_key']}), so a log that replaced its key would pass; pin the key "
+        "the operator published"
     )
     try:
         return parse_verifier_key(served["verifier_key"]), served.get("origin")
@@ -252,11 +258,20 @@ async def verify_log(
             await _check_consistency(client, old, cp, report)
     first = max(0, start or 0)
     last = cp.tree_size if end is None else min(end, cp.tree_size)
+    if end is not None and end > cp.tree_size:
+        report.shortfalls.append(
+            f"asked for events up to {end - 1}, but the signed log has {cp.tree_size}: events "
+            f"{cp.tree_size}..{end - 1} were not checked")
     if token is None:
-        report.notes.append("no token: events were not re-downloaded (give --token or client credentials)")
+        report.shortfalls.append(
+            "no token: no event was re-downloaded or recomputed, only the checkpoint was checked "
+            "(give --token or regulator client credentials)")
         return report
     if first >= last:
-        report.notes.append(f"no events to check in [{first}, {last})")
+        if start is not None or end is not None:
+            report.shortfalls.append(f"no events to check in [{first}, {last}) of the signed log")
+        else:
+            report.notes.append("the signed log is empty: no events to check")
         return report
     leaves = await _download(client, token, first, last, report)
     if leaves is None:
@@ -286,18 +301,28 @@ async def verify_log(
     return report
 
 
-def print_report(report: Report, out: Callable[[str], None] = print) -> None:
+def print_report(report: Report, out: Callable[[str], None] = print, *, allow_partial: bool = False) -> int:
+    """Print the report; return the exit status (0 all asked verified, 1 failed, 3 less than asked)."""
     for line in report.checks:
         out(f"ok    {line}")
     for line in report.notes:
         out(f"note  {line}")
+    for line in report.shortfalls:
+        out(f"{'note' if allow_partial else 'LESS'}  not verified: {line}")
     for line in report.failures:
         out(f"FAIL  {line}")
-    if report.ok:
-        size = report.checkpoint.tree_size if report.checkpoint else 0
-        out(f"OK: the audit log verifies (tree size {size})")
-    else:
+    size = report.checkpoint.tree_size if report.checkpoint else 0
+    if not report.ok:
         out(f"FAILED: {len(report.failures)} check(s) failed")
+        return 1
+    verified = f"verified {len(report.checks)} check(s), each on an `ok` line"
+    if report.shortfalls and not allow_partial:
+        out(f"INCOMPLETE: {verified}; {len(report.shortfalls)} thing(s) asked were not verified "
+            "(`LESS` lines). Fix them, or accept a partial check with --allow-partial.")
+        return 3
+    partial = f"; partial by choice: {len(report.shortfalls)} not verified" if report.shortfalls else ""
+    out(f"OK: the audit log verifies (tree size {size}): {verified}{partial}")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -315,6 +340,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="checkpoint saved by an earlier run: check consistency with it, then "
                         "replace it with the latest (unless --no-save)")
     p.add_argument("--no-save", action="store_true", help="do not update --checkpoint-file")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="exit 0 although less than asked was verified (no pinned key, no token, a "
+                        "range beyond the log); without it such a run exits 3")
     p.add_argument("--start", type=int, help="first seq to re-download (default 0)")
     p.add_argument("--end", type=int, help="seq after the last to re-download (default: tree size)")
     p.add_argument("--token", default=env("SLUICE_TOKEN"), help="regulator bearer token (env SLUICE_TOKEN)")
@@ -343,8 +371,7 @@ async def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | N
     if report.ok and args.checkpoint_file and not args.no_save and report.checkpoint_note:
         args.checkpoint_file.write_text(report.checkpoint_note, encoding="utf-8")
         report.notes.append(f"saved the latest checkpoint to {args.checkpoint_file}")
-    print_report(report)
-    return 0 if report.ok else 1
+    return print_report(report, allow_partial=args.allow_partial)
 
 
 async def run(argv: list[str] | None = None, transport: httpx.AsyncBaseTransport | None = None) -> int:

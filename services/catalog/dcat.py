@@ -86,7 +86,8 @@ def dataset(base_url: str, product: Product, version: ProductVersion) -> dict[st
         "dct:description": c["description"] or c["summary"],
         "dcat:keyword": c["tags"],
         "dcat:theme": {"@type": "skos:Concept", "skos:prefLabel": c["category"]},
-        "dct:publisher": _agent(product.provider_org),
+        # Named as the provider declared who operates the product (the operating right holder).
+        "dct:publisher": _agent(product.provider_org, rights["operating_right_holder"]),
         "dct:rightsHolder": _named_agent(rights["resource_holder"]),
         "dct:provenance": {"@type": "dct:ProvenanceStatement", "rdfs:label": rights["provenance"]},
         "dct:license": {"@type": "dct:LicenseDocument", "rdfs:label": rights["licence"]},

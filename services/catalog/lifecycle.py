@@ -129,12 +129,17 @@ async def get_version(session: AsyncSession, product_id: str, version: int) -> P
     return row
 
 
-async def list_versions(session: AsyncSession, product_id: str) -> Sequence[ProductVersion]:
+async def list_versions(
+    session: AsyncSession, product_id: str, *, after: int = 0, limit: int | None = None
+) -> Sequence[ProductVersion]:
+    """Published versions above ``after``, oldest first (at most ``limit``)."""
     stmt = (
         select(ProductVersion)
-        .where(ProductVersion.product_id == product_id)
+        .where(ProductVersion.product_id == product_id, ProductVersion.version > after)
         .order_by(ProductVersion.version)
     )
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return (await session.execute(stmt)).scalars().all()
 
 

@@ -20,6 +20,11 @@ class CatalogSettings(ServiceSettings):
         "follow within this time. Owners, regulators and the internal API always read the database.",
     )
     public_view_cache_entries: int = Field(default=20_000, ge=1, description="Products kept in that cache.")
+    public_catalog_requests_per_minute: int = Field(
+        default=120, ge=0,
+        description="Requests a minute one client address may make to the public, unauthenticated "
+        "DCAT-AP catalogue (`GET /v1/catalog.jsonld`), per process; 0 disables the limit.",
+    )
     search_facet_cache_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -199,6 +199,9 @@ def create_app(settings: DataServiceSettings | None = None) -> FastAPI:
         lifespan_steps=[audit_relay, data_service],
         make_verifier=data_token_verifier,
         outbox_operator=privacy.platform_operator,
+        # Only the regulator's privacy routes and the operator's outbox routes take platform
+        # tokens; the rest take data-access tokens.
+        platform_token_paths=lambda path: path.startswith(("/v1/privacy", "/v1/outbox")),
         openapi_tags=[{"name": "query", "description": "Structured queries on one data product."},
                       {"name": "privacy", "description": "The privacy spend, for regulators."}],
     )

@@ -9,7 +9,7 @@ from sluice.transport import JSON, Transport
 
 class AccessApi(Transport):
     def entitlements_page(self, **params: Any) -> JSON:
-        """One page (``product_id``, ``order_id``, ``buyer_org``, ``limit``, ``cursor``)."""
+        """One page (``product_id``, ``order_id``, ``buyer``, ``provider``, ``limit``, ``cursor``)."""
         return self.get("access", "/v1/entitlements", params)
 
     def list_entitlements(self, **filters: Any) -> list[JSON]:

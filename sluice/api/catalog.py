@@ -28,8 +28,9 @@ class CatalogApi(Transport):
     def get_product(self, product_id: str) -> JSON:
         return self.get("catalog", f"/v1/products/{product_id}")
 
-    def list_versions(self, product_id: str) -> JSON:
-        return self.get("catalog", f"/v1/products/{product_id}/versions")
+    def list_versions(self, product_id: str, **params: Any) -> JSON:
+        """One page of published versions, oldest first (``limit``, ``cursor``)."""
+        return self.get("catalog", f"/v1/products/{product_id}/versions", params)
 
     def get_version(self, product_id: str, version: int) -> JSON:
         return self.get("catalog", f"/v1/products/{product_id}/versions/{version}")

@@ -32,8 +32,11 @@ class IdentityApi(Transport):
 
     def introspect_token(self, token: str) -> JSON:
         """RFC 7662: is this data-access token live, and for what (service, or its provider)."""
+        # RFC 7662 §2.1: client authentication (Basic) when the client's secret is at hand,
+        # else the bearer platform token (SLUICE_TOKEN), which the endpoint also takes.
+        basic = bool(getattr(self, "client_id", None) and getattr(self, "client_secret", None))
         return as_object(self.request("POST", self.url("access", "/oauth/introspect"),
-                                    form={"token": token}))
+                                    form={"token": token}, basic=basic))
 
     # --- organisations ---------------------------------------------------------------------
     def create_organisation(self, name: str, roles: list[str]) -> JSON:
@@ -74,8 +77,14 @@ class IdentityApi(Transport):
         return self.post("access", f"/v1/clients/{client_id}/reinstate", {"reason": reason})
 
     def rotate_client_secret(self, client_id: str) -> JSON:
-        """A new secret for the client, shown once."""
+        """A new secret for the client, shown once (operator; the old one stops at once)."""
         return self.post("access", f"/v1/clients/{client_id}/rotate-secret")
+
+    def rotate_own_secret(self, old_secret_expires_in: int = 3600) -> JSON:
+        """A new secret for your own client, shown once; the current one keeps working for
+        ``old_secret_expires_in`` seconds (0: stops now; at most 7 days)."""
+        return self.post("access", "/v1/clients/me/rotate-secret",
+                         {"old_secret_expires_in": old_secret_expires_in})
 
     # --- signing keys --------------------------------------------------------------------
     def list_signing_keys(self) -> JSON:

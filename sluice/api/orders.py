@@ -56,7 +56,8 @@ class OrdersApi(Transport):
         return self.get("orders", f"/v1/orders/{order_id}")
 
     def orders_page(self, **params: Any) -> JSON:
-        """One page of the orders you may see (``status``, ``product_id``, ``limit``, ``cursor``)."""
+        """One page of the orders you may see (``status``, ``product_id``,
+        ``subscription_id``, ``provider``, ``buyer``, ``limit``, ``cursor``)."""
         return self.get("orders", "/v1/orders", params)
 
     def list_orders(self, **filters: Any) -> list[JSON]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,3 +183,25 @@ async def test_issue_and_refusal_are_audited(deal: Deal) -> None:
     await _refusal(deal)
     refused = await m.events("access.data_token.refused")
     assert refused[-1].details["problem"] == "entitlement-suspended"
+
+
+async def test_concurrent_issues_each_get_their_own_entitlement_and_see_a_revocation(deal: Deal) -> None:
+    """Issues running together share one entitlement read on PostgreSQL (data_tokens._GroupReader):
+    each still gets its own entitlement's token, another buyer's is still a 404, and a
+    revocation committed before they ask refuses them all."""
+    m = deal.market
+    second = await m.grant(deal.buyer, deal.product_id)
+    intruder = await m.party(["buyer"])
+    asks = [(deal.buyer, deal.ent["id"], 201), (deal.buyer, second["id"], 201),
+            (intruder, deal.ent["id"], 404), (deal.buyer, "ent_missing", 404)] * 3
+    issued = await asyncio.gather(*(m.token(who, ent_id, expect=expect) for who, ent_id, expect in asks))
+    for (_, ent_id, expect), out in zip(asks, issued, strict=True):
+        if expect == 201:
+            assert out["entitlement_id"] == ent_id
+            assert (await decode(deal, out["access_token"]))["ent"] == ent_id
+    await m.client.post(f"/v1/entitlements/{second['id']}/revoke", json={"reason": "refund"},
+                        headers=m.service)
+    refused = await asyncio.gather(*(m.client.post(f"/v1/entitlements/{second['id']}/tokens",
+                                                   headers=deal.buyer.headers) for _ in range(4)))
+    assert {(r.status_code, problem_type(r)) for r in refused} == {(403, "entitlement-revoked")}
+    assert (await m.token(deal.buyer, deal.ent["id"]))["entitlement_id"] == deal.ent["id"]

@@ -309,3 +309,21 @@ async def test_the_epsilon_an_order_bought_wins_over_the_plans(market: Market) -
     product_id = market.catalog.add_product(provider.org_id, plans=[plan(epsilon=2.0)])
     ent = await market.grant(buyer, product_id, epsilon_budget=6.0)  # three periods of 2.0
     assert ent["limits"]["epsilon_budget"] == 6.0
+
+
+async def test_overseers_filter_entitlements_by_buyer_and_provider(deal: Deal) -> None:
+    """The same filter names as the catalog and orders (`buyer`, `provider`); the old
+    `buyer_org` is refused with the name to use, never ignored."""
+    m = deal.market
+
+    async def ids(**params: str) -> list[str]:
+        resp = await m.client.get("/v1/entitlements", params=params, headers=m.operator)
+        assert resp.status_code == 200, resp.text
+        return [e["id"] for e in resp.json()["items"]]
+
+    assert await ids(buyer=deal.buyer.org_id) == [deal.ent["id"]]
+    assert await ids(provider=deal.provider.org_id) == [deal.ent["id"]]
+    assert await ids(buyer=deal.provider.org_id) == []
+    assert await ids(provider="org_nobody") == []
+    old = await m.client.get("/v1/entitlements", params={"buyer_org": "org_nobody"}, headers=m.operator)
+    assert old.status_code == 422 and "did you mean 'buyer'" in old.json()["detail"]

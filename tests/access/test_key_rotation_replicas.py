@@ -90,6 +90,8 @@ async def test_every_replica_lists_the_rotation_another_replica_just_made(
     old = first.app.state.keys.describe()[0]["kid"]
     token = await get_token(first, OPERATOR_ID, OPERATOR_SECRET)  # signed by the old key: no refresh
     new = await rotate(first)
-    listed = {k["kid"]: k for k in (await second.client.get("/v1/signing-keys", headers=bearer(token))).json()}
+    page = (await second.client.get("/v1/signing-keys", headers=bearer(token))).json()
+    assert page["next_cursor"] is None  # the list envelope of every list
+    listed = {k["kid"]: k for k in page["items"]}
     assert listed[new]["status"] == "active"
     assert listed[old]["status"] == "retiring" and listed[old]["retire_after"] is not None

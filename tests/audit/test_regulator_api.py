@@ -137,13 +137,39 @@ async def test_every_regulator_read_is_itself_audited(seeded: RunningApp, test_k
     got = [(e["action"], e["actor"], e["subject"]["id"], e["details"]) for e in page["items"]]
     assert got[:5] == [
         ("audit.events.listed", {"sub": "cli_reg", "org": "org_reg", "role": "regulator"}, "events",
-         {"filter": {"action": "orders."}, "cursor": None, "limit": 50}),
+         {"filter": {"action": "orders."}, "cursor": None, "limit": 50, "tree_size": 6}),
         ("audit.event.read", {"sub": "cli_reg", "org": "org_reg", "role": "regulator"}, "2", {"seq": 2}),
         ("audit.events.exported", {"sub": "cli_reg", "org": "org_reg", "role": "regulator"}, "events",
          {"filter": {"service": "catalog"}}),
         ("audit.stats.read", {"sub": "cli_reg", "org": "org_reg", "role": "regulator"}, "stats", {"filter": {}}),
         ("audit.events.listed", {"sub": "cli_op", "org": "org_op", "role": "operator"}, "events",
-         {"filter": {}, "cursor": None, "limit": 50}),
+         {"filter": {}, "cursor": None, "limit": 50, "tree_size": 10}),
     ]
-    # The listing that returned these was itself recorded before it ran.
-    assert got[5][0] == "audit.events.listed" and got[5][3]["filter"] == {"service": "audit"}
+    # The listing that returned these was itself recorded before it ran (at the log's size it
+    # read, so not in its own answer: a new listing shows it).
+    assert len(got) == 5 and page["tree_size"] == 11
+    later = (await seeded.client.get("/v1/events", params={"service": "audit", "from_seq": 11},
+                                     headers=reg)).json()["items"]
+    assert later[0]["action"] == "audit.events.listed" and later[0]["details"]["filter"] == {"service": "audit"}
+    assert later[0]["details"]["tree_size"] == 11
+
+
+async def test_paging_the_whole_log_with_limit_1_ends_at_the_size_it_started_from(
+    seeded: RunningApp, regulator_headers
+) -> None:
+    """Each page's read is itself appended to the log; a listing that followed the growing log
+    would never end. It stops at the tree size of its first page, and says which."""
+    start = (await seeded.client.get("/v1/events", params={"limit": 1}, headers=regulator_headers)).json()
+    bound = start["tree_size"]
+    seen, cursor, pages = [e["seq"] for e in start["items"]], start["next_cursor"], 1
+    while cursor:
+        page = (await seeded.client.get("/v1/events", params={"limit": 1, "cursor": cursor},
+                                        headers=regulator_headers)).json()
+        assert page["tree_size"] == bound  # the same bound on every page
+        seen += [e["seq"] for e in page["items"]]
+        cursor, pages = page["next_cursor"], pages + 1
+        assert pages <= bound + 1, "the listing follows its own reads and never ends"
+    assert seen == list(range(bound))
+    # The reads were appended meanwhile: a new listing sees them.
+    again = (await seeded.client.get("/v1/events", params={"limit": 1}, headers=regulator_headers)).json()
+    assert again["tree_size"] >= bound + pages

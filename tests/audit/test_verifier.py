@@ -151,6 +151,30 @@ async def test_command_saves_the_checkpoint_and_checks_consistency_next_time(
     assert "FAIL  event seq 2 " in out and "FAILED:" in out
 
 
+async def test_a_run_that_checked_less_than_asked_says_so_and_exits_3(
+    logged: RunningApp, test_keys: TestKeys, capsys
+) -> None:
+    """No pinned key and no token: only the checkpoint, signed by a key the log itself served,
+    was checked. That is not "OK"."""
+    transport = httpx.ASGITransport(app=logged.app)
+    assert await run(["--url", "http://audit.test"], transport) == 3
+    out = capsys.readouterr().out
+    assert "OK" not in out and "INCOMPLETE" in out
+    assert "LESS  not verified: no --public-key pinned" in out
+    assert "LESS  not verified: no token: no event was re-downloaded" in out
+    # Asked for more events than the log holds: named, and not OK either.
+    vkey = (await logged.client.get("/v1/public-key")).json()["verifier_key"]
+    argv = ["--url", "http://audit.test", "--public-key", vkey, "--token", regulator_token(test_keys)]
+    assert await run([*argv, "--end", "40"], transport) == 3
+    assert "events 30..39 were not checked" in capsys.readouterr().out
+    # The control: the same asked within the log is fully verified; --allow-partial accepts less.
+    assert await run([*argv, "--end", "30"], transport) == 0
+    assert "OK: the audit log verifies (tree size 30)" in capsys.readouterr().out
+    assert await run(["--url", "http://audit.test", "--allow-partial"], transport) == 0
+    out = capsys.readouterr().out
+    assert "partial by choice: 2 not verified" in out and "note  not verified: no token" in out
+
+
 async def test_command_without_a_reachable_service_exits_2(tmp_path: Path, capsys) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
@@ -190,7 +214,8 @@ async def test_command_gets_a_regulator_token_by_client_credentials(
         ])
         await sign_checkpoint(audit)
         router = HostRouter({"access.test": access.app, "audit.test": audit.app})
-        code = await run(["--url", "http://audit.test", "--access-url", "http://access.test",
+        vkey = (await audit.client.get("/v1/public-key")).json()["verifier_key"]
+        code = await run(["--url", "http://audit.test", "--access-url", "http://access.test", "--public-key", vkey,
                           "--client-id", regulator["client_id"], "--client-secret", regulator["client_secret"]],
                          router)
         out = capsys.readouterr().out

@@ -35,7 +35,13 @@ async def test_pinned_version_1_is_unchanged_after_version_2_is_published(catalo
     public_v1 = (await catalog.client.get(f"/v1/products/{pid}/versions/1", headers=tokens.buyer)).json()
     assert public_v1["title"] == "Weather station readings"
     versions = (await catalog.client.get(f"/v1/products/{pid}/versions", headers=tokens.buyer)).json()
-    assert [v["version"] for v in versions] == [1, 2]
+    assert [v["version"] for v in versions["items"]] == [1, 2] and versions["next_cursor"] is None
+    # The list envelope pages like every other list.
+    first = (await catalog.client.get(f"/v1/products/{pid}/versions", params={"limit": 1},
+                                      headers=tokens.buyer)).json()
+    rest = (await catalog.client.get(f"/v1/products/{pid}/versions", headers=tokens.buyer,
+                                     params={"limit": 1, "cursor": first["next_cursor"]})).json()
+    assert [v["version"] for v in first["items"] + rest["items"]] == [1, 2] and rest["next_cursor"] is None
 
 
 async def test_internal_version_has_the_contract_shape(catalog: RunningApp, tokens: Tokens) -> None:

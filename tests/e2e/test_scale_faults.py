@@ -227,7 +227,7 @@ def run(cluster: ReplicatedCluster, market: Market, tmp_path_factory: pytest.Tem
         result.faults.append(f"rotated the signing key: {old['kid']} → {rotated['kid']}")
         keys = market.operator.request("GET", f"{urls['access']}/v1/signing-keys")
         result.retire_after = datetime.fromisoformat(
-            next(k for k in keys if k["kid"] == old["kid"])["retire_after"].replace("Z", "+00:00"))
+            next(k for k in keys["items"] if k["kid"] == old["kid"])["retire_after"].replace("Z", "+00:00"))
         for n, service in enumerate(("catalog", "orders", "access", "audit", "dataservice")):
             result.faults.append(kill_and_restart(cluster, service, n % 2))
             if service == "access":

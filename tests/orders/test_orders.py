@@ -12,6 +12,7 @@ from services.orders.models import Order, PaymentAttempt, Quote
 from services.orders.payments import PaymentGateway
 from shared.db import utcnow
 from tests.orders.conftest import Harness
+from tests.orders.fakes import product_version
 
 
 async def test_free_plan_is_paid_at_once_and_fulfilled_by_the_entitlement_command(orders: Harness) -> None:
@@ -200,3 +201,32 @@ async def test_the_entitlement_command_carries_the_privacy_budget_the_order_boug
     await orders.wait_status(order["id"], "fulfilled")
     [grant] = [g for g in orders.access.grant_requests if g["order_id"] == order["id"]]
     assert grant["epsilon_budget"] == 1.0 and grant["query_quota"] == 100
+
+
+async def test_overseers_filter_orders_by_provider_and_buyer(orders: Harness) -> None:
+    """The catalog calls the provider filter `provider`; orders uses the same name. An unknown
+    name (the `provider_org` a regulator once typed) is a 422, never every order."""
+    orders.catalog.add(product_version("prd_other", provider_org="org_provider_b"))
+    mine = await orders.placed("plan_free")
+    quote = await orders.client.post("/v1/quotes", json={"product_id": "prd_other", "version": 1,
+                                                         "plan_id": "plan_free"},
+                                     headers=orders.buyer("org_buyer_b"))
+    theirs = (await orders.order(quote.json()["id"], buyer=orders.buyer("org_buyer_b"))).json()
+    reg = orders.regulator()
+
+    async def ids(query: str) -> list[str]:
+        resp = await orders.client.get(f"/v1/orders?{query}", headers=reg)
+        assert resp.status_code == 200, resp.text
+        return [o["id"] for o in resp.json()["items"]]
+
+    assert await ids("provider=org_provider_b") == [theirs["id"]]
+    assert await ids("provider=org_provider") == [mine["id"]]
+    assert await ids("buyer=org_buyer_b") == [theirs["id"]]
+    assert sorted(await ids("limit=10")) == sorted([mine["id"], theirs["id"]])  # the control
+    wrong = await orders.client.get("/v1/orders?provider_org=org_provider_b", headers=reg)
+    assert wrong.status_code == 422, wrong.text
+    assert wrong.headers["content-type"] == "application/problem+json"
+    assert "provider_org" in wrong.json()["detail"] and "provider" in wrong.json()["detail"]
+    # A provider filtering on another provider sees nothing of theirs.
+    other = await orders.client.get("/v1/orders?provider=org_provider_b", headers=orders.provider())
+    assert other.json()["items"] == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from services.access import data_tokens, entitlements
 from services.access.audit_events import audit
@@ -90,13 +90,16 @@ async def list_entitlements(
     caller: AnyParty,
     limit: LimitParam = 50,
     cursor: CursorParam = None,
-    product_id: str | None = None,
-    order_id: str | None = None,
-    buyer_org: str | None = None,
+    product_id: Annotated[str | None, Query(max_length=64)] = None,
+    order_id: Annotated[str | None, Query(max_length=64)] = None,
+    buyer: Annotated[str | None, Query(max_length=64,
+                                       description="Only this buyer organisation's (org_…).")] = None,
+    provider: Annotated[str | None, Query(max_length=64, description="Only entitlements to this "
+                                          "provider organisation's products (org_…).")] = None,
 ) -> Page[Entitlement]:
     rows, nxt = await entitlements.list_visible(
         session, caller, limit=limit, cursor=cursor, product_id=product_id, order_id=order_id,
-        buyer_org=buyer_org,
+        buyer=buyer, provider=provider,
     )
     orgs = await entitlements.org_statuses(
         session, {o for r in rows for o in (r.buyer_org, r.provider_org)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -15,10 +16,11 @@ from services.access.schemas import (
     ClientWithSecret,
     Organisation,
     OrganisationCreate,
+    SecretRotation,
     SigningKeyInfo,
     StatusChange,
 )
-from shared.auth import Operator, Principal, require_roles
+from shared.auth import CurrentPrincipal, Operator, Principal, require_roles
 from shared.db import Database, DbSession
 from shared.pagination import CursorParam, LimitParam, Page
 from shared.problems import problem_docs
@@ -41,6 +43,29 @@ def _with_secret(issued: identity.IssuedSecret) -> ClientWithSecret:
     return ClientWithSecret(
         **Client.model_validate(issued.client).model_dump(), client_secret=issued.secret
     )
+
+
+# --- self-service (any API client, for itself) ---------------------------------------
+# Registered before /clients/{client_id}/…, so "me" is never taken for a client id.
+
+@router.post(
+    "/clients/me/rotate-secret", response_model=ClientWithSecret,
+    summary="Rotate your own client's secret, keeping the old one for an overlap you choose (any client)",
+    description="The client of the calling token gets a new secret (shown once). The current secret "
+    "keeps working for `old_secret_expires_in` seconds (at most 7 days; 0 ends it now), so "
+    "deployments switch without an outage; at most two secrets are ever valid. Audited as "
+    "`access.client.secret_rotated`.",
+    responses=problem_docs(401, 404, 422),
+)
+async def rotate_own_secret(
+    session: DbSession, caller: CurrentPrincipal, body: SecretRotation | None = None
+) -> ClientWithSecret:
+    overlap = (body or SecretRotation()).old_secret_expires_in
+    issued = await identity.rotate_client_secret(
+        session, caller.client_id, old_secret_valid_for=timedelta(seconds=overlap))
+    await audit(session, "client.secret_rotated", subject_type="client", subject_id=caller.client_id,
+                actor=caller, self_service=True, old_secret_expires_in=overlap)
+    return _with_secret(issued)
 
 
 # --- organisations (operator) ---------------------------------------------------
@@ -179,12 +204,15 @@ async def rotate_secret(client_id: str, session: DbSession, operator: Operator) 
 
 # --- signing keys (operator) --------------------------------------------------------
 
-@router.get("/signing-keys", response_model=list[SigningKeyInfo],
-            summary="Signing keys in use (operator)", responses=_AUTH)
-async def list_signing_keys(request: Request, _: Operator) -> list[SigningKeyInfo]:
+@router.get("/signing-keys", response_model=Page[SigningKeyInfo],
+            summary="Signing keys in use (operator)",
+            description="The list envelope of every list (`items`, `next_cursor`); the keys in use "
+            "(active and retiring) are few, so there is one page and `next_cursor` is null.",
+            responses=_AUTH)
+async def list_signing_keys(request: Request, _: Operator) -> Page[SigningKeyInfo]:
     keys: KeyStore = request.app.state.keys
     await keys.refresh()  # what the database says, not what this replica last read
-    return [SigningKeyInfo(**k) for k in keys.describe()]
+    return Page(items=[SigningKeyInfo(**k) for k in keys.describe()], next_cursor=None)
 
 
 @router.post("/signing-keys/rotate", response_model=SigningKeyInfo, status_code=201,

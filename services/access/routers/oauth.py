@@ -109,14 +109,14 @@ async def issue_token(
     except ClientAuthError as exc:
         logger.info("client authentication failed", extra={"fields": {"client_id": cid[:64],
                                                                         "reason": str(exc)}})
+        # A suspension is a decision (denied), a wrong secret a failed attempt; the suspended
+        # client's organisation is the actor's, since the secret was proven.
+        org = exc.client.organisation_id if exc.client is not None else None
         await audit(session, "token.refused", subject_type="client", subject_id=cid[:64] or "-",
-                    actor=Actor(sub=cid[:64] or None), outcome="failure", reason=str(exc),
-                    grant_type=grant_type)
-        return oauth_error(
-            401, "invalid_client",
-            "Client authentication failed (unknown client, wrong secret, or the client or its "
-            "organisation is suspended).",
-        )
+                    actor=Actor(sub=cid[:64] or None, org=org),
+                    outcome="failure" if exc.reason == "credentials" else "denied",
+                    reason=exc.reason, grant_type=grant_type)
+        return oauth_error(401, "invalid_client", exc.description())
     requested = scope.split() if scope else None
     if requested:
         unknown = sorted(set(requested) - set(who.client.roles))
@@ -159,6 +159,10 @@ async def server_metadata(request: Request) -> dict[str, Any]:
     return {
         "issuer": settings.token_issuer,
         "token_endpoint": f"{base}/oauth/token",
+        "introspection_endpoint": f"{base}/oauth/introspect",
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

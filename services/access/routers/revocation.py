@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials
 from sqlalchemy import func, select
 
 from services.access import data_tokens, entitlements, revocation
@@ -19,10 +20,11 @@ from services.access.models import Entitlement, RevocationEntry
 from services.access.routers.oauth import _basic_credentials, oauth_error
 from services.access.schemas import OAuthError
 from services.access.settings import AccessSettings
-from shared.auth import Principal, require_roles
+from shared.auth import Principal, get_principal, platform_bearer, require_roles
 from shared.db import DbSession
+from shared.errors import PROBLEM_JSON, Forbidden
 from shared.events import Actor
-from shared.problems import problem_docs
+from shared.problems import Problem, problem_docs
 
 logger = logging.getLogger("sluice.access.revocation")
 router = APIRouter(tags=["revocation"])
@@ -34,7 +36,9 @@ _REVOKE_ANY = frozenset({"service", "operator"})
 FeedReader = Annotated[
     Principal, Depends(require_roles("service", "provider", "regulator", "operator"))
 ]
-Introspector = Annotated[Principal, Depends(require_roles("service", "provider"))]
+_INTROSPECTORS = frozenset({"service", "provider"})
+#: Documents (and reads) RFC 7662 client authentication; the bearer alternative is shared.auth's.
+_client_basic = HTTPBasic(auto_error=False, description="The introspecting client's id and secret")
 
 
 @router.post(
@@ -78,10 +82,8 @@ async def revoke_token(
                            "client_secret form fields.")
     try:
         who = await authenticate_client(session, cid, secret)
-    except ClientAuthError:
-        return oauth_error(401, "invalid_client",
-                           "Client authentication failed (unknown client, wrong secret, or the "
-                           "client or its organisation is suspended).")
+    except ClientAuthError as exc:
+        return oauth_error(401, "invalid_client", exc.description())
     if not token:
         return oauth_error(400, "invalid_request", "The form field `token` is missing.")
     keys: KeyStore = request.app.state.keys
@@ -125,22 +127,48 @@ async def _is_platform_token(request: Request, token: str) -> bool:
     response_model=IntrospectionResponse,
     summary="Introspect a data-access token (RFC 7662; service, or the product's provider)",
     description=(
-        "Send the form field `token` with a bearer platform token of role `service`, or of a "
-        "`provider` organisation (its data service's client). `active` is true only for a token "
+        "Send the form field `token`. Authenticate as the client (RFC 7662 §2.1: "
+        "`client_secret_basic` or `client_secret_post`, as at `/oauth/token`) or with a bearer "
+        "platform token; the client must hold role `service`, or be of a `provider` organisation "
+        "(its data service's client). `active` is true only for a token "
         "issued here that has not expired or been revoked and whose entitlement is usable now; "
         "then the token's claims follow. A provider asking about another provider's token gets "
         "`{\"active\": false}`."
     ),
-    responses={**problem_docs(401, 403),
-               400: {"model": OAuthError, "description": "invalid_request (no `token`)"}},
+    responses={**problem_docs(403),
+               400: {"model": OAuthError, "description": "invalid_request (no `token`)"},
+               401: {"model": OAuthError | Problem, "description": "invalid_client (RFC 6749, client "
+                     "authentication failed) or a problem+json (bearer token missing or invalid)",
+                     "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
 )
 async def introspect_token(
     request: Request,
     session: DbSession,
-    caller: Introspector,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(platform_bearer)],
+    _basic: Annotated[HTTPBasicCredentials | None, Depends(_client_basic)],
     token: Annotated[str | None, Form()] = None,
     token_type_hint: Annotated[str | None, Form()] = None,
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
 ) -> JSONResponse:
+    basic = _basic_credentials(request.headers.get("authorization"))
+    if basic is not None and (client_id is not None or client_secret is not None):
+        return oauth_error(400, "invalid_request", "Use one client authentication method, not two.")
+    if basic is not None or (client_id and client_secret):
+        cid, secret = basic if basic is not None else (str(client_id), str(client_secret))
+        try:
+            who = await authenticate_client(session, cid, secret)
+        except ClientAuthError as exc:
+            return oauth_error(401, "invalid_client", exc.description())
+        caller = Principal(subject=who.client.client_id, client_id=who.client.client_id,
+                           org_id=who.organisation.id, roles=frozenset(who.client.roles),
+                           token_id=None, claims={})
+    else:
+        caller = await get_principal(request, bearer)
+    if not caller.has_any(_INTROSPECTORS):
+        raise Forbidden(f"Introspection is for the service or provider role; this client has: "
+                        f"{', '.join(sorted(caller.roles)) or 'none'}.",
+                        required_roles=sorted(_INTROSPECTORS))
     if not token:
         return oauth_error(400, "invalid_request", "The form field `token` is missing.")
     settings: AccessSettings = request.app.state.settings

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from services.audit import checkpoints, queries, tree
 from services.audit.queries import EventFilter
 from services.audit.routers.transparency import checkpoint_out
-from services.audit.schemas import EventWithProof, InclusionProof, Stats
+from services.audit.schemas import EventPage, EventWithProof, InclusionProof, Stats
 from services.audit.settings import AuditSettings
 from services.audit.verifylib import b64
 from shared.auth import Principal, Regulator
@@ -27,7 +28,7 @@ from shared.errors import BadRequest, NotFound
 from shared.events import StoredEvent, new_event
 from shared.logging import request_id_var
 from shared.outbox import actor_of
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1", tags=["regulator"])
@@ -86,25 +87,34 @@ async def record_read(
 
 @router.get(
     "/events",
-    response_model=Page[StoredEvent],
+    response_model=EventPage,
     summary="Search events (regulator, operator)",
-    description="Events matching every given filter, in log order (`seq`), with cursor pagination." + _WHO,
+    description="Events matching every given filter, in log order (`seq`), with cursor pagination. "
+    "A listing stops at the log's size when its first page was read (`tree_size`, carried in the "
+    "cursor): each read is itself appended, and a listing that followed the growing log would "
+    "never end; start a new listing to see later events." + _WHO,
     responses=problem_docs(400, 401, 403, 422),
 )
 async def list_events(
     request: Request, session: DbSession, principal: Regulator, flt: Filter,
     limit: LimitParam = 50, cursor: CursorParam = None,
-) -> Page[StoredEvent]:
+) -> EventPage:
     pos = decode_cursor(cursor)
     after = pos.get("seq") if pos is not None else None
-    if pos is not None and not isinstance(after, int):
+    bound = pos.get("size") if pos is not None else None
+    if pos is not None and (not isinstance(after, int) or not isinstance(bound, int)):
         raise BadRequest("The cursor is not valid. Pass back the `next_cursor` of a previous page "
                          "unchanged.", problem="invalid-cursor", title="Invalid cursor")
+    if bound is None:
+        # Read before this listing's own read is appended, so the listing never includes it.
+        bound = await tree.tree_size(session)
     await record_read(request, principal, "audit.events.listed", "events",
-                      {"filter": flt.describe(), "cursor": cursor, "limit": limit})
-    rows = await queries.list_events(session, flt, after, limit + 1)
-    nxt = encode_cursor({"seq": rows[limit - 1]["seq"]}) if len(rows) > limit else None
-    return Page(items=[StoredEvent.model_validate(r) for r in rows[:limit]], next_cursor=nxt)
+                      {"filter": flt.describe(), "cursor": cursor, "limit": limit, "tree_size": bound})
+    upto = bound if flt.to_seq is None else min(bound, flt.to_seq)
+    rows = await queries.list_events(session, replace(flt, to_seq=upto), after, limit + 1)
+    nxt = encode_cursor({"seq": rows[limit - 1]["seq"], "size": bound}) if len(rows) > limit else None
+    return EventPage(items=[StoredEvent.model_validate(r) for r in rows[:limit]], next_cursor=nxt,
+                     tree_size=bound)
 
 
 @router.get(

@@ -1,17 +1,23 @@
-"""The whole catalog as DCAT-AP 3 JSON-LD, paginated."""
+"""The whole catalog as DCAT-AP 3 JSON-LD, paginated: public, for harvesters.
+
+No token (data.europa.eu and CKAN's dcat harvester crawl without one), listed products only,
+rate-limited per client address, and cacheable: a strong ETag over the page's bytes, so a
+harvester revisiting with If-None-Match gets 304 when nothing changed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, select
 
 from services.catalog import dcat
 from services.catalog.models import Product, ProductVersion
-from shared.auth import CurrentPrincipal
+from services.catalog.ratelimit import RateLimiter
 from shared.db import DbSession
 from shared.errors import BadRequest
 from shared.pagination import CursorParam, decode_cursor, encode_cursor
@@ -22,19 +28,24 @@ router = APIRouter(prefix="/v1", tags=["interoperability"])
 
 @router.get(
     "/catalog.jsonld",
-    summary="The catalog of listed products as DCAT-AP 3 JSON-LD (any authenticated caller)",
-    description="A `dcat:Catalog` page; follow `hydra:view.hydra:next` for the next page.",
+    summary="The catalog of listed products as DCAT-AP 3 JSON-LD (anyone, no token; rate-limited)",
+    description="A `dcat:Catalog` page of listed products, publishers named; follow "
+    "`hydra:view.hydra:next` for the next page. Public: no token. Send the `ETag` back as "
+    "`If-None-Match` to get 304 when the page did not change. Rate-limited per client address "
+    "(429 with Retry-After).",
     response_class=JSONResponse,
     responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}},
-               **problem_docs(400, 401)},
+               304: {"description": "Not modified (If-None-Match matched the ETag)"},
+               **problem_docs(400, 429)},
 )
 async def catalog(
     request: Request,
     session: DbSession,
-    _: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: CursorParam = None,
-) -> JSONResponse:
+) -> Response:
+    limiter = _limiter(request)
+    limiter.check(request.client.host if request.client else "unknown")
     pos = decode_cursor(cursor)
     stmt = (
         select(Product, ProductVersion)
@@ -60,4 +71,32 @@ async def catalog(
     page_url = f"{path}?{urlencode({'limit': limit, **({'cursor': cursor} if cursor else {})})}"
     doc = dcat.catalog_document(base, pairs, page_url=page_url, first_url=f"{path}?limit={limit}",
                                 next_url=next_url)
-    return JSONResponse(doc, media_type="application/ld+json")
+    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={CACHE_SECONDS}"}
+    tags = _etags(request.headers.get("if-none-match"))
+    if etag in tags or "*" in tags:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/ld+json", headers=headers)
+
+
+#: How long harvesters and caches may reuse a page without asking again.
+CACHE_SECONDS = 60
+
+
+def _etags(header: str | None) -> set[str]:
+    """The entity tags of an If-None-Match header (weak ones compared by their opaque tag)."""
+    if not header:
+        return set()
+    if header.strip() == "*":
+        return {"*"}
+    return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
+
+
+def _limiter(request: Request) -> RateLimiter:
+    app = request.app
+    limiter: RateLimiter | None = getattr(app.state, "public_catalog_limiter", None)
+    if limiter is None:
+        limiter = RateLimiter(app.state.settings.public_catalog_requests_per_minute)
+        app.state.public_catalog_limiter = limiter
+    return limiter

@@ -13,7 +13,8 @@ from services.catalog.cache import PublicViewCache
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
 from shared.auth import CurrentPrincipal, Principal, Provider, require_roles
 from shared.db import Database, DbSession, after_commit
-from shared.errors import NotFound
+from shared.errors import BadRequest, NotFound
+from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from shared.params import VersionPath
 from shared.problems import problem_docs
 
@@ -183,16 +184,24 @@ async def retire(
 
 @router.get(
     "/{product_id}/versions",
-    response_model=list[VersionSummary],
-    summary="List a product's published versions (whoever can see the product)",
-    responses=problem_docs(401, 404),
+    response_model=Page[VersionSummary],
+    summary="List a product's published versions, oldest first (whoever can see the product)",
+    responses=problem_docs(400, 401, 404),
 )
 async def list_versions(
-    product_id: str, session: DbSession, principal: CurrentPrincipal
-) -> list[VersionSummary]:
+    product_id: str, session: DbSession, principal: CurrentPrincipal,
+    limit: LimitParam = 100, cursor: CursorParam = None,
+) -> Page[VersionSummary]:
     product = await lifecycle.get_visible(session, principal, product_id)
-    rows = await lifecycle.list_versions(session, product.id)
-    return [VersionSummary.model_validate(r, from_attributes=True) for r in rows]
+    pos = decode_cursor(cursor)
+    after = pos.get("v") if pos is not None else 0
+    if not isinstance(after, int):
+        raise BadRequest("The cursor is not valid. Pass back the `next_cursor` of a previous page "
+                         "unchanged.", problem="invalid-cursor", title="Invalid cursor")
+    rows = list(await lifecycle.list_versions(session, product.id, after=after, limit=limit + 1))
+    page, nxt = page_of(rows, limit, lambda r: {"v": r.version})
+    return Page(items=[VersionSummary.model_validate(r, from_attributes=True) for r in page],
+                next_cursor=nxt)
 
 
 @router.get(

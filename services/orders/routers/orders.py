@@ -83,6 +83,10 @@ async def list_orders(
     product_id: Annotated[str | None, Query(max_length=64)] = None,
     subscription_id: Annotated[str | None, Query(max_length=40, description="Only this subscription's "
                                                  "orders (its periods and plan changes).")] = None,
+    provider: Annotated[str | None, Query(max_length=64, description="Only orders for this provider "
+                                          "organisation's products (org_…, as the catalog's).")] = None,
+    buyer: Annotated[str | None, Query(max_length=64, description="Only orders of this buyer "
+                                       "organisation (org_…).")] = None,
 ) -> Page[Order]:
     stmt = newest_first(select(OrderRow), OrderRow.created_at, OrderRow.id, cursor).limit(limit + 1)
     where = visibility_filter(principal)
@@ -94,6 +98,10 @@ async def list_orders(
         stmt = stmt.where(OrderRow.product_id == product_id)
     if subscription_id:
         stmt = stmt.where(OrderRow.subscription_id == subscription_id)
+    if provider:
+        stmt = stmt.where(OrderRow.provider_org == provider)
+    if buyer:
+        stmt = stmt.where(OrderRow.buyer_org == buyer)
     rows, nxt = next_page(list((await session.execute(stmt)).scalars().all()), limit)
     return Page(items=[order_out(o, for_buyer=_for_buyer(principal, o)) for o in rows], next_cursor=nxt)
 

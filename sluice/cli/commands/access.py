@@ -34,12 +34,14 @@ def ent_list(
     api: Api,
     product: Annotated[str | None, typer.Option(help="only this product's (prd_...).")] = None,
     order: Annotated[str | None, typer.Option(help="only this order's (ord_...).")] = None,
-    buyer_org: Annotated[str | None, typer.Option(help="only this buyer organisation's (org_...).")] = None,
+    buyer: Annotated[str | None, typer.Option(help="only this buyer organisation's (org_...).")] = None,
+    provider: Annotated[str | None, typer.Option(
+        help="only to this provider organisation's products (org_...).")] = None,
     limit: Limit = None, cursor: Cursor = None, all_pages: AllPages = False,
 ) -> Any:
     """Entitlements you may see: yours (buyer), your products' (provider), all (overseers)."""
     return paged(api.entitlements_page, all_pages=all_pages, cursor=cursor, limit=limit,
-                 product_id=product, order_id=order, buyer_org=buyer_org)
+                 product_id=product, order_id=order, buyer=buyer, provider=provider)
 
 
 @command(entitlements, "get", calls="access GET /v1/entitlements/{entitlement_id}")

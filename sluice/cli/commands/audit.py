@@ -130,7 +130,7 @@ def consistency(api: Api, first: Annotated[int, typer.Option(help="the older tre
 def verify(
     api: Api,
     public_key: Annotated[str | None, typer.Option(
-        help="the verifier key you pinned (without it the log's own key is trusted, with a note).",
+        help="the verifier key you pinned (without it the log's own key is trusted: a shortfall, exit 3).",
         envvar="SLUICE_AUDIT_PUBLIC_KEY", show_envvar=True)] = None,
     checkpoint_file: Annotated[Path | None, typer.Option(
         help="the checkpoint you saved last time; updated after a successful run.")] = None,
@@ -139,10 +139,13 @@ def verify(
     end: Annotated[int | None, typer.Option(help="event after the last to re-download (default: all).")]
     = None,
     origin: Annotated[str | None, typer.Option(help="insist on this log name.")] = None,
+    allow_partial: Annotated[bool, typer.Option(
+        help="exit 0 although less than asked was verified (no pinned key, a range beyond the log).")]
+    = False,
 ) -> None:
     """Verify the log cryptographically with the standalone verifier (sluice-audit-verify).
 
-    Exit status 0 verified, 1 a check failed, 2 could not run."""
+    Exit status 0 verified all asked, 1 a check failed, 2 could not run, 3 verified less than asked."""
     from services.audit import verify as verifier
 
     args = ["--url", api.endpoints.audit, "--token", api.bearer()]
@@ -152,6 +155,8 @@ def verify(
             args += [flag, str(value)]
     if no_save:
         args.append("--no-save")
+    if allow_partial:
+        args.append("--allow-partial")
     code = verifier.main(args)
     if code:
         raise typer.Exit(code)

@@ -87,9 +87,11 @@ def submit(api: Api, product_id: ProductId) -> Any:
 
 @command(products, "versions", calls="catalog GET /v1/products/{product_id}/versions",
          columns=["version", "grade", "published_at", "published_by", "approved_by"])
-def versions(api: Api, product_id: ProductId) -> Any:
-    """Every published version of a product."""
-    return api.list_versions(product_id)
+def versions(api: Api, product_id: ProductId, limit: Limit = None, cursor: Cursor = None,
+             all_pages: AllPages = False) -> Any:
+    """The published versions of a product, oldest first."""
+    return paged(lambda **p: api.list_versions(product_id, **p), all_pages=all_pages, cursor=cursor,
+                 limit=limit)
 
 
 @command(products, "version", calls="catalog GET /v1/products/{product_id}/versions/{version}")

@@ -18,7 +18,8 @@ from sluice.cli.core import (
 )
 
 orgs = group("orgs", "Organisations: onboard, list, suspend and reinstate (operator).")
-clients = group("clients", "API clients: create, list, suspend, rotate secrets (operator).")
+clients = group("clients", "API clients: create, list, suspend, rotate secrets (operator); "
+                "rotate your own secret with an overlap (any client).")
 keys = group("signing-keys", "The access service's token signing keys (operator).")
 oauth = group("oauth", "OAuth 2.0 discovery: server metadata and the JWKS (no token needed).")
 
@@ -159,6 +160,16 @@ def client_reinstate(api: Api, client_id: ClientId, reason: Reason) -> Any:
 def client_rotate(api: Api, client_id: ClientId) -> Any:
     """Give a client a new secret (shown once); the old one stops working."""
     return api.rotate_client_secret(client_id)
+
+
+@command(clients, "rotate-own-secret", calls="access POST /v1/clients/me/rotate-secret")
+def client_rotate_own(api: Api, old_secret_expires_in: Annotated[int, typer.Option(
+        min=0, max=7 * 86400,
+        help="seconds your current secret keeps working beside the new one, while you deploy "
+        "it (0: it stops now; at most 604800 = 7 days).")] = 3600) -> Any:
+    """Rotate the secret of the client you are logged in as (any client; the new one is shown
+    once). Both secrets work until the old one expires: no outage while you redeploy."""
+    return api.rotate_own_secret(old_secret_expires_in)
 
 
 # --- signing keys ------------------------------------------------------------------------

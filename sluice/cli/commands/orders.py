@@ -74,11 +74,15 @@ def order_list(
     product: Annotated[str | None, typer.Option(help="only orders of this product (prd_...).")] = None,
     subscription: Annotated[str | None, typer.Option(
         help="only this subscription's orders: its periods and plan changes (sbs_...).")] = None,
+    provider: Annotated[str | None, typer.Option(help="only orders for this provider organisation's "
+                                                 "products (org_...).")] = None,
+    buyer: Annotated[str | None, typer.Option(
+        help="only this buyer organisation's orders (org_...).")] = None,
     limit: Limit = None, cursor: Cursor = None, all_pages: AllPages = False,
 ) -> Any:
     """Orders you may see: your organisation's (buyer), your products' (provider), all (overseers)."""
     return paged(api.orders_page, all_pages=all_pages, cursor=cursor, limit=limit, status=status,
-                 product_id=product, subscription_id=subscription)
+                 product_id=product, subscription_id=subscription, provider=provider, buyer=buyer)
 
 
 @command(orders, "get", calls="orders GET /v1/orders/{order_id}")
