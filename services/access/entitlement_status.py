@@ -9,7 +9,9 @@ and the organisations' and product's suspensions: :class:`Shown`.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
+
+from shared import statuses
+from shared.statuses import HasStatus
 
 
 class EntitlementStatus(StrEnum):
@@ -37,16 +39,6 @@ TRANSITIONS: dict[tuple[EntitlementStatus, EntitlementStatus], str] = {
 }
 
 
-class HasStatus(Protocol):
-    status: str
-
-
-def move(ent: HasStatus, to: EntitlementStatus) -> str:
-    """Set ``ent.status`` to ``to``; return the change's name. A change the table does not
-    hold is a bug in the caller."""
-    frm = EntitlementStatus(ent.status)
-    name = TRANSITIONS.get((frm, to))
-    if name is None:
-        raise ValueError(f"an entitlement cannot go from {frm} to {to}")
-    ent.status = to
-    return name
+def move(obj: HasStatus, to: EntitlementStatus) -> str:
+    """Set the status (see :func:`shared.statuses.move`); return the transition's name."""
+    return statuses.move(obj, to, TRANSITIONS, "an entitlement")

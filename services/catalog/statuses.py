@@ -8,7 +8,9 @@ a new code path cannot put a product in a state the rest of the catalog does not
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
+
+from shared import statuses
+from shared.statuses import HasStatus
 
 
 class ProductStatus(StrEnum):
@@ -42,16 +44,6 @@ TRANSITIONS: dict[tuple[ProductStatus, ProductStatus], str] = {
 UNPUBLISHED = frozenset({S.DRAFT, S.IN_REVIEW})
 
 
-class HasStatus(Protocol):
-    status: str
-
-
-def move(product: HasStatus, to: ProductStatus) -> str:
-    """Set ``product.status`` to ``to``; return the transition's name. A change the table does
-    not hold is a bug in the caller (the lifecycle refuses impossible requests first)."""
-    frm = ProductStatus(product.status)
-    name = TRANSITIONS.get((frm, to))
-    if name is None:
-        raise ValueError(f"a product cannot go from {frm} to {to}")
-    product.status = to
-    return name
+def move(obj: HasStatus, to: ProductStatus) -> str:
+    """Set the status (see :func:`shared.statuses.move`); return the transition's name."""
+    return statuses.move(obj, to, TRANSITIONS, "a product")
