@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -149,3 +149,15 @@ class HotQuery:
                     continue
             return [dict(r.items()) for r in records]
         raise AssertionError("unreachable")
+
+
+def fail_waiters(waiters: Iterable[asyncio.Future[Any]], exc: BaseException) -> None:
+    """A grouped statement failed: every caller still waiting on it gets the failure (cancelled
+    when the group itself was cancelled). The group's loop re-raises a cancellation after this."""
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            waiter.cancel()
+        else:
+            waiter.set_exception(exc)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.auth import Principal
 from shared.db import RELAY_WAKERS, Database, RelayWakers, after_commit, relay_wakers, utcnow
 from shared.events import Actor, AuditEvent, Outcome, new_event
-from shared.hot_reads import HotQuery
+from shared.hot_reads import HotQuery, fail_waiters
 from shared.logging import request_id_var
 from shared.outbox_model import outbox_table
 from shared.periodic import Periodic, stop_task
@@ -213,12 +213,7 @@ class _GroupWriter:
             try:
                 await _INSERT_NOW.execute_many(self.db.hot, self.db.engine, rows)
             except BaseException as exc:
-                for waiter in waiters:
-                    if not waiter.done():
-                        if isinstance(exc, asyncio.CancelledError):
-                            waiter.cancel()
-                        else:
-                            waiter.set_exception(exc)
+                fail_waiters(waiters, exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue

@@ -32,7 +32,7 @@ from services.access.tokens import sign
 from shared.auth import ALGORITHM, TOKEN_LEEWAY_SECONDS, Principal, crit_problem, iat_problem
 from shared.db import Database, utcnow
 from shared.errors import Forbidden, NotFound, ProblemError
-from shared.hot_reads import HotQuery
+from shared.hot_reads import HotQuery, fail_waiters
 
 DATA_TOKEN_TYP = "at+jwt"  # noqa: S105 - a JWT type, not a secret
 MAX_LIFETIME = 900
@@ -132,11 +132,7 @@ class _GroupReader:
             try:
                 rows = await _ENTITLEMENTS_AND_ORGS.all(self.db.hot, self.db.engine, ids=list(batch))
             except BaseException as exc:
-                for waiter in (w for ws in batch.values() for w in ws if not w.done()):
-                    if isinstance(exc, asyncio.CancelledError):
-                        waiter.cancel()
-                    else:
-                        waiter.set_exception(exc)
+                fail_waiters((w for ws in batch.values() for w in ws), exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
