@@ -143,9 +143,14 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            # WAL is kept in the file: switch only when it is not WAL yet. Switching needs an
+            # exclusive lock, which replicas connecting at the same moment may refuse at once
+            # ("database is locked") instead of waiting for it.
+            cur.execute("PRAGMA journal_mode")
+            if str(cur.fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
