@@ -80,13 +80,14 @@ async def get_product(product_id: str, request: Request, principal: CurrentPrinc
     wants_ld = JSON_LD in request.headers.get("accept", "")
     privileged = lifecycle.is_regulator(principal)
     db: Database = request.app.state.db
+    ticket = cache.ticket()  # before reading: a transition committed meanwhile wins
     if not wants_ld and not privileged:
         hit = cache.get(product_id) if cache.enabled else None
         if hit is not None and not ("provider" in principal.roles and principal.org_id == hit[0]):
             return Response(hit[1], media_type="application/json")
         stored = await published.public_json(db, principal, product_id)
         if stored is not None:
-            cache.put(product_id, *stored)
+            cache.put(product_id, *stored, ticket=ticket)
             return Response(stored[1], media_type="application/json")
     # Owners, regulators, JSON-LD, drafts: a read-only session (no transaction to commit).
     async with db.sessionmaker() as session:
@@ -104,7 +105,7 @@ async def get_product(product_id: str, request: Request, principal: CurrentPrinc
                             media_type=JSON_LD)
     response = _json(views.version_view(product, version, show_draft_state=owner_view))
     if not owner_view:
-        cache.put(product.id, product.provider_org, bytes(response.body))
+        cache.put(product.id, product.provider_org, bytes(response.body), ticket=ticket)
         if not privileged:
             await published.store_missing_document(db.engine, product, version)
     return response
