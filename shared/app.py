@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -17,7 +17,6 @@ from shared import openapi_auth
 from shared.auth import (
     PLATFORM_TOKEN_TYP,
     CurrentPrincipal,
-    JWKSKeySource,
     Principal,
     TokenVerifier,
     require_roles,
@@ -30,26 +29,39 @@ from shared.logging import configure_logging
 from shared.middleware import Metrics, MetricsMiddleware, RequestIdMiddleware
 from shared.outbox_routes import dead_letter_counts, outbox_router
 from shared.problems import install_problem_handlers, problem_docs
+from shared.runtime import DatabaseDep, MetricsDep, Runtime, jwks_key_source, provide, runtime_of
+from shared.service_auth import ServiceTokenProvider, TokenSource
 from shared.settings import ServiceSettings
 from shared.strict_query import strict_query_parameters
 from shared.tracing import instrument_client, serving, setup_tracing
 
 logger = logging.getLogger("sluice.app")
 
-#: An extra lifespan step: receives the app, may set state, yields while serving.
+#: An extra lifespan step: receives the app (``runtime_of(app)`` is built), may register the
+#: service's state (``runtime_of(app).set_state(...)``), yields while serving.
 LifespanStep = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
 def default_verifier(app: FastAPI) -> TokenVerifier:
-    settings: ServiceSettings = app.state.settings
-    keys = JWKSKeySource(
-        settings.jwks_url,
-        app.state.http,
-        cache_seconds=settings.jwks_cache_seconds,
-        min_refetch_seconds=settings.jwks_min_refetch_seconds,
+    """Platform tokens, checked against the access service's JWKS (:func:`jwks_key_source`)."""
+    settings = runtime_of(app).settings
+    return TokenVerifier(provide(app, jwks_key_source), issuer=settings.token_issuer,
+                         audience=settings.token_audience, required_typ=PLATFORM_TOKEN_TYP)
+
+
+def default_service_token(runtime: Runtime) -> TokenSource | None:
+    """This service's token for calls to other services (client credentials at the access
+    service), or None when no client secret is configured. One provider per app, so every
+    relay and client shares the cached token."""
+    settings = runtime.settings
+    if settings.service_client_secret is None:
+        return None
+    return ServiceTokenProvider(
+        runtime.http,
+        f"{settings.access_url}/oauth/token",
+        settings.service_client_id,
+        settings.service_client_secret.get_secret_value(),
     )
-    return TokenVerifier(keys, issuer=settings.token_issuer, audience=settings.token_audience,
-                         required_typ=PLATFORM_TOKEN_TYP)
 
 
 def health_router(service: str) -> APIRouter:
@@ -64,8 +76,7 @@ def health_router(service: str) -> APIRouter:
         summary="Readiness: the service can reach its database",
         responses=problem_docs(503),
     )
-    async def readyz(request: Request) -> dict[str, str]:
-        db: Database = request.app.state.db
+    async def readyz(db: DatabaseDep) -> dict[str, str]:
         try:
             await db.ping()
         except Exception as exc:
@@ -78,9 +89,7 @@ def health_router(service: str) -> APIRouter:
         return {"status": "ready", "service": service}
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics(request: Request) -> Response:
-        m: Metrics = request.app.state.metrics
-        db: Database = request.app.state.db
+    async def metrics(m: MetricsDep, db: DatabaseDep) -> Response:
         try:
             async with db.sessionmaker() as session:
                 counts = await dead_letter_counts(session)
@@ -145,26 +154,32 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = Database(
+        db = Database(
             settings.database_url,
             echo=settings.db_echo,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
         )
-        app.state.http = create_http_client()
-        instrument_client(app, app.state.http)
-        app.state.verifier = None
+        http = create_http_client()
+        instrument_client(app, http)
+        runtime = Runtime(settings, metrics, db, http)
+        app.state.runtime = runtime
+        runtime.service_token = provide(app, default_service_token)
+        # Transitional mirrors for code not yet moved to the runtime (removed service by service).
+        app.state.db, app.state.http, app.state.verifier = db, http, None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.enter_context(serving(app))
                 for step in lifespan_steps:
                     await stack.enter_async_context(step(app))
-                if app.state.verifier is None:
-                    app.state.verifier = make_verifier(app)
+                if not runtime.has_verifier:
+                    legacy = app.state.verifier
+                    runtime.verifier = legacy if legacy is not None else make_verifier(app)
+                app.state.verifier = runtime.verifier
                 yield
         finally:
-            await app.state.http.aclose()
-            await app.state.db.dispose()
+            await http.aclose()
+            await db.dispose()
 
     app = FastAPI(
         title=title,
@@ -176,8 +191,6 @@ def create_service_app(
         # Every route refuses query parameters it does not take (422, named).
         dependencies=[Depends(strict_query_parameters)],
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
     install_problem_handlers(app)
     app.add_middleware(ControlCharacterGuard)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -188,6 +201,7 @@ def create_service_app(
     app.include_router(outbox_router(outbox_operator))
     for router in routers:
         app.include_router(router)
+    app.state.settings, app.state.metrics = settings, metrics  # transitional mirrors
     # /docs can get a platform token itself: the client-credentials flow at access's /oauth/token.
     token_base = settings.public_url if service == "access" else settings.access_url
     openapi_auth.install(app, f"{token_base.rstrip('/')}/oauth/token", platform_token_paths)

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from shared.db import Database
 from shared.outbox import OutboxMessage, OutboxRelay, check_delivered, running
-from shared.service_auth import ServiceTokenAuth, ServiceTokenProvider, TokenSource
+from shared.runtime import runtime_of
+from shared.service_auth import ServiceTokenAuth, TokenSource
 from shared.settings import ServiceSettings
 from shared.tracing import delivery, runs_by_trace
 
@@ -36,18 +37,7 @@ def audit_deliverer(http: httpx.AsyncClient, audit_url: str, token: TokenSource)
 
 def token_source_for(app: FastAPI) -> TokenSource | None:
     """This service's own token source, or None when no secret is configured."""
-    settings: ServiceSettings = app.state.settings
-    custom: TokenSource | None = getattr(app.state, "service_token_source", None)
-    if custom is not None:
-        return custom
-    if settings.service_client_secret is None:
-        return None
-    return ServiceTokenProvider(
-        app.state.http,
-        f"{settings.access_url}/oauth/token",
-        settings.service_client_id,
-        settings.service_client_secret.get_secret_value(),
-    )
+    return runtime_of(app).service_token
 
 
 @contextlib.asynccontextmanager

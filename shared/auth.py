@@ -352,13 +352,13 @@ async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    # shared.runtime.runtime_of(app).verifier (shared.runtime imports this module).
+    verifier: TokenVerifier = request.app.state.runtime.verifier
     if credentials is None or credentials.scheme.lower() != "bearer":
-        verifier_: TokenVerifier = request.app.state.verifier
         raise Unauthorized(
-            f"This endpoint needs a bearer token. {verifier_.how_to_get_one}",
+            f"This endpoint needs a bearer token. {verifier.how_to_get_one}",
             headers={"WWW-Authenticate": 'Bearer realm="sluice"'},
         )
-    verifier: TokenVerifier = request.app.state.verifier
     principal = await verifier.verify(credentials.credentials)
     request.state.principal = principal
     return principal

@@ -200,9 +200,16 @@ async def serialise_with_replicas(session: AsyncSession, key: int, sqlite_table:
     await session.execute(update(table).where(pk != pk).values({pk.name: pk}))
 
 
+def _database(request: Request) -> Database:
+    # shared.runtime.runtime_of(app).db; not imported here because shared.runtime imports this
+    # module (the runtime holds a Database).
+    db: Database = request.app.state.runtime.db
+    return db
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's transaction: commit on success, roll back on any error."""
-    db: Database = request.app.state.db
+    db = _database(request)
     async with db.sessionmaker() as session, session.begin():
         yield session
 
@@ -216,7 +223,7 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """For requests that only read: every statement commits on its own (autocommit), so the
     request pays no BEGIN and COMMIT round trips. Two statements may see different
     snapshots; use it only where that is acceptable (search: its counts may lag its page)."""
-    db: Database = request.app.state.db
+    db = _database(request)
     async with db.engine.connect() as conn:
         autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
         async with AsyncSession(bind=autocommit) as session:

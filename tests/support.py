@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -32,9 +32,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.auth import StaticKeySource
+from shared.db import Database
 from shared.migrations import upgrade
+from shared.runtime import Runtime, jwks_key_source, runtime_of
 from shared.settings import PLATFORM_AUDIENCE
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("access", "catalog", "orders", "audit", "dataservice")
 POSTGRES_URL = os.environ.get("SLUICE_TEST_POSTGRES_URL", "")
@@ -195,8 +198,26 @@ class RunningApp:
     database_url: str
 
     @property
+    def runtime(self) -> Runtime:
+        return runtime_of(self.app)
+
+    @property
     def settings(self) -> Any:
-        return self.app.state.settings
+        return self.runtime.settings
+
+    @property
+    def db(self) -> Database:
+        return self.runtime.db
+
+    def state(self, cls: type[T]) -> T:
+        """The service's typed state of class ``cls`` (e.g. ``CatalogState``)."""
+        return self.runtime.state(cls)
+
+
+def trust_test_keys(app: FastAPI, keys: TestKeys) -> None:
+    """Make the app (before its lifespan runs) verify tokens signed by ``keys`` instead of
+    fetching the access service's JWKS."""
+    app.dependency_overrides[jwks_key_source] = lambda runtime: keys.key_source()
 
 
 @contextlib.asynccontextmanager
@@ -214,9 +235,9 @@ async def run_app(
     """
     settings = settings_class(service)(database_url=database_url, **overrides)
     app = app_factory(service)(settings)
+    if keys is not None and service != "access":
+        trust_test_keys(app, keys)
     async with app.router.lifespan_context(app):
-        if keys is not None and service != "access":
-            app.state.verifier.keys = keys.key_source()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield RunningApp(app, client, database_url)

@@ -20,6 +20,7 @@ from shared.audit_relay import audit_relay
 from shared.auth import PLATFORM_TOKEN_TYP, TokenVerifier
 from shared.db import Database
 from shared.periodic import Periodic
+from shared.runtime import runtime_of
 
 logger = logging.getLogger("sluice.access")
 
@@ -58,8 +59,9 @@ async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
     await keys.load()
     await bootstrap_identity(db.sessionmaker, settings)
     app.state.keys = keys
+    runtime = runtime_of(app)
     # The access service verifies its own tokens from its key store: no HTTP to itself.
-    app.state.verifier = TokenVerifier(
+    runtime.verifier = TokenVerifier(
         keys,
         issuer=settings.token_issuer,
         audience=settings.token_audience,
@@ -67,7 +69,7 @@ async def keys_and_bootstrap(app: FastAPI) -> AsyncIterator[None]:
     )
 
     # Calls to other services (audit relay, catalog) use a locally signed token.
-    app.state.service_token_source = LocalServiceToken(
+    runtime.service_token = app.state.service_token_source = LocalServiceToken(
         keys, client_id=settings.service_client_id, issuer=settings.token_issuer,
         audience=settings.token_audience,
     )

@@ -25,10 +25,11 @@ from services.dataservice.settings import DataServiceSettings
 from services.dataservice.usage import USAGE_DESTINATION, usage_deliverer
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
-from shared.auth import InvalidToken, JWKSKeySource, TokenVerifier
+from shared.auth import InvalidToken, TokenVerifier
 from shared.db import Database, utcnow
 from shared.outbox import OutboxRelay, running
 from shared.periodic import stop_task
+from shared.runtime import jwks_key_source, provide, runtime_of
 
 logger = logging.getLogger("sluice.dataservice")
 
@@ -71,15 +72,9 @@ def _token_checks(app: FastAPI) -> Callable[[dict[str, Any]], Awaitable[None]]:
 
 
 def data_token_verifier(app: FastAPI) -> TokenVerifier:
-    settings: DataServiceSettings = app.state.settings
-    keys = JWKSKeySource(
-        settings.jwks_url,
-        app.state.http,
-        cache_seconds=settings.jwks_cache_seconds,
-        min_refetch_seconds=settings.jwks_min_refetch_seconds,
-    )
+    settings = runtime_of(app).settings
     return TokenVerifier(
-        keys,
+        provide(app, jwks_key_source),
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         required_typ="at+jwt",

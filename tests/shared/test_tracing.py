@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from services.access.tokens import LocalServiceToken, sign
 from services.audit.models import events
 from shared import app as shared_app
+from shared.app import default_service_token
 from shared.outbox import outbox
 from shared.settings import DEFAULT_PORTS
 from tests.catalog.conftest import spec
@@ -99,9 +100,10 @@ async def market(database_url: DatabaseFactory, monkeypatch: pytest.MonkeyPatch,
         access_settings = apps["access"].state.settings
         for name in ("audit", "catalog", "orders"):
             # Each service's own token for its relays and calls, as /oauth/token would issue it.
-            apps[name].state.service_token_source = LocalServiceToken(
-                keys, client_id=f"svc-{name}", issuer=access_settings.token_issuer,
-                audience=access_settings.token_audience)
+            apps[name].dependency_overrides[default_service_token] = \
+                lambda runtime, name=name: LocalServiceToken(
+                    keys, client_id=f"svc-{name}", issuer=access_settings.token_issuer,
+                    audience=access_settings.token_audience)
             await stack.enter_async_context(apps[name].router.lifespan_context(apps[name]))
 
         def mint(roles: list[str], org: str | None) -> str:
