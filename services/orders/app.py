@@ -62,7 +62,8 @@ def orders_runtime(outbound_http: httpx.AsyncClient | None, token_source: TokenS
             settings=settings,
             sessionmaker=app.state.db.sessionmaker,
             catalog=CatalogClient(app.state.outbound_http, settings.catalog_url,
-                                  app.state.orders_token_source),
+                                  app.state.orders_token_source,
+                                  cache_seconds=settings.catalog_cache_seconds),
             gateway=gateway,
         )
         try:

@@ -137,7 +137,7 @@ async def create_quote(session: AsyncSession, catalog: CatalogClient, principal:
         raise RuleViolation(f"mode must be one of {', '.join(MODES)}.", rule="quote-mode")
     offer = await offers.usable_offer(session, principal, ask.offer_id) if ask.offer_id else None
     product_id, version = (offer.product_id, offer.version) if offer else (ask.product_id, ask.version)
-    frozen = await catalog.product_version(product_id, version)
+    frozen = await catalog.pinned_version(product_id, version)
     require_listed(frozen)
     if offer is None:
         require_current(frozen)  # an offer pins the version it was made for
@@ -176,7 +176,7 @@ def require_unexpired(quote: Quote, now: datetime) -> None:
 
 async def require_orderable(catalog: CatalogClient, quote: Quote, purpose: str) -> dict[str, Any]:
     """Re-read the pinned version when the quote is used: still listed, purpose allowed."""
-    version = await catalog.product_version(quote.product_id, quote.version)
+    version = await catalog.pinned_version(quote.product_id, quote.version)
     require_listed(version)
     purposes = allowed_purposes(version)
     if purpose not in purposes:

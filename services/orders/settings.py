@@ -55,6 +55,13 @@ class OrdersSettings(ServiceSettings):
     reconcile_interval_seconds: float = Field(
         default=60.0, description="How often the reconciler runs (0 disables the background task)."
     )
+    catalog_cache_seconds: float = Field(
+        default=2.0, ge=0, le=60,
+        description="How long a product version read from the catalog for a quote or an order is "
+        "reused. Versions never change but for the product's status and latest version, so a "
+        "suspension or a new version stops new quotes and orders of the old one within this "
+        "bound. 0 asks the catalog every time.",
+    )
     fulfilment_poll_seconds: float = Field(
         default=0.5, description="Idle wait of the relay that delivers entitlement commands."
     )

@@ -91,6 +91,7 @@ async def test_a_quote_is_good_for_one_order_only_for_its_buyer_and_until_it_exp
 async def test_product_suspended_after_the_quote_cannot_be_ordered(orders: Harness) -> None:
     quote = await orders.quote("plan_free")
     orders.product["status"] = "suspended"
+    orders.ctx.catalog.forget()  # as if catalog_cache_seconds had passed (tests/orders/test_catalog_cache.py)
     resp = await orders.order(quote["id"])
     assert resp.status_code == 422 and resp.json()["rule"] == "product-listed"
 
