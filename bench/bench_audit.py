@@ -125,6 +125,68 @@ def audit_env(url: str, jwks_port: int) -> dict[str, str | None]:
 
 # --- 1. append throughput -----------------------------------------------------------------
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc; 0 when gone or elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [pid], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+class CpuMeter:
+    """CPU seconds spent by the server's processes and by the PostgreSQL backends serving its
+    database, over a measured interval: figures per event that a loaded machine inflates far
+    less than wall time (the load average does not enter them)."""
+
+    def __init__(self, server: Server, url: str) -> None:
+        self.server, self.url = server, url
+        self.server_s = self.pg_s = 0.0
+
+    async def _pg_pids(self) -> list[int]:
+        if not self.url.startswith("postgresql"):
+            return []
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        conn = await asyncpg.connect(make_url(self.url).set(drivername="postgresql").render_as_string(False))
+        try:
+            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND pid <> pg_backend_pid()")
+        finally:
+            await conn.close()
+        return [int(r["pid"]) for r in rows]
+
+    def _server_pids(self) -> list[int]:
+        pids = _descendants(self.server.proc.pid)
+        return pids[1:] if self.server.profile_path else pids  # not py-spy itself
+
+    async def start(self) -> None:
+        self._server0 = {p: _cpu_seconds(p) for p in self._server_pids()}
+        self._pg0 = {p: _cpu_seconds(p) for p in await self._pg_pids()}
+
+    async def stop(self) -> None:
+        server1 = {p: _cpu_seconds(p) for p in self._server_pids()}
+        pg1 = {p: _cpu_seconds(p) for p in await self._pg_pids()}
+        self.server_s += sum(v - self._server0.get(p, 0.0) for p, v in server1.items())
+        self.pg_s += sum(v - self._pg0.get(p, 0.0) for p, v in pg1.items())
+
 async def bench_append(backend: str, args: argparse.Namespace, tmp: Path, keys: Keys,
                        jwks_port: int, workers: int) -> dict[str, Any]:
     url = await fresh_database(backend, tmp, f"append{workers}")
@@ -134,11 +196,14 @@ async def bench_append(backend: str, args: argparse.Namespace, tmp: Path, keys: 
     with running(Server.service("audit", audit_env(url, jwks_port), workers=workers)) as server:
         await server.wait_ready("/readyz")
         await run_load_async(server.port, requests, seconds=1, connections=2, first_number=10**11)  # warm-up
+        cpu = CpuMeter(server, url)
         # The path and its limit in alternating rounds: a machine whose load drifts slows both.
         for i in range(ROUNDS):
+            await cpu.start()
             rounds.append(await run_load_async(
                 server.port, requests, seconds=args.append_seconds / ROUNDS,
                 connections=args.append_concurrency, first_number=1 + i * 10**9))
+            await cpu.stop()
             n = args.raw_rows // ROUNDS
             raw_seconds += await raw_insert_seconds(url, n, base_seq=10**12 + i * 10**9)
             raw_rows += n
@@ -147,8 +212,15 @@ async def bench_append(backend: str, args: argparse.Namespace, tmp: Path, keys: 
             raise RuntimeError(f"{result.errors} appends failed:\n{server.tail()}")
     size = await stored_events(url)
     await drop_database(backend, f"append{workers}")
+    sent = result.requests * BATCH
+    per_event = {"server_cpu_us_per_event": round(cpu.server_s / sent * 1e6, 1),
+                 "postgres_cpu_us_per_event": round(cpu.pg_s / sent * 1e6, 1) if cpu.pg_s else None}
+    print(f"[{backend}] {workers} worker(s): {result.rps * BATCH:,.0f} events/s; CPU per event: "
+          f"server {per_event['server_cpu_us_per_event']} us, PostgreSQL backends "
+          f"{per_event['postgres_cpu_us_per_event']} us; raw insert {raw_rows / raw_seconds:,.0f} rows/s; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
     return {"load": result, "events_per_s": result.rps * BATCH, "raw_rows_per_s": raw_rows / raw_seconds,
-            "stored": size}
+            "stored": size, **per_event}
 
 
 async def stored_events(url: str) -> int:
@@ -350,7 +422,10 @@ async def measure_backend(report: Report, backend: str, args: argparse.Namespace
         except Exception:
             report.failed(path, "events/s", traceback.format_exc(), backend=backend, workers=workers)
             continue
-        details = {"load": a["load"].as_dict(), "stored_events": a["stored"]}
+        details = {"load": a["load"].as_dict(), "stored_events": a["stored"],
+                   "server_cpu_us_per_event": a["server_cpu_us_per_event"],
+                   "postgres_cpu_us_per_event": a["postgres_cpu_us_per_event"],
+                   "loadavg_1min_after": round(os.getloadavg()[0], 2)}
         if workers == 1:
             one = a["events_per_s"]
             report.row(path, figure=a["events_per_s"], unit="events/s", limit=round(a["raw_rows_per_s"]),
