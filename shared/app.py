@@ -29,7 +29,8 @@ from shared.logging import configure_logging
 from shared.middleware import Metrics, MetricsMiddleware, RequestIdMiddleware
 from shared.outbox_routes import dead_letter_counts, outbox_router
 from shared.problems import install_problem_handlers, problem_docs
-from shared.runtime import DatabaseDep, MetricsDep, Runtime, jwks_key_source, provide, runtime_of
+from shared.relays import Relay, RelayRegistry
+from shared.runtime import DatabaseDep, MetricsDep, RelaysDep, Runtime, jwks_key_source, provide, runtime_of
 from shared.service_auth import ServiceTokenProvider, TokenSource
 from shared.settings import ServiceSettings
 from shared.strict_query import strict_query_parameters
@@ -89,11 +90,15 @@ def health_router(service: str) -> APIRouter:
         return {"status": "ready", "service": service}
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics(m: MetricsDep, db: DatabaseDep) -> Response:
+    async def metrics(m: MetricsDep, db: DatabaseDep, relays: RelaysDep) -> Response:
         try:
             async with db.sessionmaker() as session:
                 counts = await dead_letter_counts(session)
             m.dead_letters.clear()
+            # Every relayed destination has a series (0 when none is dead), so an alert on it
+            # does not depend on a first dead letter; other destinations only when they have some.
+            for destination in relays.declared:
+                counts.setdefault(destination, 0)
             for destination, count in counts.items():
                 m.dead_letters.labels(m.service, destination).set(count)
         except Exception as exc:  # the request metrics are still worth serving
@@ -143,11 +148,15 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter],
     lifespan_steps: Sequence[LifespanStep] = (),
+    relays: Sequence[Relay] = (),
     make_verifier: Callable[[FastAPI], TokenVerifier] = default_verifier,
     outbox_operator: Callable[..., Awaitable[Principal]] = require_roles("operator"),
     openapi_tags: list[dict[str, Any]] | None = None,
     platform_token_paths: Callable[[str], bool] = lambda path: True,
 ) -> FastAPI:
+    """The app of one service: its ``routers``, its ``lifespan_steps`` (run in order at start,
+    undone in reverse at stop) and its outbox ``relays`` (``shared.relays``: started after the
+    steps, stopped before them)."""
     service = settings.service_name
     configure_logging(service, settings.log_level, settings.log_json)
     metrics = Metrics(service)
@@ -162,7 +171,7 @@ def create_service_app(
         )
         http = create_http_client()
         instrument_client(app, http)
-        runtime = Runtime(settings, metrics, db, http)
+        runtime = Runtime(settings, metrics, db, http, relays=RelayRegistry(settings, db, relays))
         app.state.runtime = runtime
         runtime.service_token = provide(app, default_service_token)
         # Transitional mirrors for code not yet moved to the runtime (removed service by service).
@@ -176,6 +185,9 @@ def create_service_app(
                     legacy = app.state.verifier
                     runtime.verifier = legacy if legacy is not None else make_verifier(app)
                 app.state.verifier = runtime.verifier
+                # After the steps (a deliverer may use what they built, the access service's
+                # token is one), stopped before them.
+                await stack.enter_async_context(runtime.relays.running(app, http, runtime.service_token))
                 yield
         finally:
             await http.aclose()

@@ -2,7 +2,8 @@
 
 Producers call :func:`enqueue` (or :func:`record_event` for audit events)
 with the request's session, so the message commits or rolls back with the
-change itself. An :class:`OutboxRelay`, started in the app lifespan, claims
+change itself. An :class:`OutboxRelay`, started by the app's relay registry
+(``shared.relays``: where a service declares its relays), claims
 pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several replicas can
 relay at once without sending a row twice at the same time), hands them to a
 deliverer, and marks them delivered; failures back off exponentially. A
@@ -14,12 +15,11 @@ harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,12 +29,12 @@ from sqlalchemy import MetaData, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal
-from shared.db import RELAY_WAKERS, Database, RelayWakers, after_commit, relay_wakers, utcnow
+from shared.db import RELAY_WAKERS, Database, after_commit, relay_wakers, utcnow
 from shared.events import Actor, AuditEvent, Outcome, new_event
 from shared.hot_reads import HotQuery, fail_waiters
 from shared.logging import request_id_var
 from shared.outbox_model import outbox_table
-from shared.periodic import Periodic, stop_task
+from shared.periodic import Periodic
 from shared.tracing import current_carrier
 
 logger = logging.getLogger("sluice.outbox")
@@ -261,8 +261,9 @@ def check_delivered(resp: httpx.Response, what: str, message: OutboxMessage | No
     else raises :class:`DeliveryRefused`, and the relay retries with backoff (401: after one
     fresh token, see ``ServiceTokenAuth``). A permanent refusal (:func:`is_permanent_refusal`)
     of a ``message`` sent on its own is dead-lettered (``outbox.dead_at``: an operator sees it
-    on /metrics and GET /v1/outbox/dead-letters and can send it again); one of a batch sent
-    together is logged as an error and retried at the longest backoff."""
+    on /metrics and GET /v1/outbox/dead-letters and can send it again); a run of several sent
+    together is sent again one at a time by ``shared.relays.HttpDelivery``, so only the refused
+    message is dead-lettered (a refusal with no ``message`` is retried at the longest backoff)."""
     if resp.is_success or resp.status_code == 409:
         return
     raise DeliveryRefused(what, resp, message)
@@ -370,27 +371,14 @@ class OutboxRelay:
         )
         return 0
 
-    async def run_forever(self) -> None:
-        # Woken after every commit that enqueues for this destination (shared.db.after_commit).
-        wakers: RelayWakers | None = self.sessionmaker.kw.get("info", {}).get(RELAY_WAKERS)
-        unregister = wakers.register(self.destination, self.wake) if wakers is not None else None
-        try:
-            await self._loop.run()
-        finally:
-            if unregister is not None:
-                unregister()
+    def start(self) -> None:
+        """Run in the background until :meth:`stop` (``shared.relays.RelayRegistry`` does both,
+        and registers :meth:`wake` for after-commit wake-ups)."""
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
 
     async def _step(self) -> bool:
         """One batch; True when it was full (more may be waiting: go again at once)."""
         return await self.run_once() >= self.batch_size
-
-
-@contextlib.asynccontextmanager
-async def running(relays: Sequence[OutboxRelay]) -> AsyncIterator[None]:
-    """Run relays as background tasks for the lifetime of the block."""
-    tasks = [asyncio.create_task(r.run_forever(), name=f"outbox-{r.destination}") for r in relays]
-    try:
-        yield
-    finally:
-        for t in tasks:
-            await stop_task(t)

@@ -2,7 +2,8 @@
 
 A dead-lettered message (``outbox.dead_at``, see ``shared.outbox.check_delivered``) is kept,
 not sent again, and counted on ``/metrics`` (``sluice_outbox_dead_letters``); once the
-receiver or the data is fixed, ``POST .../retry`` puts it back in the queue.
+receiver or the data is fixed, ``POST .../retry`` puts it back in the queue and, once that
+commits, wakes the destination's relay (``shared.relays``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal, require_roles
-from shared.db import DbSession, utcnow
+from shared.db import DbSession, after_commit, utcnow
 from shared.errors import NotFound
 from shared.outbox import outbox
 from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
 from shared.problems import problem_docs
+from shared.runtime import RelaysDep
 
 
 class DeadLetter(BaseModel):
@@ -67,13 +69,14 @@ def outbox_router(operator: Callable[..., Awaitable[Principal]] = require_roles(
 
     @router.post("/dead-letters/{message_id}/retry", summary="Send a dead-lettered message again (operator)",
                  response_model=DeadLetter, responses=problem_docs(401, 403, 404))
-    async def retry(message_id: int, session: DbSession) -> dict[str, Any]:
+    async def retry(message_id: int, session: DbSession, relays: RelaysDep) -> dict[str, Any]:
         row = (await session.execute(select(outbox).where(outbox.c.id == message_id,
                                                            outbox.c.dead_at.is_not(None)))).first()
         if row is None:
             raise NotFound(f"No dead-lettered outbox message {message_id}: see GET /v1/outbox/dead-letters.")
         await session.execute(update(outbox).where(outbox.c.id == message_id)
                               .values(dead_at=None, available_at=utcnow()))
+        after_commit(session, lambda: relays.wake(row.destination))
         return _letter(row).model_dump()
 
     return router

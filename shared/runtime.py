@@ -34,6 +34,7 @@ from fastapi import Depends, FastAPI, Request
 from shared.auth import JWKSKeySource, KeySource, TokenVerifier
 from shared.db import Database
 from shared.middleware import Metrics
+from shared.relays import RelayRegistry
 from shared.service_auth import TokenSource
 from shared.settings import ServiceSettings
 
@@ -51,12 +52,15 @@ class Runtime:
     """
 
     def __init__(self, settings: ServiceSettings, metrics: Metrics, db: Database,
-                 http: httpx.AsyncClient, service_token: TokenSource | None = None) -> None:
+                 http: httpx.AsyncClient, service_token: TokenSource | None = None,
+                 relays: RelayRegistry | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.db = db
         self.http = http
         self.service_token = service_token
+        #: The service's outbox relays (shared.relays), started after the lifespan steps.
+        self.relays = relays if relays is not None else RelayRegistry(settings, db, ())
         self._verifier: TokenVerifier | None = None
         self._states: dict[type[Any], Any] = {}
 
@@ -137,8 +141,13 @@ async def get_metrics(request: Request) -> Metrics:
     return runtime_of(request.app).metrics
 
 
+async def get_relays(request: Request) -> RelayRegistry:
+    return runtime_of(request.app).relays
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RelaysDep = Annotated[RelayRegistry, Depends(get_relays)]

@@ -16,7 +16,7 @@ from services.access.routers import billing, entitlements, identity, oauth, revo
 from services.access.settings import AccessSettings
 from services.access.tokens import LocalServiceToken
 from shared.app import create_service_app
-from shared.audit_relay import audit_relay
+from shared.audit_relay import AUDIT_RELAY
 from shared.auth import PLATFORM_TOKEN_TYP, TokenVerifier
 from shared.db import Database
 from shared.periodic import Periodic
@@ -87,7 +87,8 @@ def create_app(settings: AccessSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         routers=[oauth.router, identity.router, entitlements.router, billing.router, revocation.router,
                  usage.router],
-        lifespan_steps=[keys_and_bootstrap, audit_relay],
+        lifespan_steps=[keys_and_bootstrap],
+        relays=[AUDIT_RELAY],
         openapi_tags=[
             {"name": "oauth", "description": "OAuth 2.0 token endpoint and discovery"},
             {"name": "identity", "description": "Organisations, API clients and signing keys"},

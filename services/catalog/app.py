@@ -8,7 +8,7 @@ from services.catalog.cache import PublicViewCache, TtlCache
 from services.catalog.routers import dcat, internal, privacy, products, review, search
 from services.catalog.settings import CatalogSettings
 from shared.app import create_service_app
-from shared.audit_relay import audit_relay
+from shared.audit_relay import AUDIT_RELAY
 from shared.command_relay import command_relay
 
 DESCRIPTION = """
@@ -35,7 +35,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         # search before products: both own /v1/products (GET vs POST).
         routers=[search.router, products.router, privacy.router, review.router, dcat.router,
                  internal.router],
-        lifespan_steps=[audit_relay, command_relay("access", "access_url")],
+        relays=[AUDIT_RELAY, command_relay("access", "access_url")],
         openapi_tags=[
             {"name": "search", "description": "Find listed products"},
             {"name": "products", "description": "Products, drafts and versions"},

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from services.dataservice.aliases import AliasWatcher
 from services.dataservice.budget import period_of
-from services.dataservice.budget_report import REPORT_DESTINATION, BudgetReporter, report_deliverer
+from services.dataservice.budget_report import REPORT_RELAY, BudgetReporter
 from services.dataservice.config import load_products
 from services.dataservice.datasource import BoundProduct, DataSource, data_engine
 from services.dataservice.demo_data import seed_demo_once
@@ -22,12 +22,11 @@ from services.dataservice.revocations import RevocationList, RevocationPoller, p
 from services.dataservice.routers import privacy, query
 from services.dataservice.service import QueryService
 from services.dataservice.settings import DataServiceSettings
-from services.dataservice.usage import USAGE_DESTINATION, usage_deliverer
+from services.dataservice.usage import USAGE_RELAY
 from shared.app import create_service_app
-from shared.audit_relay import audit_relay, token_source_for
+from shared.audit_relay import AUDIT_RELAY, token_source_for
 from shared.auth import InvalidToken, TokenVerifier
 from shared.db import Database, utcnow
-from shared.outbox import OutboxRelay, running
 from shared.periodic import stop_task
 from shared.runtime import jwks_key_source, provide, runtime_of
 
@@ -124,30 +123,15 @@ async def _prepare_releases(service: QueryService, interval: float) -> None:
 
 @contextlib.asynccontextmanager
 async def data_service(app: FastAPI) -> AsyncIterator[None]:
-    """Lifespan step: provider data, query service, revocation feed, usage and budget relays."""
+    """Lifespan step: provider data, query service, revocation feed, budget reports (the usage
+    and budget-report relays are registrations: ``create_app``'s ``relays``)."""
     settings: DataServiceSettings = app.state.settings
     db: Database = app.state.db
     source = await open_data_source(settings)
     token = token_source_for(app)
-    relays: list[OutboxRelay] = []
-    if token is None:
-        logger.warning(
-            "no service client secret (SLUICE_DATASERVICE_SERVICE_CLIENT_SECRET): usage reports "
-            "stay in the outbox and the revocation feed cannot be read until one is configured")
-        app.state.usage_relay = None
-    else:
-        relay = OutboxRelay(db.sessionmaker, USAGE_DESTINATION,
-                            usage_deliverer(app.state.http, settings.access_url, token),
-                            poll_interval=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
-                            max_backoff=settings.outbox_max_backoff_seconds)
-        app.state.usage_relay = relay
-        relays.append(relay)
-        app.state.budget_report_relay = OutboxRelay(
-            db.sessionmaker, REPORT_DESTINATION,
-            report_deliverer(app.state.http, settings.catalog_url, token),
-            poll_interval=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
-            max_backoff=settings.outbox_max_backoff_seconds)
-        relays.append(app.state.budget_report_relay)
+    if token is None:  # the relays' own warning names the setting (shared.relays)
+        logger.warning("without a service client secret the revocation feed cannot be read: "
+                       "revoked data-access tokens are refused only once they expire")
 
     app.state.data_source = source
     reporter = BudgetReporter(db.sessionmaker, source, settings.budget_report_seconds)
@@ -175,7 +159,6 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
                 stack.push_async_callback(stop_task, asyncio.create_task(
                     _prepare_releases(app.state.query_service, settings.release_check_seconds),
                     name="releases"))
-            await stack.enter_async_context(running(relays))
             if token is not None:
                 await _first_poll(app.state.revocation_poller)
                 await stack.enter_async_context(polling(app.state.revocation_poller))
@@ -191,7 +174,8 @@ def create_app(settings: DataServiceSettings | None = None) -> FastAPI:
         title="Sluice dataservice",
         description=DESCRIPTION,
         routers=[query.router, privacy.router],
-        lifespan_steps=[audit_relay, data_service],
+        lifespan_steps=[data_service],
+        relays=[AUDIT_RELAY, USAGE_RELAY, REPORT_RELAY],
         make_verifier=data_token_verifier,
         outbox_operator=privacy.platform_operator,
         # Only the regulator's privacy routes and the operator's outbox routes take platform

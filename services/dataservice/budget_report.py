@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,10 +25,9 @@ from services.dataservice import budget
 from services.dataservice.datasource import DataSource
 from services.dataservice.models import privacy_charges
 from shared.db import utcnow
-from shared.outbox import OutboxMessage, check_delivered, enqueue
+from shared.outbox import OutboxMessage, enqueue
 from shared.periodic import Periodic
-from shared.service_auth import ServiceTokenAuth, TokenSource
-from shared.tracing import delivery
+from shared.relays import HttpDelivery, Outgoing, Relay
 
 logger = logging.getLogger("sluice.dataservice.budget_report")
 
@@ -98,24 +96,22 @@ class BudgetReporter:
                 logger.warning("could not queue privacy budget reports (%s); retrying", exc)
 
 
-def report_deliverer(http: httpx.AsyncClient, catalog_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
-    """PUT each report; only the newest per product in a batch matters (the catalog keeps the
-    newest anyway), refusals for good are dropped with a warning."""
-    base = catalog_url.rstrip("/")
-    auth = ServiceTokenAuth(token)
+def _newest_per_product(messages: Sequence[OutboxMessage]) -> list[Sequence[OutboxMessage]]:
+    """Only the newest report per product in a batch is sent (the catalog keeps the newest
+    anyway); the older ones count as delivered with it. In id order."""
+    newest: dict[str, OutboxMessage] = {}
+    for m in messages:
+        newest[str(m.payload["product_id"])] = m
+    return [[m] for m in sorted(newest.values(), key=lambda m: m.id)]
 
-    async def deliver(messages: Sequence[OutboxMessage]) -> None:
-        newest: dict[str, OutboxMessage] = {}
-        for m in messages:
-            newest[str(m.payload["product_id"])] = m
-        for product_id, m in newest.items():
-            with delivery(m, "catalog") as trace_headers:
-                resp = await http.put(f"{base}/v1/products/{product_id}/privacy-budget",
-                                      json=m.payload["report"], headers=trace_headers, auth=auth)
-            if resp.status_code in (404, 422):  # a newer report will follow: drop this one
-                logger.warning("the catalog refused the privacy budget report of %s (%d): %s",
-                               product_id, resp.status_code, resp.text[:300])
-                continue
-            check_delivered(resp, f"the catalog (budget report of {product_id})")
 
-    return deliver
+def _put_report(run: Sequence[OutboxMessage]) -> Outgoing:
+    [m] = run
+    return Outgoing("PUT", f"/v1/products/{m.payload['product_id']}/privacy-budget", m.payload["report"])
+
+
+#: PUT each product's newest report; a report the catalog refuses for good (404: no such
+#: product there, 422: not L3) is dropped with a warning (a newer one follows the next charge).
+REPORT_DELIVERY = HttpDelivery("catalog", "catalog_url", _put_report, runs=_newest_per_product,
+                               dropped=frozenset({404, 422}))
+REPORT_RELAY = Relay(REPORT_DESTINATION, REPORT_DELIVERY, what="privacy budget reports")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -24,9 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dataservice.models import entitlement_usage
 from shared.db import utcnow
 from shared.errors import Forbidden
-from shared.outbox import OutboxMessage, check_delivered, enqueue
-from shared.service_auth import ServiceTokenAuth, TokenSource
-from shared.tracing import delivery
+from shared.outbox import OutboxMessage, enqueue
+from shared.relays import HttpDelivery, Outgoing, Relay
 
 MICRO = 1_000_000
 
@@ -169,15 +167,12 @@ async def enqueue_usage(session: AsyncSession, record: dict[str, Any]) -> None:
                   message_id=record["usage_id"], payload=record)
 
 
-def usage_deliverer(http: httpx.AsyncClient, access_url: str, token: TokenSource):  # type: ignore[no-untyped-def]
-    """POST each usage record to the access service; 409 (already recorded) counts as done."""
-    url = f"{access_url.rstrip('/')}/v1/usage"
-    auth = ServiceTokenAuth(token)
+def _usage_record(run: Sequence[OutboxMessage]) -> Outgoing:
+    [m] = run
+    return Outgoing("POST", "/v1/usage", m.payload)
 
-    async def deliver(messages: Sequence[OutboxMessage]) -> None:
-        for m in messages:
-            with delivery(m, "access") as trace_headers:
-                resp = await http.post(url, json=m.payload, headers=trace_headers, auth=auth)
-            check_delivered(resp, f"access (usage {m.message_id})", m)
 
-    return deliver
+#: POST each usage record to the access service (409: already recorded, delivered). Nothing
+#: follows a delivery here, so no ``on_delivered`` hook.
+USAGE_DELIVERY = HttpDelivery("access", "access_url", _usage_record)
+USAGE_RELAY = Relay(USAGE_DESTINATION, USAGE_DELIVERY, what="usage reports")

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from services.orders.catalog_client import CatalogClient
 from services.orders.context import OrdersContext
-from services.orders.fulfilment import fulfilment_relay, stripe_refund_relay
+from services.orders.fulfilment import FULFILMENT_RELAY, STRIPE_REFUND_RELAY, outbound
 from services.orders.payments import PaymentGateway
 from services.orders.reconciler import reconciler
 from services.orders.routers import (
@@ -26,6 +26,7 @@ from services.orders.routers import (
 from services.orders.settings import OrdersSettings
 from shared.app import create_service_app
 from shared.audit_relay import audit_relay, token_source_for
+from shared.runtime import runtime_of
 from shared.service_auth import TokenSource
 from shared.tracing import instrument_client
 
@@ -55,7 +56,9 @@ def orders_runtime(outbound_http: httpx.AsyncClient | None, token_source: TokenS
         settings: OrdersSettings = app.state.settings
         app.state.outbound_http = outbound_http or app.state.http
         instrument_client(app, app.state.outbound_http)
-        app.state.orders_token_source = token_source or token_source_for(app)
+        if token_source is not None:  # this service's token, for its relays too
+            runtime_of(app).service_token = token_source
+        app.state.orders_token_source = token_source_for(app)
         gateway = PaymentGateway(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base,
                                  timeout=settings.stripe_timeout_seconds)
         app.state.orders = OrdersContext(
@@ -89,8 +92,8 @@ def create_app(
         description=DESCRIPTION,
         routers=[quotes.router, orders.router, subscriptions.router, offers.router, invoices.router,
                  webhooks.router, ledger.router, statements.router],
-        lifespan_steps=[orders_runtime(outbound_http, token_source), audit_relay, fulfilment_relay,
-                        stripe_refund_relay, reconciler],
+        lifespan_steps=[orders_runtime(outbound_http, token_source), reconciler],
+        relays=[audit_relay(client=outbound), FULFILMENT_RELAY, STRIPE_REFUND_RELAY],
         openapi_tags=[
             {"name": "quotes", "description": "Priced offers pinned to a catalog version"},
             {"name": "orders", "description": "Orders, payment, cancellation and refunds"},

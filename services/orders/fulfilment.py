@@ -1,31 +1,32 @@
-"""Delivers entitlement commands from the outbox to the access service.
+"""The orders service's relays: entitlement commands to the access service, and refunds of
+payments no order needs to Stripe (both registrations in ``shared.relays``).
 
 The command is written in the transaction that makes an order ``paid`` (or
-``refunded``); this relay posts it with the orders service's own token:
+``refunded``); :data:`FULFILMENT_RELAY` posts it with the orders service's own token:
 
 * ``grant_entitlement`` → ``POST {access}/v1/entitlements`` (idempotent by order id);
-  on 200/201 the order becomes ``fulfilled`` (only if it is still ``paid``).
+  once access took it, the order becomes ``fulfilled`` (only if it is still ``paid``:
+  the relay's ``on_delivered`` hook, :func:`fulfil_on_delivery`).
 * ``revoke_entitlement`` → ``POST {access}/v1/entitlements/by-order/{order_id}/revoke``.
 * ``entitlement_change`` → ``POST {access}/v1/entitlements/by-order/{order_id}/changes`` (a
   subscription's renewal, grace, hold, plan or cap); a change that ``fulfils`` an order makes
   that order ``fulfilled``.
 
-Failures raise, so the outbox keeps the message and retries with backoff.
+Answers follow the one outbox policy (``shared.outbox.check_delivered``): 2xx and 409 are
+delivered, a permanent refusal is dead-lettered, anything else is retried with backoff.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import update
 
 from services.orders.context import OrdersContext
-from services.orders.entitlement_commands import CHANGE
+from services.orders.entitlement_commands import ACCESS_DESTINATION, CHANGE
 from services.orders.models import Order
 from services.orders.orders import (
     FULFILLED,
@@ -39,8 +40,8 @@ from services.orders.orders import (
 )
 from services.orders.settlement import STRIPE_DESTINATION
 from shared.db import utcnow
-from shared.outbox import OutboxMessage, OutboxRelay, record_event, running
-from shared.service_auth import ServiceTokenAuth, TokenSource
+from shared.outbox import Deliverer, OutboxMessage, record_event
+from shared.relays import Delivered, HttpDelivery, OnDelivered, Outgoing, Relay, RelayContext
 from shared.tracing import delivery
 
 logger = logging.getLogger("sluice.orders")
@@ -68,75 +69,76 @@ async def mark_fulfilled(ctx: OrdersContext, granted: Sequence[tuple[str, str | 
     return done
 
 
-def access_deliverer(
-    ctx: OrdersContext, http: httpx.AsyncClient, access_url: str, token: TokenSource
-) -> Callable[[Sequence[OutboxMessage]], Awaitable[None]]:
-    base = access_url.rstrip("/")
-    auth = ServiceTokenAuth(token)
-
-    async def post(url: str, body: dict[str, object], message: OutboxMessage) -> httpx.Response:
-        with delivery(message, "access") as trace_headers:
-            return await http.post(url, json=body, headers=trace_headers, auth=auth)
-
-    async def deliver(messages: Sequence[OutboxMessage]) -> None:
-        granted: list[tuple[str, str | None]] = []
-        try:
-            for message in messages:
-                order_id = str(message.payload["order_id"])
-                if message.kind == GRANT:
-                    resp = await post(f"{base}/v1/entitlements", message.payload, message)
-                    if resp.status_code not in (200, 201):
-                        raise RuntimeError(f"access refused the grant for {order_id}: "
-                                           f"{resp.status_code} {resp.text[:300]}")
-                    ent = resp.json().get("id") if resp.headers.get("content-type", "").startswith(
-                        "application/json") else None
-                    granted.append((order_id, str(ent) if ent else None))
-                elif message.kind == CHANGE:
-                    body = {k: v for k, v in message.payload.items() if k not in ("order_id", "fulfils")}
-                    resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/changes", body, message)
-                    if resp.status_code == 409:
-                        continue  # the entitlement was revoked: billing changes no longer apply
-                    if resp.status_code not in (200, 201):
-                        raise RuntimeError(f"access refused the change for {order_id}: "
-                                           f"{resp.status_code} {resp.text[:300]}")
-                    if message.payload.get("fulfils"):
-                        granted.append((str(message.payload["fulfils"]), str(resp.json().get("id"))))
-                elif message.kind == REVOKE:
-                    resp = await post(f"{base}/v1/entitlements/by-order/{order_id}/revoke",
-                                      {"reason": message.payload.get("reason", "refund")}, message)
-                    if resp.status_code not in (200, 201, 204):
-                        raise RuntimeError(f"access refused the revocation for {order_id}: "
-                                           f"{resp.status_code} {resp.text[:300]}")
-                else:
-                    logger.error("unknown outbox command %s (%s); skipping it",
-                                 message.kind, message.message_id)
-        finally:
-            if granted:
-                # Shielded: a shutdown that cancels the relay must not interrupt this
-                # transaction half-way. Grants confirmed before a failure are recorded too
-                # (the batch is retried; access answers 200 for a repeated grant).
-                await asyncio.shield(mark_fulfilled(ctx, granted))
-
-    return deliver
+def _entitlement_command(run: Sequence[OutboxMessage]) -> Outgoing | None:
+    [message] = run
+    order_id = str(message.payload["order_id"])
+    if message.kind == GRANT:
+        return Outgoing("POST", "/v1/entitlements", message.payload)
+    if message.kind == CHANGE:
+        body = {k: v for k, v in message.payload.items() if k not in ("order_id", "fulfils")}
+        return Outgoing("POST", f"/v1/entitlements/by-order/{order_id}/changes", body)
+    if message.kind == REVOKE:
+        return Outgoing("POST", f"/v1/entitlements/by-order/{order_id}/revoke",
+                        {"reason": message.payload.get("reason", "refund")})
+    logger.error("unknown outbox command %s (%s); skipping it", message.kind, message.message_id)
+    return None
 
 
-@contextlib.asynccontextmanager
-async def fulfilment_relay(app: FastAPI) -> AsyncIterator[None]:
-    """Lifespan step: relay entitlement commands to the access service while serving."""
-    ctx: OrdersContext = app.state.orders
-    token: TokenSource | None = app.state.orders_token_source
-    if token is None:
-        logger.warning("no service client secret (SLUICE_ORDERS_SERVICE_CLIENT_SECRET): entitlement "
-                       "commands stay in the outbox until one is configured")
-        yield
-        return
-    relay = OutboxRelay(
-        ctx.sessionmaker, "access",
-        access_deliverer(ctx, app.state.outbound_http, ctx.settings.access_url, token),
-        batch_size=20, poll_interval=ctx.settings.fulfilment_poll_seconds, max_backoff=30.0,
-    )
-    async with running([relay]):  # woken after each commit that enqueues a command
-        yield
+def _entitlement_id(resp: httpx.Response) -> str | None:
+    ent = resp.json().get("id") if resp.headers.get("content-type", "").startswith(
+        "application/json") else None
+    return str(ent) if ent else None
+
+
+def granted_orders(delivered: Sequence[Delivered]) -> list[tuple[str, str | None]]:
+    """The orders access has just granted: (order id, entitlement id) of each grant, and of
+    each change that ``fulfils`` an order, that access took. A 409 grants nothing: a change to
+    a revoked entitlement no longer applies, and a grant refused because the order already
+    holds an entitlement on other terms leaves the order ``paid`` for an operator (logged)."""
+    granted: list[tuple[str, str | None]] = []
+    for d in delivered:
+        payload = d.message.payload
+        if d.response.status_code == 409:
+            if d.message.kind == GRANT:
+                logger.error("access holds another entitlement for order %s (409: %s); the order "
+                             "stays paid", payload["order_id"], d.response.text[:300])
+            continue
+        if d.message.kind == GRANT:
+            granted.append((str(payload["order_id"]), _entitlement_id(d.response)))
+        elif d.message.kind == CHANGE and payload.get("fulfils"):
+            granted.append((str(payload["fulfils"]), _entitlement_id(d.response)))
+    return granted
+
+
+def fulfil_on_delivery(ctx: RelayContext) -> OnDelivered:
+    """The fulfilment relay's follow-up: the granted orders become ``fulfilled`` (grants
+    confirmed before a failure in the same batch too; the batch is retried and access
+    answers 200 for a repeated grant)."""
+    orders: OrdersContext = ctx.app.state.orders
+
+    async def fulfil(delivered: Sequence[Delivered]) -> None:
+        granted = granted_orders(delivered)
+        if granted:
+            await mark_fulfilled(orders, granted)
+
+    return fulfil
+
+
+def outbound(app: FastAPI) -> httpx.AsyncClient:
+    """The client orders calls other services with (tests serve them in-process)."""
+    client: httpx.AsyncClient = app.state.outbound_http
+    return client
+
+
+#: Entitlement commands to the access service, one at a time and in order (a change after its
+#: grant); the orders the grants fulfil are marked by :func:`fulfil_on_delivery`.
+FULFILMENT_RELAY = Relay(
+    ACCESS_DESTINATION,
+    HttpDelivery("access", "access_url", _entitlement_command, on_delivered=fulfil_on_delivery,
+                 client=outbound),
+    what="entitlement commands", batch_size=20, max_backoff=30.0,
+    poll=lambda settings: settings.fulfilment_poll_seconds,
+)
 
 
 def stripe_refund_deliverer(ctx: OrdersContext) -> Callable[[Sequence[OutboxMessage]], Awaitable[None]]:
@@ -156,12 +158,13 @@ def stripe_refund_deliverer(ctx: OrdersContext) -> Callable[[Sequence[OutboxMess
     return deliver
 
 
-@contextlib.asynccontextmanager
-async def stripe_refund_relay(app: FastAPI) -> AsyncIterator[None]:
-    """Lifespan step: give back payments that no order needs (see ``settlement``)."""
-    ctx: OrdersContext = app.state.orders
-    relay = OutboxRelay(ctx.sessionmaker, STRIPE_DESTINATION, stripe_refund_deliverer(ctx),
-                        batch_size=10, poll_interval=max(1.0, ctx.settings.fulfilment_poll_seconds),
-                        max_backoff=300.0)
-    async with running([relay]):
-        yield
+def _stripe_refunds(ctx: RelayContext) -> Deliverer:
+    orders: OrdersContext = ctx.app.state.orders
+    return stripe_refund_deliverer(orders)
+
+
+#: Payments that no order needs (see ``settlement``), given back at Stripe (no service token).
+STRIPE_REFUND_RELAY = Relay(
+    STRIPE_DESTINATION, _stripe_refunds, what="refunds of unneeded payments", needs_token=False,
+    batch_size=10, max_backoff=300.0, poll=lambda settings: max(1.0, settings.fulfilment_poll_seconds),
+)

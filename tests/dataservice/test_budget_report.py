@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from services.dataservice.budget_report import report_deliverer
+from services.dataservice.budget_report import REPORT_DELIVERY
 from services.dataservice.models import outbox
 from shared.outbox import OutboxMessage, OutboxRelay
 from tests.catalog.conftest import ORG_A, create, l3_spec
@@ -56,7 +56,7 @@ async def test_a_batch_sends_only_the_newest_report_per_product_and_drops_refusa
         return "svc"
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(catalog)) as http:
-        deliver = report_deliverer(http, "http://catalog.test", token)
+        deliver = REPORT_DELIVERY.deliverer(http, "http://catalog.test", token)
         await deliver([_message(1, "prd_a", 0.1), _message(2, "prd_gone", 0.1), _message(3, "prd_a", 0.3)])
     assert sorted(sent) == [("prd_a", 0.3), ("prd_gone", 0.1)]
 
@@ -82,7 +82,7 @@ async def test_the_catalog_shows_what_remains_after_queries(
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=cat.app),
                                          base_url="http://catalog") as to_catalog:
                 relay = OutboxRelay(ds.app.state.db.sessionmaker, "catalog",
-                                    report_deliverer(to_catalog, "http://catalog", provider_token))
+                                    REPORT_DELIVERY.deliverer(to_catalog, "http://catalog", provider_token))
                 assert await relay.run_once() == 1
         shown = (await cat.client.get(f"/v1/products/{product['id']}", headers=provider)).json()
     budget = shown["privacy_budget"]

@@ -11,6 +11,7 @@ import time
 import httpx
 from cryptography.hazmat.primitives import serialization
 
+from shared.runtime import runtime_of
 from tests.dataservice.conftest import HEALTH, TRANSIT, TokenFactory, bearer, query
 from tests.support import RunningApp, TestKeys
 
@@ -229,7 +230,7 @@ async def test_service_starts_and_answers_while_access_is_unreachable(
     async with service_app("dataservice", data_url=demo_data_url, products_file=str(products_file),
                            access_url=f"http://127.0.0.1:{port}", service_client_secret="secret") as svc:
         assert time.monotonic() - t0 < 10
-        assert svc.app.state.usage_relay is not None
+        assert runtime_of(svc.app).relays.get("access") is not None
         token = test_keys.token(typ="at+jwt", aud=svc.settings.token_audience, iss=f"http://127.0.0.1:{port}",
                                 scope="query", ent="ent_x", product=HEALTH, version=1, purpose="research",
                                 grade="L3_sensitive", limits={"max_rows": 100})

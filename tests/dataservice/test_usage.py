@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import select
 
 from services.dataservice.models import entitlement_usage, outbox, privacy_budgets, privacy_charges
-from services.dataservice.usage import usage_deliverer
+from services.dataservice.usage import USAGE_DELIVERY
 from shared.outbox import OutboxRelay
 from tests.dataservice.conftest import HEALTH, SMALL_BUDGET, TRANSIT, TokenFactory, query
 from tests.support import RunningApp
@@ -163,7 +163,7 @@ async def test_usage_relay_posts_each_record_and_counts_duplicates_as_delivered(
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(access)) as http:
         relay = OutboxRelay(ds.app.state.db.sessionmaker, "access",
-                            usage_deliverer(http, "http://access.test", svc_token))
+                            USAGE_DELIVERY.deliverer(http, "http://access.test", svc_token))
         assert await relay.run_once() == 3
         assert await relay.run_once() == 0
     assert [r["entitlement_id"] for r in received] == ["ent_relay"] * 3
@@ -181,7 +181,7 @@ async def test_usage_stays_in_the_outbox_while_access_is_down(ds: RunningApp, da
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as http:
         relay = OutboxRelay(ds.app.state.db.sessionmaker, "access",
-                            usage_deliverer(http, "http://access.test", svc_token))
+                            USAGE_DELIVERY.deliverer(http, "http://access.test", svc_token))
         assert await relay.run_once() == 0
     [msg] = await _outbox(ds, "access")
     assert msg["delivered_at"] is None and msg["attempts"] == 1 and "503" in msg["last_error"]

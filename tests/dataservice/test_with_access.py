@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from services.dataservice.usage import usage_deliverer
+from services.dataservice.usage import USAGE_DELIVERY
 from shared.auth import JWKSKeySource
 from shared.outbox import OutboxRelay
 from tests.access.conftest import access  # noqa: F401 - fixture used by market
@@ -60,7 +60,7 @@ async def test_token_from_access_is_accepted_and_usage_reaches_its_ledger(linked
         return linked.deal.market.service_token
 
     relay = OutboxRelay(linked.ds.app.state.db.sessionmaker, "access",
-                        usage_deliverer(linked.to_access, linked.deal.market.svc.settings.public_url,
+                        USAGE_DELIVERY.deliverer(linked.to_access, linked.deal.market.svc.settings.public_url,
                                         service_token))
     assert await relay.run_once() == 1
     ledger = await linked.deal.market.client.get(

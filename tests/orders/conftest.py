@@ -22,7 +22,7 @@ from services.orders.settings import OrdersSettings
 from shared.events import AuditEvent
 from shared.outbox import outbox
 from tests.conftest import DatabaseFactory
-from tests.orders.fakes import SERVICE_TOKEN, FakeAccess, FakeCatalog, product_version
+from tests.orders.fakes import SERVICE_TOKEN, FakeAccess, FakeAudit, FakeCatalog, product_version
 from tests.support import ROOT, TestKeys
 
 WEBHOOK_SECRET = "whsec_orders_tests"
@@ -210,6 +210,7 @@ async def start_orders(database_url: str, keys: TestKeys, stripe_url: str, *, ht
     product = catalog.add(product_version())
     settings = OrdersSettings(
         database_url=database_url, catalog_url="http://catalog.test", access_url="http://access.test",
+        audit_url="http://audit.test",
         token_issuer="http://127.0.0.1:8003", stripe_api_base=stripe_url,
         stripe_webhook_secret=WEBHOOK_SECRET, reconcile_interval_seconds=0,
         fulfilment_poll_seconds=0.05, log_json=False, **overrides,
@@ -217,6 +218,7 @@ async def start_orders(database_url: str, keys: TestKeys, stripe_url: str, *, ht
     outbound = httpx.AsyncClient(mounts={
         "http://catalog.test": httpx.ASGITransport(app=catalog.app),
         "http://access.test": httpx.ASGITransport(app=access.app),
+        "http://audit.test": FakeAudit(),
     })
 
     async def token() -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import secrets
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 
@@ -87,6 +89,21 @@ class FakeCatalog:
     def add(self, version: dict[str, Any]) -> dict[str, Any]:
         self.versions[(version["product_id"], version["version"])] = version
         return version
+
+
+class FakeAudit(httpx.MockTransport):
+    """The audit service's append endpoint: takes the orders service's events (its audit relay
+    runs in these tests too) and keeps them."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        super().__init__(self._append)
+
+    def _append(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("authorization") != f"Bearer {SERVICE_TOKEN}":
+            return httpx.Response(401)
+        self.events.extend(json.loads(request.content)["events"])
+        return httpx.Response(201, json={})
 
 
 class FakeAccess:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from shared.command_relay import command_deliverer
+from shared.command_relay import command_delivery
 from shared.outbox import OutboxRelay, enqueue_command
 from tests.conftest import AppFactory
 from tests.support import TestKeys
@@ -32,7 +32,8 @@ async def test_a_command_refused_for_good_is_dead_lettered_and_can_be_sent_again
         async with db.sessionmaker() as s, s.begin():
             for i, path in enumerate(ANSWERS):
                 await enqueue_command(s, destination="receiver", message_id=f"cmd-{i}", method="POST", path=path)
-        relay = OutboxRelay(db.sessionmaker, "receiver", command_deliverer(http, "http://receiver", token))
+        deliver = command_delivery("receiver", "access_url").deliverer(http, "http://receiver", token)
+        relay = OutboxRelay(db.sessionmaker, "receiver", deliver)
         assert await relay.run_once() == 1  # /ok-1 delivered, /bad dead-lettered
         assert await relay.run_once() == 1  # /ok-2 goes on
         assert await relay.run_once() == 0
