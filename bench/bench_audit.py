@@ -243,7 +243,7 @@ async def raw_insert_seconds(url: str, rows: int, base_seq: int) -> float:
     from sqlalchemy import insert, text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from services.audit.log import event_row
+    from services.audit.log import columns_of, event_row
     from services.audit.models import events
     from shared.events import AuditEvent
 
@@ -252,7 +252,7 @@ async def raw_insert_seconds(url: str, rows: int, base_seq: int) -> float:
     rng = random.Random(base_seq)
     now = datetime.now(UTC)
     made = [AuditEvent.model_validate(event_json(i, rng, now)) for i in range(rows)]
-    batches = [[event_row(e, base_seq + j * BATCH + i, now, hashlib.sha256(b"%d" % i).digest())
+    batches = [[event_row(columns_of(e), base_seq + j * BATCH + i, now, hashlib.sha256(b"%d" % i).digest())
                 for i, e in enumerate(made[j * BATCH:(j + 1) * BATCH])] for j in range(rows // BATCH)]
     engine = create_async_engine(url)
     try:
@@ -360,11 +360,22 @@ async def bench_proofs(backend: str, args: argparse.Namespace, tmp: Path, keys: 
         for kind, kind_paths in paths.items():
             requests = [format_request("GET", p, {}) for p in kind_paths]
             await run_load_async(server.port, requests[:200], seconds=1, connections=1)  # warm-up
+            cpu = CpuMeter(server, url)
+            await cpu.start()
+            load_before = os.getloadavg()[0]
             result[kind] = await run_load_async(server.port, requests, seconds=args.proof_seconds,
                                                 connections=1, order="random")
+            await cpu.stop()
+            served = max(result[kind].requests, 1)
+            result[f"{kind}_cpu"] = {
+                "server_cpu_ms_per_proof": round(cpu.server_s / served * 1e3, 3),
+                "postgres_cpu_ms_per_proof": round(cpu.pg_s / served * 1e3, 3) if cpu.pg_s else None,
+                "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            }
             if result[kind].errors:
                 raise RuntimeError(f"{kind} proofs failed:\n{server.tail()}")
-            print(f"[{backend}] {kind} proof at {n:,}: {result[kind].brief()}", flush=True)
+            print(f"[{backend}] {kind} proof at {n:,}: {result[kind].brief()}; CPU per proof "
+                  f"{result[f'{kind}_cpu']}", flush=True)
         headers = {"Authorization": f"Bearer {keys.token(['regulator'])}"}
         count = min(args.export_events, n)
         t0 = time.perf_counter()
@@ -445,9 +456,11 @@ async def measure_backend(report: Report, backend: str, args: argparse.Namespace
     n = f"{p['events']:,}"
     report.row(f"audit: inclusion proof at {n} events, p99", figure=p["inclusion"].p99_ms, unit="ms",
                max_figure=5.0, backend=backend, loadgen=p["inclusion"].tool,
-               details={"load": p["inclusion"].as_dict(), "build_seconds": p["build_seconds"]})
+               details={"load": p["inclusion"].as_dict(), "build_seconds": p["build_seconds"],
+                        **p["inclusion_cpu"]})
     report.row(f"audit: consistency proof at {n} events, p99", figure=p["consistency"].p99_ms, unit="ms",
-               backend=backend, loadgen=p["consistency"].tool, details={"load": p["consistency"].as_dict()})
+               backend=backend, loadgen=p["consistency"].tool,
+               details={"load": p["consistency"].as_dict(), **p["consistency_cpu"]})
     report.row(f"audit: NDJSON export of {p['export_events']:,} events", figure=p["export_events_per_s"],
                unit="events/s", backend=backend)
 

@@ -24,6 +24,7 @@ tree and inserts whole groups as column arrays (one statement per table).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,16 +77,25 @@ _REQUEST_ID_KEY = b',"request_id":'
 _SERVICE_KEY = b',"service":'
 
 
-@dataclass
-class _Prepared:
-    """An event serialised once, before the writer lock: its canonical JSON cut
-    in three pieces, around where ``received_at`` and ``seq`` go."""
+#: An event's stored column values but seq, received_at and leaf_hash, in table order:
+#: (event_id, occurred_at, service, action, actor_sub, actor_org, actor_role,
+#: subject_type, subject_id, outcome, request_id, details as JSON text).
+Columns = tuple[str, datetime, str, str, str | None, str | None, str | None, str, str, str, str | None, str]
 
-    event: AuditEvent
+
+@dataclass
+class PreparedEvent:
+    """An event serialised once, before the writer lock: its canonical JSON cut
+    in three pieces, around where ``received_at`` and ``seq`` go, and its column
+    values (so the writer only numbers, hashes and copies)."""
+
     event_id: str
+    columns: Columns = field(repr=False)
     head: bytes = field(repr=False)  # {"action":...,"outcome":...}
     request_id: bytes = field(repr=False)  # the request_id value
     tail: bytes = field(repr=False)  # {"service":...,"subject":...}
+
+
 
 
 def stored_event_json(event_json: Mapping[str, Any], seq: int, received_at: datetime) -> dict[str, Any]:
@@ -93,7 +103,7 @@ def stored_event_json(event_json: Mapping[str, Any], seq: int, received_at: date
     return {**event_json, "seq": seq, "received_at": _datetime_json.dump_python(received_at, mode="json")}
 
 
-def leaf_bytes(p: _Prepared, seq: int, received_at_json: bytes) -> bytes:
+def leaf_bytes(p: PreparedEvent, seq: int, received_at_json: bytes) -> bytes:
     """RFC 8785 JSON of the stored event, assembled from canonical pieces.
 
     JCS serialises an object as its members sorted by key (the keys here are
@@ -124,7 +134,21 @@ def canonical_event_json(event_json: dict[str, Any]) -> bytes:
     return canonical_json(event_json)
 
 
-def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
+def details_text(details: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(details).decode()
+    except TypeError:  # what orjson refuses (lone surrogates, integers beyond 64 bits)
+        return json.dumps(details)
+
+
+def columns_of(event: AuditEvent) -> Columns:
+    actor, subject = event.actor, event.subject
+    return (str(event.event_id), event.occurred_at, event.service, event.action, actor.sub, actor.org,
+            actor.role, subject.type, subject.id, event.outcome, event.request_id,
+            details_text(event.details))
+
+
+def prepare(batch: Sequence[AuditEvent]) -> list[PreparedEvent]:
     """Serialise and check that every event can be canonicalised (RFC 8785),
     so a bad event is refused before it can reach the writer."""
     out = []
@@ -142,23 +166,28 @@ def prepare(batch: Sequence[AuditEvent]) -> list[_Prepared]:
                 f"events[{i}] contains a NUL character; remove it from every string.",
                 rule="no-nul-characters",
             )
-        # Cut at the top-level keys: inside JSON strings every '"' is escaped,
-        # so ',"key":' only occurs at object keys, and after the top-level
-        # request_id only service and subject ({"id","type"}) follow; the last
-        # occurrence of each marker is therefore the top-level one (details,
-        # which may nest such keys, comes earlier).
-        at_request_id = whole.rindex(_REQUEST_ID_KEY)
-        at_service = whole.rindex(_SERVICE_KEY)
-        head = whole[:at_request_id] + b"}"
-        request_id = whole[at_request_id + len(_REQUEST_ID_KEY) : at_service]
-        tail = b"{" + whole[at_service + 1 :]
-        out.append(_Prepared(event, str(event.event_id), head, request_id, tail))
+        out.append(split_canonical(whole, columns_of(event)))
     return out
+
+
+def split_canonical(whole: bytes, columns: Columns) -> PreparedEvent:
+    """A prepared event from the canonical JSON of its ``AuditEvent`` JSON dump."""
+    # Cut at the top-level keys: inside JSON strings every '"' is escaped,
+    # so ',"key":' only occurs at object keys, and after the top-level
+    # request_id only service and subject ({"id","type"}) follow; the last
+    # occurrence of each marker is therefore the top-level one (details,
+    # which may nest such keys, comes earlier).
+    at_request_id = whole.rindex(_REQUEST_ID_KEY)
+    at_service = whole.rindex(_SERVICE_KEY)
+    head = whole[:at_request_id] + b"}"
+    request_id = whole[at_request_id + len(_REQUEST_ID_KEY) : at_service]
+    tail = b"{" + whole[at_service + 1 :]
+    return PreparedEvent(columns[0], columns, head, request_id, tail)
 
 
 @dataclass
 class _Pending:
-    prepared: list[_Prepared]
+    prepared: list[PreparedEvent]
     future: asyncio.Future[list[AppendResult]]
 
 
@@ -220,7 +249,11 @@ class LogWriter:
         self._frontier: tuple[int, dict[int, bytes]] | None = None
 
     async def append(self, batch: Sequence[AuditEvent]) -> list[AppendResult]:
-        pending = _Pending(prepare(batch), asyncio.get_running_loop().create_future())
+        return await self.append_prepared(prepare(batch))
+
+    async def append_prepared(self, prepared: list[PreparedEvent]) -> list[AppendResult]:
+        """Append events already prepared (``prepare``, or ``services.audit.fast_batch``)."""
+        pending = _Pending(prepared, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         async with self._lock:
             # Whoever holds the lock writes everything queued so far in one
@@ -246,7 +279,7 @@ class LogWriter:
                         item.future.set_result(res)
         return pending.future.result()
 
-    async def _write(self, groups: list[list[_Prepared]]) -> list[list[AppendResult]]:
+    async def _write(self, groups: list[list[PreparedEvent]]) -> list[list[AppendResult]]:
         try:
             return await self._write_group(groups, look_up_stored=False)
         except (IntegrityError, asyncpg.UniqueViolationError):
@@ -254,7 +287,7 @@ class LogWriter:
             return await self._write_group(groups, look_up_stored=True)
 
     async def _write_group(
-        self, groups: list[list[_Prepared]], *, look_up_stored: bool
+        self, groups: list[list[PreparedEvent]], *, look_up_stored: bool
     ) -> list[list[AppendResult]]:
         async with self.sessionmaker() as session, session.begin():
             await take_write_lock(session, APPEND_LOCK_KEY)
@@ -270,7 +303,7 @@ class LogWriter:
             received_at = utcnow()
             received_json = canonical_json(_datetime_json.dump_python(received_at, mode="json"))
             assigned: dict[str, int] = {}
-            kept: list[_Prepared] = []
+            kept: list[PreparedEvent] = []
             leaves: list[bytes] = []
             results: list[list[AppendResult]] = []
             for group in groups:
@@ -315,7 +348,7 @@ _PG_INSERT_NODES = text(
 
 
 async def insert_rows(
-    session: AsyncSession, kept: list[_Prepared], first_seq: int, received_at: datetime,
+    session: AsyncSession, kept: list[PreparedEvent], first_seq: int, received_at: datetime,
     leaves: list[bytes], nodes: list[tuple[int, int, bytes]],
 ) -> None:
     """Insert the events numbered ``first_seq, first_seq + 1, ...`` and the new tree nodes.
@@ -324,7 +357,7 @@ async def insert_rows(
     (COPY runs on the driver connection); SQLite as SQLAlchemy's ``IntegrityError``.
     """
     if session.get_bind().dialect.name != "postgresql":
-        rows = [event_row(p.event, first_seq + i, received_at, h)
+        rows = [event_row(p.columns, first_seq + i, received_at, h)
                 for i, (p, h) in enumerate(zip(kept, leaves, strict=True))]
         await session.execute(insert(events), rows)
         if nodes:
@@ -332,17 +365,8 @@ async def insert_rows(
                 insert(tree_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
             )
         return
-    records = []
-    seq = first_seq
-    for p, h in zip(kept, leaves, strict=True):
-        e = p.event
-        actor, subject = e.actor, e.subject
-        records.append((
-            seq, p.event_id, e.occurred_at, received_at, e.service, e.action, actor.sub, actor.org,
-            actor.role, subject.type, subject.id, e.outcome, e.request_id,
-            orjson.dumps(e.details).decode(), h,
-        ))
-        seq += 1
+    records = [(first_seq + i, *p.columns[:2], received_at, *p.columns[2:], h)
+               for i, (p, h) in enumerate(zip(kept, leaves, strict=True))]
     connection = await (await session.connection()).get_raw_connection()
     driver: Any = connection.driver_connection  # asyncpg.Connection, in the session's transaction
     await driver.copy_records_to_table("events", records=records, columns=_EVENT_COLUMNS)
@@ -353,22 +377,13 @@ async def insert_rows(
         )
 
 
-def event_row(event: AuditEvent, seq: int, received_at: datetime, h: bytes) -> dict[str, Any]:
+def event_row(columns: Columns, seq: int, received_at: datetime, h: bytes) -> dict[str, Any]:
+    """The ``events`` row of a prepared event (SQLAlchemy insert)."""
     return {
-        "seq": seq,
-        "event_id": str(event.event_id),
-        "occurred_at": event.occurred_at,
-        "received_at": received_at,
-        "service": event.service,
-        "action": event.action,
-        "actor_sub": event.actor.sub,
-        "actor_org": event.actor.org,
-        "actor_role": event.actor.role,
-        "subject_type": event.subject.type,
-        "subject_id": event.subject.id,
-        "outcome": event.outcome,
-        "request_id": event.request_id,
-        "details": event.details,
+        "seq": seq, "event_id": columns[0], "occurred_at": columns[1], "received_at": received_at,
+        "service": columns[2], "action": columns[3], "actor_sub": columns[4], "actor_org": columns[5],
+        "actor_role": columns[6], "subject_type": columns[7], "subject_id": columns[8],
+        "outcome": columns[9], "request_id": columns[10], "details": json.loads(columns[11]),
         "leaf_hash": h,
     }
 
