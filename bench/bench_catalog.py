@@ -44,6 +44,7 @@ from bench.common import (
     backends,
     db_prefix,
     drop_pg,
+    existing_pg,
     free_port,
     full,
     http_request,
@@ -179,13 +180,31 @@ async def guarded(ctx: Ctx, path: str, unit: str, coro: Any, **kwargs: Any) -> N
         ctx.report.failed(path, unit, traceback.format_exc(), backend=ctx.backend, **kwargs)
 
 
+async def product_count(url: str) -> int:
+    """Products already in the database (``--keep-db`` reuses a loaded catalog)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text("SELECT count(*) FROM products"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
 async def bench_size(ctx: Ctx, url: str, state_dir: Path) -> None:
     from shared.migrations import upgrade
 
     upgrade(ROOT / "services" / "catalog" / "migrations", url)
-    print(f"[{ctx.backend}] loading {ctx.n:,} products ...", flush=True)
-    load_s = await load(url, ctx.n)
-    print(f"[{ctx.backend}] loaded in {load_s:.1f}s", flush=True)
+    have = await product_count(url)
+    if have not in (0, ctx.n):
+        raise RuntimeError(f"the kept database holds {have:,} products, not {ctx.n:,}: drop it")
+    if have == 0:
+        print(f"[{ctx.backend}] loading {ctx.n:,} products ...", flush=True)
+        load_s = await load(url, ctx.n)
+        print(f"[{ctx.backend}] loaded in {load_s:.1f}s", flush=True)
+    parts = ctx.args.parts
     rng = random.Random(1)
     ids = [f"prd_{i:016x}" for i in rng.sample(range(ctx.n), min(20_000, ctx.n))]
     ids = [i for i in ids if int(i[4:], 16) % 50]  # every 50th product is suspended
@@ -196,10 +215,15 @@ async def bench_size(ctx: Ctx, url: str, state_dir: Path) -> None:
         assert status == 200, body[:300]
         (state_dir / "product.json").write_bytes(body)
         await ctx.load(server.port, [f"/v1/products/{ids[0]}"], seconds=1, connections=4)  # warm-up
-        await guarded(ctx, f"catalog: search at {ctx.n:,}", "ms", measure_searches(ctx, server.port, 1))
-        await guarded(ctx, "catalog: product GET, one hot product", "req/s",
-                      measure_gets(ctx, server.port, ids, 1, hot=True))
-        await guarded(ctx, "platform token check", "req/s", measure_token_check(ctx, server.port, 1))
+        if "search" in parts:
+            await guarded(ctx, f"catalog: search at {ctx.n:,}", "ms", measure_searches(ctx, server.port, 1))
+        if "hot" in parts:
+            await guarded(ctx, "catalog: product GET, one hot product", "req/s",
+                          measure_gets(ctx, server.port, ids, 1, hot=True))
+        if "me" in parts:
+            await guarded(ctx, "platform token check", "req/s", measure_token_check(ctx, server.port, 1))
+    if "uniform" not in parts:
+        return
     uncached = {**env, "SLUICE_CATALOG_PUBLIC_VIEW_CACHE_SECONDS": "0"}
     for workers in (1, 2) if ctx.args.workers2 else (1,):
         with running(Server.service("catalog", uncached, workers=workers)) as server:
@@ -229,7 +253,10 @@ async def main(args: argparse.Namespace) -> None:
             for backend in args.backends.split(","):
                 for n in args.products:
                     name = f"{db_prefix('sl_catalog')}_bench"
-                    url = (await recreate_pg(name) if backend == "postgresql"
+                    if args.keep_db:
+                        name = f"{name}_kept_{n}"
+                    url = (await (existing_pg(name) if args.keep_db else recreate_pg(name))
+                           if backend == "postgresql"
                            else f"sqlite+aiosqlite:///{state_dir / f'catalog-{n}.db'}")
                     ctx = Ctx(report, backend, n, args, token, bare_port)
                     try:
@@ -238,7 +265,7 @@ async def main(args: argparse.Namespace) -> None:
                         report.failed(f"catalog at {n:,} products", "", traceback.format_exc(),
                                       backend=backend)
                     finally:
-                        if backend == "postgresql":
+                        if backend == "postgresql" and not args.keep_db:
                             await drop_pg(name)
     finally:
         report.save()
@@ -254,6 +281,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--search-concurrency", type=int, default=4)
     p.add_argument("--get-concurrency", type=int, default=16)
     p.add_argument("--no-workers2", dest="workers2", action="store_false", help="skip the 2-worker runs")
+    p.add_argument("--parts", type=lambda s: set(s.split(",")), default={"search", "hot", "me", "uniform"},
+                   help="comma list of search,hot,me,uniform (default: all)")
+    p.add_argument("--keep-db", action="store_true",
+                   help="PostgreSQL: reuse <prefix>_bench_kept_<n> if it holds n products, keep it "
+                   "afterwards (for repeated runs while tuning; drop it by hand)")
     p.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     p.add_argument("--state-dir", help=argparse.SUPPRESS)
     args = p.parse_args()

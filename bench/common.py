@@ -77,6 +77,25 @@ async def recreate_pg(name: str, server_url: str | None = None) -> str:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
+async def existing_pg(name: str, server_url: str | None = None) -> str:
+    """Database ``name``, created if missing (kept: ``bench_catalog.py --keep-db``)."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    server_url = server_url or postgres_server_url()
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            found = (await conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                        {"n": name})).first()
+            if found is None:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
 async def drop_pg(name: str, server_url: str | None = None) -> None:
     """Drop a benchmark database (the 10M-event logs are gigabytes)."""
     from sqlalchemy import text
