@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp
 
 from shared import openapi_auth
 from shared.auth import (
@@ -153,10 +154,15 @@ def create_service_app(
     outbox_operator: Callable[..., Awaitable[Principal]] = require_roles("operator"),
     openapi_tags: list[dict[str, Any]] | None = None,
     platform_token_paths: Callable[[str], bool] = lambda path: True,
+    inner_middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
     """The app of one service: its ``routers``, its ``lifespan_steps`` (run in order at start,
     undone in reverse at stop) and its outbox ``relays`` (``shared.relays``: started after the
-    steps, stopped before them)."""
+    steps, stopped before them).
+
+    ``inner_middleware``: pure ASGI middleware run after the request id, metrics and
+    control-character middleware, right before routing (innermost last), e.g. a lane that
+    answers a hot read without FastAPI's routing and dependency solving."""
     service = settings.service_name
     configure_logging(service, settings.log_level, settings.log_json)
     metrics = Metrics(service)
@@ -204,6 +210,8 @@ def create_service_app(
         dependencies=[Depends(strict_query_parameters)],
     )
     install_problem_handlers(app)
+    for middleware in reversed(inner_middleware):  # add_middleware wraps: the last added is outermost
+        app.add_middleware(middleware)
     app.add_middleware(ControlCharacterGuard)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.catalog.cache import PublicViewCache, TtlCache
+from services.catalog.public_lane import PublicProductLane
 from services.catalog.routers import dcat, internal, privacy, products, review, search
 from services.catalog.settings import CatalogSettings
 from shared.app import create_service_app
@@ -36,6 +37,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         routers=[search.router, products.router, privacy.router, review.router, dcat.router,
                  internal.router],
         relays=[AUDIT_RELAY, command_relay("access", "access_url")],
+        inner_middleware=[PublicProductLane],
         openapi_tags=[
             {"name": "search", "description": "Find listed products"},
             {"name": "products", "description": "Products, drafts and versions"},
