@@ -13,7 +13,7 @@ from shared.outbox import record_event, record_event_now
 
 
 async def audit(
-    session: AsyncSession,
+    target: AsyncSession | Database,
     action: str,
     *,
     subject_type: str,
@@ -22,37 +22,15 @@ async def audit(
     outcome: Outcome = "success",
     **details: Any,
 ) -> AuditEvent:
-    return await record_event(
-        session,
-        service="access",
-        action=f"access.{action}",
-        subject_type=subject_type,
-        subject_id=subject_id,
-        actor=actor,
-        outcome=outcome,
-        details={k: v for k, v in details.items() if v is not None},
-    )
-
-
-async def audit_now(
-    db: Database,
-    action: str,
-    *,
-    subject_type: str,
-    subject_id: str,
-    actor: Principal | Actor | None,
-    outcome: Outcome = "success",
-    **details: Any,
-) -> AuditEvent:
-    """:func:`audit` as its own autocommit write, for a request that writes nothing else
-    (data-token issue; ``shared.outbox.record_event_now``)."""
-    return await record_event_now(
-        db,
-        service="access",
-        action=f"access.{action}",
-        subject_type=subject_type,
-        subject_id=subject_id,
-        actor=actor,
-        outcome=outcome,
-        details={k: v for k, v in details.items() if v is not None},
-    )
+    """Record ``access.<action>`` (details that are None are left out). Given a session, the
+    event is part of its transaction (``shared.outbox.record_event``); given the
+    :class:`Database`, it is its own autocommit write, for a request that writes nothing
+    else: the data-token issue and its refusals (``shared.outbox.record_event_now``)."""
+    fields: dict[str, Any] = {
+        "service": "access", "action": f"access.{action}", "subject_type": subject_type,
+        "subject_id": subject_id, "actor": actor, "outcome": outcome,
+        "details": {k: v for k, v in details.items() if v is not None},
+    }
+    if isinstance(target, Database):
+        return await record_event_now(target, **fields)
+    return await record_event(target, **fields)

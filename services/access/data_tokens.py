@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import entitlements, revocation
-from services.access.audit_events import audit_now
+from services.access.audit_events import audit
 from services.access.catalog_client import CatalogClient
 from services.access.keys import KeyStore
 from services.access.models import Entitlement, Organisation
@@ -294,8 +294,8 @@ async def issue(
         "grade": ent.grade, "limits": limits_of(ent),
     }
     token = sign(keys, claims, typ=DATA_TOKEN_TYP)
-    await audit_now(db, "data_token.issued", subject_type="entitlement", subject_id=ent.id,
-                    actor=principal, jti=jti, audience=ent.audience, expires_in=exp - iat)
+    await audit(db, "data_token.issued", subject_type="entitlement", subject_id=ent.id,
+                actor=principal, jti=jti, audience=ent.audience, expires_in=exp - iat)
     return IssuedDataToken(token, jti, exp - iat, datetime.fromtimestamp(exp, UTC), ent, claims)
 
 

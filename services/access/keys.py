@@ -26,6 +26,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -236,9 +237,16 @@ class KeyStore:
         await self._apply(rows)
         self._loaded_at = started  # what the database said then, however long loading took
 
-    async def rotate(self) -> SigningKey:
-        """Store a new active key (own transaction: it must be committed before
-        this replica signs with it), retire the previous one, and reload."""
+    async def rotate(
+        self, record: Callable[[AsyncSession, SigningKey], Awaitable[None]] | None = None
+    ) -> SigningKey:
+        """Store a new active key, retire the previous one, and reload; ``record`` writes the
+        rotation's audit event in the same transaction (never a rotation without its event).
+
+        Its own transaction, not the request's unit of work, and on purpose: the key must be
+        committed before this replica reloads and signs with it, and the rotation is answered
+        only once it does; the request's transaction commits after the endpoint returns, and an
+        after-commit hook cannot await the reload."""
         new = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)
         now = utcnow()
         # Other replicas sign with the old key until their next refresh; its last token
@@ -251,6 +259,9 @@ class KeyStore:
                 elif row.retire_after is not None and row.retire_after <= now:
                     row.status = "retired"
             session.add(new)
+            if record is not None:
+                await session.flush()
+                await record(session, new)
         await self.refresh()
         logger.info("rotated signing key: %s now signs", new.kid)
         return new

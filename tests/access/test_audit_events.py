@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
+from services.access.routers import identity as identity_router
 from shared.events import AuditEvent
 from shared.outbox import outbox
 from tests.access.conftest import OPERATOR_ID, basic, bearer, onboard
@@ -51,3 +53,32 @@ async def test_events_carry_the_request_id(access: RunningApp, operator_token: s
                              headers={**bearer(operator_token), "X-Request-ID": "trace-123"})
     events = await outbox_events(access)
     assert any(e.request_id == "trace-123" and e.action == "access.organisation.created" for e in events)
+
+
+async def test_a_key_rotation_commits_with_its_event_or_not_at_all(
+        access: RunningApp, operator_token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rotation and its audit event are one transaction: an event that cannot be written
+    leaves the signing keys as they were (no rotation nobody can account for)."""
+    async def listed() -> list[tuple[str, str]]:
+        keys = (await access.client.get("/v1/signing-keys", headers=bearer(operator_token))).json()
+        return sorted((k["kid"], k["status"]) for k in keys["items"])
+
+    before = await listed()
+
+    async def event_lost(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the audit event could not be written")
+
+    monkeypatch.setattr(identity_router, "audit", event_lost)
+    try:
+        resp = await access.client.post("/v1/signing-keys/rotate", headers=bearer(operator_token))
+        assert resp.status_code == 500
+    except RuntimeError:
+        pass  # the ASGI test transport re-raises what the app did not handle
+    monkeypatch.undo()
+    assert await listed() == before
+    assert not [e for e in await outbox_events(access) if e.action == "access.signing_key.rotated"]
+
+    resp = await access.client.post("/v1/signing-keys/rotate", headers=bearer(operator_token))
+    assert resp.status_code == 201
+    [event] = [e for e in await outbox_events(access) if e.action == "access.signing_key.rotated"]
+    assert event.subject.id == resp.json()["kid"]

@@ -248,7 +248,7 @@ async def issue_data_token(
     body: Annotated[DataTokenRequest | None, Body()] = None,
 ) -> Response:
     # No request transaction (DbSession): the issue is one read and one audit insert, each a
-    # single autocommit statement (data_tokens.issue); a refusal is audited in its own.
+    # single autocommit statement (data_tokens.issue); a refusal's audit is one too.
     settings: AccessSettings = request.app.state.settings
     keys: KeyStore = request.app.state.keys
     db: Database = request.app.state.db
@@ -260,11 +260,10 @@ async def issue_data_token(
             issuer=settings.token_issuer, lifetime=lifetime,
         )
     except ProblemError as exc:
-        async with db.sessionmaker() as own, own.begin():
-            await audit(own, "data_token.refused", subject_type="entitlement",
-                        subject_id=entitlement_id[:200] or "-", actor=caller,
-                        outcome="denied" if exc.status in (403, 404) else "failure",
-                        problem=exc.problem, status=exc.status)
+        await audit(db, "data_token.refused", subject_type="entitlement",
+                    subject_id=entitlement_id[:200] or "-", actor=caller,
+                    outcome="denied" if exc.status in (403, 404) else "failure",
+                    problem=exc.problem, status=exc.status)
         raise
     out = DataTokenResponse(
         access_token=issued.token, expires_in=issued.expires_in, expires_at=issued.expires_at,

@@ -6,10 +6,12 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import entitlements, identity
 from services.access.audit_events import audit
 from services.access.keys import KeyStore
+from services.access.models import SigningKey as SigningKeyRow
 from services.access.schemas import (
     Client,
     ClientCreate,
@@ -21,7 +23,7 @@ from services.access.schemas import (
     StatusChange,
 )
 from shared.auth import CurrentPrincipal, Operator, Principal, require_roles
-from shared.db import Database, DbSession
+from shared.db import DbSession
 from shared.pagination import CursorParam, LimitParam, Page
 from shared.problems import problem_docs
 
@@ -221,9 +223,10 @@ async def list_signing_keys(request: Request, _: Operator) -> Page[SigningKeyInf
              "token it signed has expired.", responses=_AUTH)
 async def rotate_signing_key(request: Request, operator: Operator) -> SigningKeyInfo:
     keys: KeyStore = request.app.state.keys
-    new = await keys.rotate()
-    db: Database = request.app.state.db
-    async with db.sessionmaker() as session, session.begin():
+
+    async def audited(session: AsyncSession, new: SigningKeyRow) -> None:
         await audit(session, "signing_key.rotated", subject_type="signing_key", subject_id=new.kid,
                     actor=operator)
+
+    new = await keys.rotate(record=audited)
     return SigningKeyInfo(kid=new.kid, status=new.status, retire_after=new.retire_after)
