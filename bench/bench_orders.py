@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.bench_access import cpu_seconds
 from bench.common import Server, backends, db_prefix, drop_pg, free_port, recreate_pg, running
 from bench.load import format_request, run_load_async
 from bench.report import Report
@@ -172,13 +173,19 @@ async def measure(report: Report, backend: str, workers: int, args: argparse.Nam
         with running(Server.service("orders", env, workers=workers)) as server:
             await server.wait_ready("/readyz")
             await run_load_async(server.port, [quote_req], seconds=1, connections=4)
+            cpu0 = cpu_seconds(server.proc.pid)
             quotes = await run_load_async(server.port, [quote_req], seconds=args.seconds / 2,
                                           connections=args.concurrency)
+            quote_cpu = cpu_seconds(server.proc.pid) - cpu0
             await clone_quotes(url, 1, 5_000)
             await clone_quotes(url, MAIN_FIRST, args.quotes)
             await run_load_async(server.port, [order_req], seconds=1, connections=4)
+            cpu0 = cpu_seconds(server.proc.pid)
             orders = await run_load_async(server.port, [order_req], seconds=args.seconds,
                                           connections=args.concurrency, first_number=MAIN_FIRST)
+            # The server's CPU (all its processes; the relays' work for these orders included
+            # as far as it ran within the run): comparable across machine loads, unlike rates.
+            order_cpu = cpu_seconds(server.proc.pid) - cpu0
             if quotes.errors or orders.errors:
                 raise RuntimeError(f"{quotes.errors} quotes and {orders.errors} orders failed:\n"
                                    f"{server.tail()}")
@@ -189,7 +196,12 @@ async def measure(report: Report, backend: str, workers: int, args: argparse.Nam
         fakes.should_exit = True
         if backend == "postgresql":
             await drop_pg(name)
-    details = {"orders": orders.as_dict(), "quotes": quotes.as_dict(), "bare_inserts_per_s": round(bare)}
+    cpu_us = {"server_cpu_us_per_order": round(order_cpu / max(1, orders.requests) * 1e6),
+              "server_cpu_us_per_quote": round(quote_cpu / max(1, quotes.requests) * 1e6)}
+    print(f"  server CPU {cpu_us['server_cpu_us_per_order']} µs/order, "
+          f"{cpu_us['server_cpu_us_per_quote']} µs/quote ({workers} worker(s), {backend})", flush=True)
+    details = {"orders": orders.as_dict(), "quotes": quotes.as_dict(), "bare_inserts_per_s": round(bare),
+               **cpu_us}
     if workers == 1:
         one.update(orders=orders.rps, quotes=quotes.rps)
         report.row("orders: free-plan order over HTTP", figure=orders.rps, unit="orders/s", limit=round(bare),

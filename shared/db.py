@@ -38,6 +38,9 @@ logger = logging.getLogger("sluice.db")
 #: ``session.info`` keys: the pending after-commit hooks, and the app's relay wakers.
 _AFTER_COMMIT = "sluice.after_commit"
 RELAY_WAKERS = "sluice.relay_wakers"
+#: ``sessionmaker.kw["info"]`` key of the app's :class:`HotPool` (for code handed only the
+#: sessionmaker that runs a hot statement, e.g. the orders checkout).
+HOT_POOL = "sluice.hot_pool"
 
 Hook = Callable[[], object]
 
@@ -172,10 +175,11 @@ class Database:
         self.engine = create_engine(url, echo=echo, **pool)
         #: Outbox relays of this app, woken after commits that wrote to their destination.
         self.relay_wakers = RelayWakers()
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
-                                               info={RELAY_WAKERS: self.relay_wakers})
         #: asyncpg straight for single-statement hot reads (shared/hot_reads.py).
         self.hot = HotPool(url, max_size=max(2, pool_size))
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
+                                               info={RELAY_WAKERS: self.relay_wakers,
+                                                     HOT_POOL: self.hot})
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -157,14 +157,7 @@ async def transition(
     now = utcnow()
     values: dict[str, Any] = {"status": to, "updated_at": now, **(changes or {})}
     if to == PAID and frm in (PENDING, FAILED):
-        if order.period_start is not None and order.period_end is not None:
-            valid_from, valid_until = order.period_start, order.period_end  # a subscription period
-        else:
-            valid_from = now
-            valid_until = Access(str(order.access["unit"]), int(order.access["count"])).end(now)
-        values.update(paid_at=now, valid_from=valid_from, valid_until=valid_until, last_payment_error=None)
-        if order.subscription_id is not None and order.period_start is None:
-            values.update(period_start=valid_from, period_end=valid_until)  # a first period starts now
+        values.update(paid_values(order, now))
     elif to == FULFILLED and frm == PAID:
         values["fulfilled_at"] = now
     elif to == CANCELLED:
@@ -194,15 +187,38 @@ async def transition(
                       payload={"order_id": order.id, "reason": "refund"})
     if order.subscription_id is not None:
         await subscriptions.order_moved(session, order, frm, to)
-    event_details = {"from": frm, "to": to, "product_id": order.product_id, "version": order.version,
-                     "buyer_org": order.buyer_org, "provider_org": order.provider_org,
-                     "amount": order.gross, "currency": order.currency}
+    await record_event(session, service="orders", action=f"orders.order.{verb}", subject_type="order",
+                       subject_id=order.id, actor=who.actor(), outcome=outcome,
+                       details=transition_details(order, frm, to, who, details))
+    return order
+
+
+def paid_values(order: Order, now: datetime) -> dict[str, Any]:
+    """What becoming ``paid`` (from pending or failed) sets besides the status: the access
+    window starts now (or is the subscription period being paid)."""
+    if order.period_start is not None and order.period_end is not None:
+        valid_from, valid_until = order.period_start, order.period_end  # a subscription period
+    else:
+        valid_from = now
+        valid_until = Access(str(order.access["unit"]), int(order.access["count"])).end(now)
+    values: dict[str, Any] = dict(paid_at=now, valid_from=valid_from, valid_until=valid_until,
+                                  last_payment_error=None)
+    if order.subscription_id is not None and order.period_start is None:
+        values.update(period_start=valid_from, period_end=valid_until)  # a first period starts now
+    return values
+
+
+def transition_details(order: Order, frm: str, to: str, who: Who,
+                       details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The details of a transition's audit event (``orders.order.<verb>``)."""
+    event_details: dict[str, Any] = {
+        "from": frm, "to": to, "product_id": order.product_id, "version": order.version,
+        "buyer_org": order.buyer_org, "provider_org": order.provider_org, "amount": order.gross,
+        "currency": order.currency}
     if who.system:
         event_details["by"] = who.system
     event_details.update(details or {})
-    await record_event(session, service="orders", action=f"orders.order.{verb}", subject_type="order",
-                       subject_id=order.id, actor=who.actor(), outcome=outcome, details=event_details)
-    return order
+    return event_details
 
 
 async def load_for_update(session: AsyncSession, order_id: str) -> Order | None:
