@@ -21,7 +21,7 @@ from shared.auth import Principal, require_roles
 from shared.db import DbSession, after_commit, utcnow
 from shared.errors import NotFound
 from shared.outbox import outbox
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+from shared.pagination import CursorParam, LimitParam, Page, page_of, read_cursor
 from shared.problems import problem_docs
 from shared.runtime import RelaysDep
 
@@ -59,10 +59,10 @@ def outbox_router(operator: Callable[..., Awaitable[Principal]] = require_roles(
                 response_model=Page[DeadLetter], responses=problem_docs(400, 401, 403))
     async def dead_letters(session: DbSession, limit: LimitParam = 50,
                            cursor: CursorParam = None) -> Page[DeadLetter]:
-        after = decode_cursor(cursor)
+        after = read_cursor(cursor, lambda p: int(p["id"]))
         stmt = select(outbox).where(outbox.c.dead_at.is_not(None)).order_by(outbox.c.id).limit(limit + 1)
         if after is not None:
-            stmt = stmt.where(outbox.c.id > int(after.get("id", 0)))
+            stmt = stmt.where(outbox.c.id > after)
         rows, next_cursor = page_of(list((await session.execute(stmt)).all()), limit,
                                     lambda r: {"id": r.id})
         return Page[DeadLetter](items=[_letter(r) for r in rows], next_cursor=next_cursor)

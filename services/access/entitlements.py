@@ -27,9 +27,9 @@ from services.access.entitlement_status import EntitlementStatus, Shown, move
 from services.access.models import Entitlement, Organisation
 from shared.auth import Principal
 from shared.db import utcnow
-from shared.errors import BadRequest, Conflict, NotFound, RuleViolation
+from shared.errors import Conflict, NotFound, RuleViolation
 from shared.events import Actor
-from shared.pagination import decode_cursor, page_of
+from shared.pagination import page_of, read_cursor
 
 #: Roles that see every entitlement.
 OVERSEERS = frozenset({"regulator", "operator", "service"})
@@ -302,14 +302,9 @@ async def list_visible(
         stmt = stmt.where(Entitlement.buyer_org == buyer)
     if provider:
         stmt = stmt.where(Entitlement.provider_org == provider)
-    pos = decode_cursor(cursor)
-    if pos:
-        try:
-            at = datetime.fromisoformat(str(pos["t"]))
-            last_id = str(pos["id"])
-        except (KeyError, ValueError) as exc:
-            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
-                             problem="invalid-cursor", title="Invalid cursor") from exc
+    position = read_cursor(cursor, lambda p: (datetime.fromisoformat(str(p["t"])), str(p["id"])))
+    if position is not None:
+        at, last_id = position
         stmt = stmt.where(or_(Entitlement.created_at > at,
                               and_(Entitlement.created_at == at, Entitlement.id > last_id)))
     rows = list(await session.scalars(stmt.limit(limit + 1)))

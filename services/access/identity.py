@@ -15,7 +15,7 @@ from services.access.client_secrets import hash_secret, new_client_id, new_clien
 from services.access.models import ApiClient, Organisation
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, RuleViolation
-from shared.pagination import decode_cursor, page_of
+from shared.pagination import page_of, read_cursor
 
 ORG_ROLES = ("provider", "buyer", "regulator", "operator")
 CLIENT_ROLES = (*ORG_ROLES, "service")
@@ -62,9 +62,9 @@ async def list_organisations(
     role: str | None = None,
 ) -> tuple[list[Organisation], str | None]:
     stmt = select(Organisation).order_by(Organisation.id)
-    pos = decode_cursor(cursor)
-    if pos:
-        stmt = stmt.where(Organisation.id > str(pos.get("id", "")))
+    after = read_cursor(cursor, lambda p: str(p["id"]))
+    if after is not None:
+        stmt = stmt.where(Organisation.id > after)
     if status:
         stmt = stmt.where(Organisation.status == status)
     if role:
@@ -159,9 +159,9 @@ async def list_clients(
     session: AsyncSession, *, limit: int, cursor: str | None, organisation_id: str | None
 ) -> tuple[list[ApiClient], str | None]:
     stmt = select(ApiClient).order_by(ApiClient.client_id)
-    pos = decode_cursor(cursor)
-    if pos:
-        stmt = stmt.where(ApiClient.client_id > str(pos.get("id", "")))
+    after = read_cursor(cursor, lambda p: str(p["id"]))
+    if after is not None:
+        stmt = stmt.where(ApiClient.client_id > after)
     if organisation_id:
         stmt = stmt.where(ApiClient.organisation_id == organisation_id)
     rows = list(await session.scalars(stmt.limit(limit + 1)))

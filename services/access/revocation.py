@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access.models import RevocationEntry
 from shared.db import utcnow
-from shared.errors import BadRequest
+from shared.pagination import invalid_cursor
 
 FEED_EVENTS = ("revoked", "suspended", "reinstated")
 
@@ -86,11 +86,9 @@ def parse_since(since: str | None) -> int:
     if since is None or since == "":
         return 0
     if not since.isdigit() or len(since) > 18:
-        raise BadRequest(
+        raise invalid_cursor(
             f"`since` must be a cursor returned as `next_cursor` by this feed (got {since[:40]!r}); "
-            "omit it to read the feed from the beginning.",
-            problem="invalid-cursor",
-            title="Invalid cursor",
+            "omit it to read the feed from the beginning."
         )
     return int(since)
 

@@ -24,8 +24,8 @@ from services.access.entitlements import OVERSEERS
 from services.access.models import Entitlement, UsageRecord
 from shared.auth import Principal
 from shared.db import utcnow
-from shared.errors import BadRequest, Conflict, NotFound, RuleViolation
-from shared.pagination import decode_cursor, page_of
+from shared.errors import Conflict, NotFound, RuleViolation
+from shared.pagination import exact_int, page_of, read_cursor
 
 
 @dataclass(frozen=True)
@@ -180,12 +180,8 @@ async def list_visible(
         stmt = stmt.where(or_(*mine))
     if entitlement_id:
         stmt = stmt.where(UsageRecord.entitlement_id == entitlement_id)
-    pos = decode_cursor(cursor)
-    if pos:
-        seq = pos.get("seq")
-        if not isinstance(seq, int):
-            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
-                             problem="invalid-cursor", title="Invalid cursor")
+    seq = read_cursor(cursor, lambda p: exact_int(p["seq"]))
+    if seq is not None:
         stmt = stmt.where(UsageRecord.seq > seq)
     rows = list(await session.scalars(stmt.limit(limit + 1)))
     return page_of(rows, limit, lambda r: {"seq": r.seq})

@@ -42,7 +42,7 @@ from services.catalog.lifecycle import is_regulator
 from services.catalog.models import ListedFacetCount, Product, ProductTag, WordFacetCount
 from shared.auth import Principal
 from shared.errors import BadRequest, Forbidden
-from shared.pagination import encode_cursor
+from shared.pagination import encode_cursor, invalid_cursor
 
 SortKey = Literal["relevance", "newest", "price"]
 PLAN_KINDS = ("free", "one_time", "subscription", "metered")
@@ -223,11 +223,9 @@ def _hit(row: Any) -> dict[str, Any]:
 
 
 def _bad_cursor() -> BadRequest:
-    return BadRequest(
+    return invalid_cursor(
         "The cursor does not belong to this search; pass back `next_cursor` with the same "
-        "parameters, or start again without a cursor.",
-        problem="invalid-cursor",
-        title="Invalid cursor",
+        "parameters, or start again without a cursor."
     )
 
 

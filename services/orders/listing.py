@@ -8,8 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, and_, or_
 
-from shared.errors import BadRequest
-from shared.pagination import decode_cursor, page_of
+from shared.pagination import page_of, read_cursor
 
 
 class Listed(Protocol):
@@ -20,16 +19,17 @@ class Listed(Protocol):
 R = TypeVar("R", bound=Listed)
 
 
+def created_and_id(position: dict[str, Any]) -> tuple[datetime, str]:
+    """A cursor's (creation time, id): the last row of the previous page."""
+    return datetime.fromisoformat(str(position["t"])), str(position["id"])
+
+
 def newest_first(stmt: Select[Any], created: Any, ident: Any, cursor: str | None) -> Select[Any]:
     """Order ``stmt`` newest first and start after the cursor's row."""
     stmt = stmt.order_by(created.desc(), ident.desc())
-    position = decode_cursor(cursor)
-    if position:
-        try:
-            at, last = datetime.fromisoformat(str(position["t"])), str(position["id"])
-        except (KeyError, ValueError) as exc:
-            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
-                             problem="invalid-cursor") from exc
+    position = read_cursor(cursor, created_and_id)
+    if position is not None:
+        at, last = position
         stmt = stmt.where(or_(created < at, and_(created == at, ident < last)))
     return stmt
 

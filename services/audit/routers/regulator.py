@@ -28,7 +28,7 @@ from shared.errors import BadRequest, NotFound
 from shared.events import StoredEvent, new_event
 from shared.logging import request_id_var
 from shared.outbox import actor_of
-from shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from shared.pagination import CursorParam, LimitParam, encode_cursor, exact_int, read_cursor
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1", tags=["regulator"])
@@ -99,12 +99,8 @@ async def list_events(
     request: Request, session: DbSession, principal: Regulator, flt: Filter,
     limit: LimitParam = 50, cursor: CursorParam = None,
 ) -> EventPage:
-    pos = decode_cursor(cursor)
-    after = pos.get("seq") if pos is not None else None
-    bound = pos.get("size") if pos is not None else None
-    if pos is not None and (not isinstance(after, int) or not isinstance(bound, int)):
-        raise BadRequest("The cursor is not valid. Pass back the `next_cursor` of a previous page "
-                         "unchanged.", problem="invalid-cursor", title="Invalid cursor")
+    after, bound = read_cursor(cursor, lambda p: (exact_int(p["seq"]), exact_int(p["size"]))) or (
+        None, None)
     if bound is None:
         # Read before this listing's own read is appended, so the listing never includes it.
         bound = await tree.tree_size(session)

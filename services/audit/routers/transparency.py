@@ -18,7 +18,7 @@ from services.audit.schemas import CheckpointOut, ConsistencyProof, InclusionPro
 from services.audit.verifylib import b64
 from shared.db import Database, DbSession
 from shared.errors import BadRequest, NotFound
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from shared.pagination import CursorParam, LimitParam, Page, encode_cursor, exact_int, read_cursor
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1", tags=["transparency"])
@@ -63,22 +63,10 @@ async def latest_checkpoint(request: Request, session: DbSession) -> CheckpointO
 async def list_checkpoints(
     session: DbSession, limit: LimitParam = 50, cursor: CursorParam = None
 ) -> Page[CheckpointOut]:
-    pos = decode_cursor(cursor)
-    after = _int_member(pos, "size") if pos is not None else None
+    after = read_cursor(cursor, lambda p: exact_int(p["size"]))
     rows = await checkpoints.history(session, after, limit + 1)
     nxt = encode_cursor({"size": rows[limit - 1].tree_size}) if len(rows) > limit else None
     return Page(items=[checkpoint_out(r) for r in rows[:limit]], next_cursor=nxt)
-
-
-def _int_member(pos: dict[str, object], key: str) -> int:
-    value = pos.get(key)
-    if not isinstance(value, int):
-        raise BadRequest(
-            "The cursor is not valid. Pass back the `next_cursor` of a previous page unchanged.",
-            problem="invalid-cursor",
-            title="Invalid cursor",
-        )
-    return value
 
 
 @router.get(

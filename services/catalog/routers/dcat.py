@@ -19,8 +19,7 @@ from services.catalog import dcat
 from services.catalog.models import Product, ProductVersion
 from services.catalog.ratelimit import RateLimiter
 from shared.db import DbSession
-from shared.errors import BadRequest
-from shared.pagination import CursorParam, decode_cursor, encode_cursor
+from shared.pagination import CursorParam, encode_cursor, read_cursor
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1", tags=["interoperability"])
@@ -46,7 +45,8 @@ async def catalog(
 ) -> Response:
     limiter = _limiter(request)
     limiter.check(request.client.host if request.client else "unknown")
-    pos = decode_cursor(cursor)
+    after = read_cursor(cursor, lambda p: int(p["k"]),
+                        "The cursor is not valid; pass back the `hydra:next` link unchanged.")
     stmt = (
         select(Product, ProductVersion)
         .join(ProductVersion, and_(ProductVersion.product_id == Product.id,
@@ -55,12 +55,8 @@ async def catalog(
         .order_by(Product.pk)
         .limit(limit + 1)
     )
-    if pos is not None:
-        try:
-            stmt = stmt.where(Product.pk > int(pos["k"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadRequest("The cursor is not valid; pass back the `hydra:next` link unchanged.",
-                             problem="invalid-cursor", title="Invalid cursor") from exc
+    if after is not None:
+        stmt = stmt.where(Product.pk > after)
     pairs = [(p, v) for p, v in (await session.execute(stmt)).all()]
     base = str(request.app.state.settings.public_url).rstrip("/")
     path = f"{base}/v1/catalog.jsonld"

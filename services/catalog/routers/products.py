@@ -13,8 +13,8 @@ from services.catalog.cache import PublicViewCache
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
 from shared.auth import CurrentPrincipal, Principal, Provider, require_roles
 from shared.db import Database, DbSession, after_commit
-from shared.errors import BadRequest, NotFound
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+from shared.errors import NotFound
+from shared.pagination import CursorParam, LimitParam, Page, exact_int, page_of, read_cursor
 from shared.params import VersionPath
 from shared.problems import problem_docs
 
@@ -194,11 +194,7 @@ async def list_versions(
     limit: LimitParam = 100, cursor: CursorParam = None,
 ) -> Page[VersionSummary]:
     product = await lifecycle.get_visible(session, principal, product_id)
-    pos = decode_cursor(cursor)
-    after = pos.get("v") if pos is not None else 0
-    if not isinstance(after, int):
-        raise BadRequest("The cursor is not valid. Pass back the `next_cursor` of a previous page "
-                         "unchanged.", problem="invalid-cursor", title="Invalid cursor")
+    after = read_cursor(cursor, lambda p: exact_int(p["v"])) or 0
     rows = list(await lifecycle.list_versions(session, product.id, after=after, limit=limit + 1))
     page, nxt = page_of(rows, limit, lambda r: {"v": r.version})
     return Page(items=[VersionSummary.model_validate(r, from_attributes=True) for r in page],

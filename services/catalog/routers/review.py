@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -13,8 +13,7 @@ from services.catalog.routers.products import forget_public_view
 from services.catalog.schemas import Note, ProductView, Reason, ReviewItem
 from shared.auth import Principal, Regulator, require_roles
 from shared.db import DbSession
-from shared.errors import BadRequest
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, encode_cursor
+from shared.pagination import CursorParam, LimitParam, Page, encode_cursor, read_cursor
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1", tags=["review"])
@@ -34,6 +33,13 @@ async def _view(request: Request, session: DbSession, product: Product) -> Respo
                     media_type="application/json")
 
 
+def _queue_position(position: dict[str, Any]) -> tuple[str, int]:
+    """(submitted at, pk) of the last item of the previous page; the time must parse."""
+    at = str(position["t"])
+    datetime.fromisoformat(at)
+    return at, int(position["k"])
+
+
 @router.get(
     "/review-queue",
     response_model=Page[ReviewItem],
@@ -43,15 +49,7 @@ async def _view(request: Request, session: DbSession, product: Product) -> Respo
 async def review_queue(
     session: DbSession, _: Regulator, limit: LimitParam = 50, cursor: CursorParam = None
 ) -> Page[ReviewItem]:
-    pos = decode_cursor(cursor)
-    after = None
-    if pos is not None:
-        try:
-            after = (str(pos["t"]), int(pos["k"]))
-            datetime.fromisoformat(after[0])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
-                             problem="invalid-cursor", title="Invalid cursor") from exc
+    after = read_cursor(cursor, _queue_position)
     rows = await lifecycle.review_queue(session, limit=limit, after=after)
     nxt = None
     if len(rows) > limit:

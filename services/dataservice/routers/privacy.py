@@ -20,8 +20,8 @@ from services.dataservice import budget
 from services.dataservice.models import privacy_charges
 from services.dataservice.privacy import MICRO, PICO
 from shared.auth import Principal, TokenVerifier
-from shared.errors import BadRequest, Forbidden, Unauthorized
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+from shared.errors import Forbidden, Unauthorized
+from shared.pagination import CursorParam, LimitParam, Page, page_of, read_cursor
 from shared.problems import problem_docs
 from shared.settings import PLATFORM_AUDIENCE
 
@@ -161,11 +161,7 @@ async def charges(_who: Overseer, session: Session,
                   period: Annotated[str | None, Query(max_length=16)] = None,
                   limit: LimitParam = 100, cursor: CursorParam = None) -> Page[Charge]:
     """Oldest first; each charge is also the `charge` of a `dataservice.query.executed` audit event."""
-    try:
-        after = int((decode_cursor(cursor) or {}).get("id", 0))
-    except (TypeError, ValueError) as exc:
-        raise BadRequest("The cursor is not valid. Pass back the `next_cursor` of a previous page "
-                         "unchanged.", problem="invalid-cursor", title="Invalid cursor") from exc
+    after = read_cursor(cursor, lambda p: int(p.get("id", 0))) or 0
     rows = await budget.charges(session, product_id, period, after, limit)
     items = [Charge(id=r["id"], product_id=r["product_id"], period=r["period"],
                     catalog_product_id=r["catalog_product_id"], entitlement_id=r["entitlement_id"],

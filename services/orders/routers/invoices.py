@@ -16,7 +16,7 @@ from services.orders.orders import parties_filter
 from shared.auth import Principal, require_roles
 from shared.db import DbSession
 from shared.errors import NotFound
-from shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_of
+from shared.pagination import CursorParam, LimitParam, Page, exact_int, page_of, read_cursor
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
@@ -52,9 +52,9 @@ async def list_invoices(session: DbSession, principal: Reader, limit: LimitParam
         stmt = stmt.where(where)
     if order_id:
         stmt = stmt.where(Invoice.order_id == order_id)
-    position = decode_cursor(cursor)
-    if position and isinstance(position.get("before"), int):
-        stmt = stmt.where(Invoice.number < position["before"])
+    before = read_cursor(cursor, lambda p: exact_int(p["before"]))
+    if before is not None:
+        stmt = stmt.where(Invoice.number < before)
     rows, nxt = page_of(list((await session.execute(stmt.limit(limit + 1))).scalars()), limit,
                         lambda i: {"before": i.number})
     return Page(items=[InvoiceDocument(**(await invoices.view(session, i)).as_dict()) for i in rows],

@@ -10,22 +10,15 @@ from services.orders import ledger
 from services.orders.schemas import CurrencyTotal, Earnings, LedgerPage, entry_out
 from shared.auth import Provider, Regulator
 from shared.db import DbSession
-from shared.errors import BadRequest, RuleViolation
-from shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from shared.errors import RuleViolation
+from shared.pagination import CursorParam, LimitParam, encode_cursor, read_cursor
 from shared.problems import problem_docs
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
 
 def _after(cursor: str | None) -> int | None:
-    position = decode_cursor(cursor)
-    if position is None:
-        return None
-    try:
-        return int(position["after"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadRequest("The cursor is not valid; pass back `next_cursor` unchanged.",
-                         problem="invalid-cursor") from exc
+    return read_cursor(cursor, lambda p: int(p["after"]))
 
 
 def _totals(rows: list[ledger.CurrencyTotals]) -> list[CurrencyTotal]:
