@@ -110,7 +110,7 @@ def actor_of(principal: Principal | None, role: str | None = None) -> Actor:
 
 
 async def record_event(
-    session: AsyncSession,
+    target: AsyncSession | Database,
     *,
     service: str,
     action: str,
@@ -120,29 +120,29 @@ async def record_event(
     outcome: Outcome = "success",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Write an audit event to the outbox in the caller's transaction."""
+    """Write an audit event to the outbox. Given a session, in the caller's transaction (the
+    relay is woken once it commits). Given the :class:`Database`, for a request whose only
+    write is this event: the row is an autocommit ``INSERT`` (a prepared statement on
+    PostgreSQL, shared/hot_reads.py) instead of a transaction — one round trip instead of
+    pre-ping, BEGIN, INSERT and COMMIT — shared with the other requests writing at the same
+    moment (:class:`_GroupWriter`). The same row, the same payload; it is committed when this
+    returns."""
     event = new_event(
-        service=service,
-        action=action,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        actor=actor if isinstance(actor, Actor) else actor_of(actor),
-        outcome=outcome,
-        request_id=request_id_var.get(),
-        details=details,
+        service=service, action=action, subject_type=subject_type, subject_id=subject_id,
+        actor=actor if isinstance(actor, Actor) else actor_of(actor), outcome=outcome,
+        request_id=request_id_var.get(), details=details,
     )
-    await enqueue(
-        session,
-        kind=AUDIT_EVENT,
-        destination="audit",
-        message_id=str(event.event_id),
-        payload=event.model_dump(mode="json"),
-    )
+    if isinstance(target, Database):
+        await _write_now(target, event)
+    else:
+        await enqueue(target, kind=AUDIT_EVENT, destination="audit", message_id=str(event.event_id),
+                      payload=event.model_dump(mode="json"))
     return event
 
 
-#: How long record_event_now's events may wait for the relay (less than the relays' 0.5 s poll):
-#: at hundreds of events a second they are delivered in batches, not one relay run per event.
+#: How long the autocommit events of record_event may wait for the relay (less than the
+#: relays' 0.5 s poll): at hundreds of events a second they are delivered in batches, not
+#: one relay run per event.
 WAKE_COALESCE_SECONDS = 0.2
 
 _INSERT_NOW = HotQuery(insert(outbox).values(
@@ -153,27 +153,8 @@ _INSERT_NOW = HotQuery(insert(outbox).values(
 ))
 
 
-async def record_event_now(
-    db: Database,
-    *,
-    service: str,
-    action: str,
-    subject_type: str,
-    subject_id: str,
-    actor: Actor | Principal | None = None,
-    outcome: Outcome = "success",
-    details: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """:func:`record_event` for a request whose only write is this event: the row is an
-    autocommit ``INSERT`` (a prepared statement on PostgreSQL, shared/hot_reads.py) instead
-    of a transaction — one round trip instead of pre-ping, BEGIN, INSERT and COMMIT — shared
-    with the other requests writing at the same moment (:class:`_GroupWriter`). The same row,
-    the same payload; it is committed when this returns."""
-    event = new_event(
-        service=service, action=action, subject_type=subject_type, subject_id=subject_id,
-        actor=actor if isinstance(actor, Actor) else actor_of(actor), outcome=outcome,
-        request_id=request_id_var.get(), details=details,
-    )
+async def _write_now(db: Database, event: AuditEvent) -> None:
+    """:func:`record_event`'s autocommit write (see there)."""
     now = utcnow()
     carrier = current_carrier()
     pg = db.hot.postgres  # asyncpg takes JSON as text; SQLAlchemy serialises it itself
@@ -183,11 +164,10 @@ async def record_event_now(
         "created_at": now, "available_at": now, "attempts": 0,
         "trace_context": json.dumps(carrier) if pg and carrier is not None else carrier,
     })
-    return event
 
 
 class _GroupWriter:
-    """Group commit for :func:`record_event_now`: the rows of every request that reaches it
+    """Group commit for :func:`record_event` given the Database: the rows of every request that reaches it
     while the previous write is in flight go to the database together, one round trip and one
     commit (``HotQuery.execute_many``, atomic), instead of one each. Each caller returns once
     its own row is committed, or raises the error that kept it out, as with a single insert."""

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.auth import Principal
 from shared.db import Database
 from shared.events import Actor, AuditEvent, Outcome
-from shared.outbox import record_event, record_event_now
+from shared.outbox import record_event
 
 
 async def audit(
@@ -25,12 +25,9 @@ async def audit(
     """Record ``access.<action>`` (details that are None are left out). Given a session, the
     event is part of its transaction (``shared.outbox.record_event``); given the
     :class:`Database`, it is its own autocommit write, for a request that writes nothing
-    else: the data-token issue and its refusals (``shared.outbox.record_event_now``)."""
-    fields: dict[str, Any] = {
-        "service": "access", "action": f"access.{action}", "subject_type": subject_type,
-        "subject_id": subject_id, "actor": actor, "outcome": outcome,
-        "details": {k: v for k, v in details.items() if v is not None},
-    }
-    if isinstance(target, Database):
-        return await record_event_now(target, **fields)
-    return await record_event(target, **fields)
+    else: the data-token issue and its refusals (``shared.outbox.record_event``)."""
+    return await record_event(
+        target, service="access", action=f"access.{action}", subject_type=subject_type,
+        subject_id=subject_id, actor=actor, outcome=outcome,
+        details={k: v for k, v in details.items() if v is not None},
+    )

@@ -1,5 +1,5 @@
-"""shared.outbox.record_event_now: the audit event of a request that writes nothing else, as
-one autocommit insert (asyncpg on PostgreSQL) — the same row record_event writes, and the
+"""shared.outbox.record_event given the Database: the audit event of a request that writes
+nothing else, as one autocommit insert (asyncpg on PostgreSQL) — the same row record_event writes, and the
 relay delivers it like any other."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from shared.outbox import (
     OutboxRelay,
     outbox,
     record_event,
-    record_event_now,
 )
 from tests.conftest import DatabaseFactory
 
@@ -30,7 +29,7 @@ async def _rows(db: Database) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in await conn.execute(select(outbox).order_by(outbox.c.id))]
 
 
-async def test_record_event_now_writes_the_row_record_event_writes(database_url: DatabaseFactory) -> None:
+async def test_the_autocommit_event_is_the_row_the_transactional_one_is(database_url: DatabaseFactory) -> None:
     db = Database(database_url("access"))
     try:
         fields: dict[str, Any] = {
@@ -42,9 +41,9 @@ async def test_record_event_now_writes_the_row_record_event_writes(database_url:
         db.relay_wakers.register("audit", lambda: woken.append("audit"))
         async with db.sessionmaker() as session, session.begin():
             before = await record_event(session, **fields)
-        now = await record_event_now(db, **fields)
-        again = await record_event_now(db, **fields)
-        assert woken == ["audit"]  # record_event at its commit; record_event_now's two, together:
+        now = await record_event(db, **fields)
+        again = await record_event(db, **fields)
+        assert woken == ["audit"]  # the session's at its commit; the two autocommit ones, together:
         await asyncio.sleep(WAKE_COALESCE_SECONDS * 3)
         assert woken == ["audit", "audit"]
         old, new, _ = await _rows(db)
@@ -81,7 +80,7 @@ async def test_requests_writing_together_share_one_insert_and_each_waits_for_its
     monkeypatch.setattr(outbox_module._INSERT_NOW, "execute_many", counted)
     try:
         async def one(i: int) -> tuple[str, int]:
-            event = await record_event_now(db, service="access", action="access.data_token.issued",
+            event = await record_event(db, service="access", action="access.data_token.issued",
                                            subject_type="entitlement", subject_id=f"ent_{i}")
             # Committed before it returns: visible to another connection at once.
             ids = {r["message_id"] for r in await _rows(db)}
@@ -109,13 +108,13 @@ async def test_when_the_shared_insert_fails_every_writer_gets_the_error(
     try:
         monkeypatch.setattr(outbox_module._INSERT_NOW, "execute_many", broken)
         results = await asyncio.gather(
-            *(record_event_now(db, service="access", action="access.data_token.issued",
+            *(record_event(db, service="access", action="access.data_token.issued",
                                subject_type="entitlement", subject_id=f"ent_{i}") for i in range(5)),
             return_exceptions=True)
         assert all(isinstance(r, RuntimeError) for r in results)
         assert await _rows(db) == []
         monkeypatch.setattr(outbox_module._INSERT_NOW, "execute_many", real)
-        await record_event_now(db, service="access", action="access.data_token.issued",
+        await record_event(db, service="access", action="access.data_token.issued",
                                subject_type="entitlement", subject_id="ent_after")
         assert len(await _rows(db)) == 1  # the writer carries on after a failure
     finally:
