@@ -249,6 +249,26 @@ def check_delivered(resp: httpx.Response, what: str, message: OutboxMessage | No
     raise DeliveryRefused(what, resp, message)
 
 
+class DeliveryStopped(Exception):
+    """Raised (``from`` the failure) by a deliverer that sends in id order and stopped at ``at``:
+    the messages before it were delivered, ``at`` and those after it were not. The relay marks
+    the ones before as delivered and retries (or, for a permanent refusal of ``at`` itself,
+    dead-letters) from ``at`` on, so a delivered message is not sent again."""
+
+    def __init__(self, at: OutboxMessage) -> None:
+        self.at = at
+        super().__init__(f"delivery stopped at {at.kind} message {at.message_id}")
+
+
+def _stopped_at(exc: Exception) -> tuple[OutboxMessage | None, Exception]:
+    """Where a failed delivery stopped (None: unknown, retry the whole batch), and why."""
+    if isinstance(exc, DeliveryStopped) and isinstance(exc.__cause__, Exception):
+        return exc.at, exc.__cause__
+    if isinstance(exc, DeliveryRefused) and exc.permanent and exc.message is not None:
+        return exc.message, exc
+    return None, exc
+
+
 class OutboxRelay:
     """Delivers one destination's pending messages in batches, in id order."""
 
@@ -307,17 +327,20 @@ class OutboxRelay:
             ids = [m.id for m in messages]
             try:
                 await self.deliver(messages)
-            except DeliveryRefused as exc:
-                if not exc.permanent or exc.message is None or exc.message.id not in ids:
-                    return await self._retry(session, messages, exc)
-                refused = ids.index(exc.message.id)
-                await self._dead_letter(session, exc.message, exc)
-                if refused:
-                    await session.execute(update(outbox).where(outbox.c.id.in_(ids[:refused]))
-                                          .values(delivered_at=utcnow()))
-                return refused
             except Exception as exc:
-                return await self._retry(session, messages, exc)
+                at, cause = _stopped_at(exc)
+                if at is None or at.id not in ids:
+                    return await self._retry(session, messages, cause)
+                done = ids.index(at.id)  # those before it were delivered
+                if done:
+                    await session.execute(update(outbox).where(outbox.c.id.in_(ids[:done]))
+                                          .values(delivered_at=utcnow()))
+                if isinstance(cause, DeliveryRefused) and cause.permanent \
+                        and cause.message is not None and cause.message.id == at.id:
+                    await self._dead_letter(session, at, cause)
+                else:
+                    await self._retry(session, messages[done:], cause)
+                return done
             await session.execute(
                 update(outbox).where(outbox.c.id.in_(ids)).values(delivered_at=utcnow())
             )

@@ -30,7 +30,14 @@ import httpx
 from fastapi import FastAPI
 
 from shared.db import Database
-from shared.outbox import Deliverer, DeliveryRefused, OutboxMessage, OutboxRelay, check_delivered
+from shared.outbox import (
+    Deliverer,
+    DeliveryRefused,
+    DeliveryStopped,
+    OutboxMessage,
+    OutboxRelay,
+    check_delivered,
+)
 from shared.service_auth import ServiceTokenAuth, TokenSource
 from shared.settings import ServiceSettings
 from shared.tracing import delivery
@@ -111,11 +118,14 @@ class HttpDelivery:
     the run is sent again one message at a time, so only the refused one is dead-lettered and the
     others are delivered (receivers deduplicate on ``message_id``).
 
+    A failure stops the batch at the run that failed (``DeliveryStopped``): the messages before
+    it are marked delivered and not sent again; that run and the rest are retried.
+
     ``on_delivered(ctx)`` builds the service's follow-up: it is awaited once per claimed batch
-    with every message the receiver took, also when a later message of the batch failed (the
-    batch is then retried, and the receivers answer a repeat as before: the hook must be
-    idempotent). It is shielded from cancellation, so a shutdown does not cut it in half. A hook
-    that raises fails the batch, which is retried."""
+    with every message the receiver took (also when a later run failed), and never with a
+    refused one. It is shielded from cancellation, so a shutdown does not cut it in half. A hook
+    that raises fails the whole batch, which is then sent again (receivers deduplicate; the
+    hook should be idempotent for that case)."""
 
     receiver: str
     base_url_setting: str
@@ -154,6 +164,8 @@ class _HttpDeliverer:
                 await asyncio.shield(self.on_delivered(delivered))
 
     async def _send(self, run: Sequence[OutboxMessage], delivered: list[Delivered]) -> None:
+        """Send one run; on failure raise ``DeliveryStopped`` at the run's first message (or, in
+        a run sent again one at a time, at the message that failed)."""
         outgoing = self.spec.request(run)
         if outgoing is None:
             return
@@ -167,17 +179,20 @@ class _HttpDeliverer:
                     check_delivered(resp, what, run[0] if len(run) == 1 else None)
         except DeliveryRefused as exc:
             if not exc.permanent or len(run) == 1:
-                raise
+                raise DeliveryStopped(run[0]) from exc
             logger.warning("%s refused a run of %d messages for good (%d); sending them one at a "
                            "time so only the refused one is dead-lettered", what, len(run), exc.status)
-            for message in run:
-                await self._send([message], delivered)
+        except Exception as exc:
+            raise DeliveryStopped(run[0]) from exc
+        else:
+            if resp.status_code in self.spec.dropped:
+                logger.warning("%s refused %d message(s) (%d), dropped (a newer one follows): %s",
+                               what, len(run), resp.status_code, resp.text[:300])
+            else:
+                delivered.extend(Delivered(m, resp) for m in run)
             return
-        if resp.status_code in self.spec.dropped:
-            logger.warning("%s refused %d message(s) (%d), dropped (a newer one follows): %s",
-                           what, len(run), resp.status_code, resp.text[:300])
-            return
-        delivered.extend(Delivered(m, resp) for m in run)
+        for message in run:
+            await self._send([message], delivered)
 
 
 # --- the registry -------------------------------------------------------------------------

@@ -73,14 +73,23 @@ async def test_on_delivered_gets_each_message_the_receiver_took_once_and_no_refu
             assert calls == [[("/created", 201), ("/known", 409)]]  # one call, each message once
 
             calls.clear()
-            await _enqueue(db, "/down")
-            assert await relay.run_once() == 0  # retried later: the hook hears nothing
-            assert calls == [] and (await _states(db))["/down"] == "pending"
+            await _enqueue(db, "/first", "/down", "/after")
+            receiver.answers.update({"/first": 200, "/after": 201})
+            assert await relay.run_once() == 1  # stopped at /down: /first is done, not sent again
+            assert calls == [[("/first", 200)]]
+            states = await _states(db)
+            assert (states["/first"], states["/down"], states["/after"]) == ("delivered", "pending", "pending")
+            assert receiver.sent[-2:] == ["/first", "/down"]
 
+            calls.clear()
             receiver.answers["/down"] = 400  # now refused for good: dead-lettered, no hook
             assert await relay.run_once() == 0
             assert calls == [] and (await _states(db))["/down"] == "dead"
+            assert await relay.run_once() == 1
+            assert calls == [[("/after", 201)]]
+            assert receiver.sent.count("/first") == 1 and receiver.sent.count("/after") == 1
 
+            calls.clear()
             await _enqueue(db, "/wrong")
             assert await relay.run_once() == 0
             assert calls == [] and (await _states(db))["/wrong"] == "dead"
