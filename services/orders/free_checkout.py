@@ -1,4 +1,4 @@
-"""The hot path of ``POST /v1/orders``: one read, then one write of a free order.
+"""The hot path of ``POST /v1/orders``: one read, then one atomic write of a free order.
 
 Measured (docs/performance.md, orders): the general path cost ~15 database round trips per
 free order — two ORM sessions, each with a pool pre-ping, BEGIN and COMMIT/ROLLBACK, the
@@ -15,8 +15,9 @@ on this machine. Here:
   as ``transition`` writes, in that order, **in one transaction**. On PostgreSQL that
   transaction is one statement — the order ``INSERT … ON CONFLICT (buyer_org,
   idempotency_key) DO NOTHING``, the quote's compare-and-set ``UPDATE``, and the three
-  outbox rows, chained by data-modifying CTEs — between BEGIN and COMMIT on a hot
-  connection: three round trips. On SQLite the same rows are three Core statements.
+  outbox rows, chained by data-modifying CTEs, with a guard that aborts the statement if
+  the quote was used meanwhile — one autocommit statement on a hot connection: one round
+  trip, atomic. On SQLite the same rows are three Core statements in a transaction.
 
 Guarantees are the general path's: the Idempotency-Key is still unique per buyer
 organisation (a concurrent request with the same key makes the insert do nothing, and the
@@ -101,7 +102,12 @@ WITH o AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM o) AS inserted, (SELECT count(*) FROM q) AS used,
-       (SELECT count(*) FROM m) AS messages
+       (SELECT count(*) FROM m) AS messages,
+       -- The guard that makes this one statement all-or-nothing: an order written for a quote
+       -- that was used meanwhile divides by zero, which aborts the statement and so undoes every
+       -- CTE's write (orders.quote_id is unique too; this does not rely on it). Computed from
+       -- the CTEs' results, so PostgreSQL cannot fold it away at planning time.
+       1 / (1 - ((SELECT count(*) FROM o) - (SELECT count(*) FROM q))) AS guard
 """  # noqa: S608
 
 
@@ -196,20 +202,19 @@ async def _write_pg(hot: HotPool, order: Order, row: dict[str, Any],
     pool = await hot.pool()
     async with pool.acquire() as conn:
         try:
-            async with conn.transaction():
-                row = await conn.fetchrow(_PG_WRITE, *args)
-                assert row is not None
-                if not row["inserted"]:
-                    raise KeyTaken
-                if not row["used"]:
-                    raise QuoteTaken  # rolls the order and its messages back
-        except asyncpg.exceptions.UniqueViolationError:
-            # orders.quote_id: another order took the quote between our read and our write.
+            # One autocommit statement: one round trip, atomic (no BEGIN/COMMIT round trips).
+            row = await conn.fetchrow(_PG_WRITE, *args)
+        except (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DivisionByZeroError):
+            # Another order took the quote between our read and our write (orders.quote_id
+            # unique, or the guard): nothing was written.
             raise QuoteTaken from None
         except (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.InterfaceError,
                 ConnectionError, OSError):
             conn.terminate()  # never reused; the pool opens another in its place
             raise
+    assert row is not None and row["used"] == row["inserted"] == row["messages"] / 3
+    if not row["inserted"]:
+        raise KeyTaken
 
 
 async def _write_sqlite(engine: AsyncEngine, order: Order, row: dict[str, Any],

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.orders import free_checkout
 from services.orders.models import Order, Quote
@@ -86,3 +86,27 @@ async def test_the_hot_path_writes_what_the_general_path_writes(orders: Harness,
         return keep
 
     assert comparable(await _messages(orders, fast["id"])) == comparable(await _messages(orders, general["id"]))
+
+
+async def test_a_quote_used_between_the_read_and_the_write_leaves_nothing_written(
+    orders: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    quote = await orders.quote("plan_free")
+    async with orders.ctx.sessionmaker() as s, s.begin():
+        await s.execute(update(Quote).where(Quote.id == quote["id"]).values(order_id="ord_elsewhere"))
+    real_read = free_checkout.read_quote_and_key
+
+    async def read_before_it_was_used(*args: Any) -> Any:
+        found, existing = await real_read(*args)
+        assert found is not None
+        found.order_id = None  # as the read saw it, a moment before the other order used it
+        return found, existing
+
+    monkeypatch.setattr(free_checkout, "read_quote_and_key", read_before_it_was_used)
+    resp = await orders.order(quote["id"])
+    assert resp.status_code == 409 and resp.json()["type"].endswith("quote-used"), resp.text
+    async with orders.ctx.sessionmaker() as s:
+        assert (await s.execute(select(Order))).scalars().all() == []
+        assert (await s.execute(select(outbox.c.id))).all() == []
+        still = await s.get(Quote, quote["id"])
+    assert still is not None and still.order_id == "ord_elsewhere"
