@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.access import revocation
 from services.access.audit_events import audit
 from services.access.catalog_client import CatalogClient
+from services.access.entitlement_status import EntitlementStatus, Shown
 from services.access.entitlements import effective_status, find_plan, org_statuses
 from services.access.models import Entitlement, EntitlementChange, UsageRecord
 from shared.auth import Principal
@@ -48,7 +49,7 @@ async def _entitlement_of_order(session: AsyncSession, order_id: str) -> Entitle
     if ent is None:
         raise NotFound(f"No entitlement was granted for order {order_id!r}; a change follows the grant.",
                        problem="entitlement-not-found")
-    if ent.status == "revoked":
+    if ent.status == EntitlementStatus.REVOKED:
         raise Conflict(f"Entitlement {ent.id} is revoked ({ent.status_reason}); billing changes no "
                        "longer apply to it.", problem="entitlement-revoked")
     return ent
@@ -56,7 +57,7 @@ async def _entitlement_of_order(session: AsyncSession, order_id: str) -> Entitle
 
 async def _usable(session: AsyncSession, ent: Entitlement) -> bool:
     orgs = await org_statuses(session, (ent.buyer_org, ent.provider_org))
-    return effective_status(ent, orgs) == "active"
+    return effective_status(ent, orgs) == Shown.ACTIVE
 
 
 async def _announce(session: AsyncSession, ent: Entitlement, was_usable: bool, reason: str) -> None:

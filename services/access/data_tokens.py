@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.access import entitlements, revocation
 from services.access.audit_events import audit
 from services.access.catalog_client import CatalogClient
+from services.access.entitlement_status import EntitlementStatus, Shown
 from services.access.keys import KeyStore
 from services.access.models import Entitlement, Organisation
 from services.access.tokens import sign
@@ -184,7 +185,7 @@ async def check_can_issue(
     ent: EntitlementFacts, orgs: dict[str, str], catalog: CatalogClient, now: datetime
 ) -> None:
     """Raise the problem that explains why no token can be issued now."""
-    if ent.status == "revoked":
+    if ent.status == EntitlementStatus.REVOKED:
         raise _refuse("entitlement-revoked",
                       f"Entitlement {ent.id} was revoked ({ent.status_reason}); it gives no more "
                       "access. A new order grants a new entitlement.", ent)
@@ -196,7 +197,7 @@ async def check_can_issue(
         raise _refuse("entitlement-expired",
                       f"Entitlement {ent.id} expired at {ent.valid_until.isoformat()}; renew it "
                       "with a new order.", ent, valid_until=ent.valid_until.isoformat())
-    if ent.status == "suspended":
+    if ent.status == EntitlementStatus.SUSPENDED:
         raise _refuse("entitlement-suspended",
                       f"Entitlement {ent.id} is suspended ({ent.status_reason}); no tokens until a "
                       "regulator or operator reinstates it.", ent)
@@ -359,7 +360,7 @@ async def introspect(
         return {"active": False}
     orgs = await entitlements.org_statuses(session, (ent.buyer_org, ent.provider_org))
     status = entitlements.effective_status(ent, orgs)
-    if status != "active":
+    if status != Shown.ACTIVE:
         return {"active": False}
     return {"active": True, "token_type": "Bearer", **decoded.claims,
             "entitlement_status": status}

@@ -330,12 +330,13 @@ async def _publish(
     product.submitted_at = None
     product.submitted_by = None
     product.updated_at = now
+    action = "published"  # a new version of a listed product: no status change
     if first:
-        move(product, ProductStatus.LISTED)
+        action = move(product, ProductStatus.LISTED)
         product.listed_at = now
         product.status_reason = None
     await session.flush()
-    await _audit(session, principal, product, "listed" if first else "published", version=version)
+    await _audit(session, principal, product, action, version=version)
 
 
 async def submit(session: AsyncSession, principal: Principal, product_id: str) -> Product:
@@ -418,12 +419,12 @@ async def _tell_access(session: AsyncSession, product: Product, command: str, re
 async def suspend(session: AsyncSession, principal: Principal, product_id: str, reason: str) -> Product:
     product = await get_for_regulator(session, product_id)
     if product.status != ProductStatus.LISTED:
-        raise _transition_conflict(product, "suspend", "listed")
-    move(product, ProductStatus.SUSPENDED)
+        raise _transition_conflict(product, "suspend", ProductStatus.LISTED)
+    action = move(product, ProductStatus.SUSPENDED)
     product.status_reason = reason
     product.updated_at = utcnow()
     await session.flush()
-    await _audit(session, principal, product, "suspended", version=product.latest_version, reason=reason)
+    await _audit(session, principal, product, action, version=product.latest_version, reason=reason)
     await _tell_access(session, product, "suspend-entitlements", reason)
     return product
 
@@ -431,12 +432,12 @@ async def suspend(session: AsyncSession, principal: Principal, product_id: str, 
 async def reinstate(session: AsyncSession, principal: Principal, product_id: str, reason: str) -> Product:
     product = await get_for_regulator(session, product_id)
     if product.status != ProductStatus.SUSPENDED:
-        raise _transition_conflict(product, "reinstate", "suspended")
-    move(product, ProductStatus.LISTED)
+        raise _transition_conflict(product, "reinstate", ProductStatus.SUSPENDED)
+    action = move(product, ProductStatus.LISTED)
     product.status_reason = reason
     product.updated_at = utcnow()
     await session.flush()
-    await _audit(session, principal, product, "reinstated", version=product.latest_version, reason=reason)
+    await _audit(session, principal, product, action, version=product.latest_version, reason=reason)
     await _tell_access(session, product, "reinstate-entitlements", reason)
     return product
 
@@ -447,7 +448,7 @@ async def retire(
     product = await get_owned(session, principal, product_id)
     if product.status == ProductStatus.RETIRED:
         raise _transition_conflict(product, "retire", "draft, in_review, listed or suspended")
-    move(product, ProductStatus.RETIRED)
+    action = move(product, ProductStatus.RETIRED)
     product.status_reason = reason
     product.draft_status = None
     if product.latest_version:
@@ -458,7 +459,7 @@ async def retire(
     product.submitted_by = None
     product.updated_at = utcnow()
     await session.flush()
-    await _audit(session, principal, product, "retired", version=product.latest_version or None,
+    await _audit(session, principal, product, action, version=product.latest_version or None,
                  reason=reason)
     return product
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.catalog.statuses import ProductStatus
 from shared.db import UTCDateTime, make_metadata, utcnow
 from shared.outbox_model import outbox_table
 
@@ -62,7 +63,7 @@ class Product(Base):
     provider_org: Mapped[str] = mapped_column(String(64))
     slug: Mapped[str] = mapped_column(String(64))
     # draft | in_review | listed | suspended | retired (the product as a whole)
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default=ProductStatus.DRAFT)
     latest_version: Mapped[int] = mapped_column(Integer, default=0)
     # The working copy: null when there is none; draft_status editing | in_review
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

@@ -40,6 +40,7 @@ from sqlalchemy.sql.elements import TextClause
 from services.catalog.cache import TtlCache
 from services.catalog.lifecycle import is_regulator
 from services.catalog.models import ListedFacetCount, Product, ProductTag, WordFacetCount
+from services.catalog.statuses import ProductStatus
 from shared.auth import Principal
 from shared.errors import BadRequest, Forbidden
 from shared.pagination import encode_cursor, invalid_cursor
@@ -77,7 +78,7 @@ class SearchQuery:
     plan_kind: str | None = None
     max_price: int | None = None
     currency: str | None = None
-    status: str = "listed"
+    status: str = ProductStatus.LISTED
     sort: SortKey = "relevance"
     limit: int = 20
     cursor: dict[str, Any] | None = None
@@ -130,7 +131,7 @@ class _Plan:
 
     def _visibility(self, principal: Principal, query: SearchQuery) -> None:
         self.where.append(_products.c.status == query.status)
-        if query.status == "listed" or is_regulator(principal):
+        if query.status == ProductStatus.LISTED or is_regulator(principal):
             return
         if "provider" in principal.roles and principal.org_id:
             # Providers may list their own unlisted products, never anybody else's.
@@ -290,12 +291,12 @@ async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple
         if sort == "relevance":
             return await _relevance_page(session, plan, query, max(0, int(cur.get("o", 0))))
         if sort == "price":
-            price = c.min_price if query.status == "listed" else func.coalesce(c.min_price, 0)
+            price = c.min_price if query.status == ProductStatus.LISTED else func.coalesce(c.min_price, 0)
             if cur:
                 p, pk = int(cur["p"]), int(cur["k"])
                 stmt = stmt.where(or_(price > p, and_(price == p, c.pk > pk)))
             stmt = stmt.order_by(price.asc(), c.pk.asc())
-        elif query.status == "listed":
+        elif query.status == ProductStatus.LISTED:
             if cur:
                 ts, pk = datetime.fromisoformat(cur["t"]), int(cur["k"])
                 stmt = stmt.where(or_(c.listed_at < ts, and_(c.listed_at == ts, c.pk < pk)))
@@ -314,7 +315,7 @@ async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple
     position: dict[str, Any] = {"s": sort, "k": last.pk}
     if sort == "price":
         position["p"] = last.min_price or 0
-    elif query.status == "listed":
+    elif query.status == ProductStatus.LISTED:
         position["t"] = last.listed_at.isoformat()
     return rows, encode_cursor(position)
 
@@ -334,7 +335,7 @@ async def _facets(session: AsyncSession, plan: _Plan) -> tuple[int, dict[str, di
 def _counted_facets(query: SearchQuery) -> bool:
     """Can ``listed_facet_counts`` answer this search's total and facets? Yes when every
     filter is one of its columns (no words, tag, provider or price cap)."""
-    return (query.status == "listed" and not (query.q and query.q.strip()) and not query.tag
+    return (query.status == ProductStatus.LISTED and not (query.q and query.q.strip()) and not query.tag
             and not query.provider and query.max_price is None)
 
 
@@ -359,9 +360,9 @@ async def _facets_from_counts(
 
 def _one_word_search(query: SearchQuery) -> bool:
     """A listed-product search for one word and nothing else: ``word_facet_counts`` may know it."""
-    return (query.status == "listed" and len(query_words(query.q or "")) == 1 and not query.category
-            and not query.tag and not query.grade and not query.provider and not query.plan_kind
-            and query.max_price is None and not query.currency)
+    return (query.status == ProductStatus.LISTED and len(query_words(query.q or "")) == 1
+            and not query.category and not query.tag and not query.grade and not query.provider
+            and not query.plan_kind and query.max_price is None and not query.currency)
 
 
 async def _facets_of_one_word(
@@ -411,7 +412,7 @@ def _fold(groups: Sequence[Any]) -> tuple[int, dict[str, dict[str, int]]]:
 
 def _facet_key(query: SearchQuery) -> tuple[Any, ...] | None:
     """Listed products look the same to everybody, so their counts can be shared."""
-    if query.status != "listed":
+    if query.status != ProductStatus.LISTED:
         return None
     words = tuple(query_words(query.q)) if query.q else ()
     return (words, query.category, query.tag and query.tag.strip().lower(), query.grade, query.provider,

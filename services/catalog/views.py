@@ -7,6 +7,7 @@ from typing import Any
 from services.catalog import rules
 from services.catalog.models import Product, ProductVersion
 from services.catalog.schemas import ProductSpec, ProductState, ProductView, VersionBody
+from services.catalog.statuses import DraftStatus
 
 _CONTENT_KEYS = (
     "slug", "title", "summary", "description", "category", "tags", "grade", "personal_data",
@@ -28,7 +29,7 @@ def _common(product: Product, *, show_draft_state: bool) -> dict[str, Any]:
         "status": product.status,
         "latest_version": product.latest_version,
         "pending_draft": (
-            ("in_review" if product.draft_status == "in_review" else "draft")
+            ("in_review" if product.draft_status == DraftStatus.IN_REVIEW else "draft")
             if show_draft_state and product.draft is not None
             else None
         ),
@@ -60,7 +61,7 @@ def draft_view(product: Product) -> dict[str, Any]:
         **_common(product, show_draft_state=True),
         **_content(product.draft),
         "version": product.draft_version,
-        "version_state": "in_review" if product.draft_status == "in_review" else "draft",
+        "version_state": "in_review" if product.draft_status == DraftStatus.IN_REVIEW else "draft",
         "guardrails": rules.guardrails_for(spec),
         "published_at": None,
     }

@@ -18,6 +18,7 @@ from sqlalchemy import and_, select
 from services.catalog import dcat
 from services.catalog.models import Product, ProductVersion
 from services.catalog.ratelimit import RateLimiter
+from services.catalog.statuses import ProductStatus
 from shared.db import DbSession
 from shared.pagination import CursorParam, encode_cursor, read_cursor
 from shared.problems import problem_docs
@@ -51,7 +52,7 @@ async def catalog(
         select(Product, ProductVersion)
         .join(ProductVersion, and_(ProductVersion.product_id == Product.id,
                                    ProductVersion.version == Product.latest_version))
-        .where(Product.status == "listed")
+        .where(Product.status == ProductStatus.LISTED)
         .order_by(Product.pk)
         .limit(limit + 1)
     )
