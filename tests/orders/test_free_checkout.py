@@ -62,6 +62,7 @@ async def test_concurrent_orders_of_one_quote_with_different_keys_make_one_order
 
 async def test_the_hot_path_writes_what_the_general_path_writes(orders: Harness,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert free_checkout.available(orders.ctx.sessionmaker)  # the app's sessionmaker has a hot pool
     fast = (await orders.order((await orders.quote("plan_free"))["id"])).json()
     monkeypatch.setattr(free_checkout, "available", lambda _sm: False)
     general = (await orders.order((await orders.quote("plan_free"))["id"])).json()
