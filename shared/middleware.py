@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
+import secrets
 import time
-import uuid
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,6 +15,28 @@ from shared.logging import request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class _RequestIds:
+    """Request ids: a random per-process prefix and a counter (32 hex characters, like the
+    uuid4 hex they replace). Why: ``uuid4`` reads the kernel's random source on every call,
+    a syscall per request that py-spy showed at 5-12 % of a cheap request's CPU on this
+    machine; ids only need to be unique, not unpredictable. A forked child re-draws the
+    prefix (``os.register_at_fork``), so workers never share one."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+new_request_id = _RequestIds().new
 
 
 class RequestIdMiddleware:
@@ -31,7 +55,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        rid = incoming if incoming and _VALID_RID.match(incoming) else uuid.uuid4().hex
+        rid = incoming if incoming and _VALID_RID.match(incoming) else new_request_id()
         token = request_id_var.set(rid)
 
         async def send_with_id(message: Message) -> None:

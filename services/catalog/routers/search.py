@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from services.catalog import search as engine
 from services.catalog.schemas import Grade, PlanKind, SearchPage, Status
@@ -46,7 +46,7 @@ async def search_products(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: CursorParam = None,
     facets: Annotated[bool, Query(description="Compute facet counts and total.")] = True,
-) -> SearchPage:
+) -> Response:
     result = await engine.search(
         session,
         principal,
@@ -57,7 +57,10 @@ async def search_products(
         ),
         facet_cache=request.app.state.facet_cache,
     )
-    return SearchPage.model_validate(
+    page = SearchPage.model_validate(
         {"items": result.items, "next_cursor": result.next_cursor, "total": result.total,
          "facets": result.facets}
     )
+    # Validated once, here; returned as bytes so FastAPI does not validate the page against
+    # response_model again and re-encode it (~20 hits per page, on every search).
+    return Response(page.model_dump_json(), media_type="application/json")
