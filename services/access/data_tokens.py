@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import entitlements, revocation
+from services.access.account_status import AccountStatus
 from services.access.audit_events import audit
 from services.access.catalog_client import CatalogClient
 from services.access.entitlement_status import EntitlementStatus, Shown
@@ -211,7 +212,7 @@ async def check_can_issue(
                       f"Product {ent.product_id} is suspended in the catalog; no tokens until it "
                       "is listed again.", ent, product_id=ent.product_id)
     for org in (ent.buyer_org, ent.provider_org):
-        if orgs.get(org, "active") != "active":
+        if orgs.get(org, AccountStatus.ACTIVE) != AccountStatus.ACTIVE:
             raise _refuse("organisation-suspended",
                           f"Organisation {org} ({'buyer' if org == ent.buyer_org else 'provider'}) "
                           "is suspended; no tokens until the operator reinstates it.", ent,
@@ -276,8 +277,8 @@ async def issue(
     now = utcnow()
     assert row is not None
     # An organisation missing locally (provider onboarded elsewhere) counts as active.
-    orgs = {ent.buyer_org: row["buyer_org_status"] or "active",
-            ent.provider_org: row["provider_org_status"] or "active"}
+    orgs = {ent.buyer_org: row["buyer_org_status"] or AccountStatus.ACTIVE,
+            ent.provider_org: row["provider_org_status"] or AccountStatus.ACTIVE}
     await check_can_issue(ent, orgs, catalog, now)
     iat = int(now.timestamp())
     # Never past the entitlement's end (RFC 9068 tokens cannot be recalled

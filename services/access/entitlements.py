@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import revocation
+from services.access.account_status import AccountStatus
 from services.access.audit_events import audit
 from services.access.catalog_client import CatalogClient
 from services.access.entitlement_status import EntitlementStatus, Shown, move
@@ -80,7 +81,7 @@ def suspended_by(ent: Entitlement, orgs: dict[str, str]) -> list[str]:
     if ent.billing_suspended:
         why.append("billing")
     if ent.org_suspended or any(
-        orgs.get(o, "active") != "active" for o in (ent.buyer_org, ent.provider_org)
+        orgs.get(o, AccountStatus.ACTIVE) != AccountStatus.ACTIVE for o in (ent.buyer_org, ent.provider_org)
     ):
         why.append("organisation")
     return why
@@ -448,7 +449,7 @@ async def reconcile_organisation_suspensions(
     """
     # Both queries use indexes (buyer/provider org, org_suspended): the feed
     # runs this on every poll, so it must not scan every entitlement.
-    suspended_orgs = select(Organisation.id).where(Organisation.status != "active")
+    suspended_orgs = select(Organisation.id).where(Organisation.status != AccountStatus.ACTIVE)
     scope = [] if org_id is None else [
         or_(Entitlement.buyer_org == org_id, Entitlement.provider_org == org_id)
     ]
@@ -494,7 +495,7 @@ async def on_organisation_status_changed(
     """Call in the transaction that changes an organisation's status (after the
     change is flushed): suspends or reinstates the entitlements it buys or
     provides, adds feed entries and audit events; returns the ids changed."""
-    why = f"organisation {org_id} {'suspended' if status != 'active' else 'reinstated'}"
+    why = f"organisation {org_id} {'suspended' if status != AccountStatus.ACTIVE else 'reinstated'}"
     if reason:
         why += f": {reason}"
     return await reconcile_organisation_suspensions(session, org_id, why, actor)

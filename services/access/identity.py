@@ -11,6 +11,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.access.account_status import AccountStatus
 from services.access.client_secrets import hash_secret, new_client_id, new_client_secret, verify_secret
 from services.access.models import ApiClient, Organisation
 from shared.db import utcnow
@@ -28,7 +29,8 @@ def new_org_id() -> str:
 # --- organisations ------------------------------------------------------------
 
 async def create_organisation(session: AsyncSession, name: str, roles: Sequence[str]) -> Organisation:
-    org = Organisation(id=new_org_id(), name=name.strip(), roles=sorted(set(roles)), status="active")
+    org = Organisation(id=new_org_id(), name=name.strip(), roles=sorted(set(roles)),
+                       status=AccountStatus.ACTIVE)
     session.add(org)
     try:
         async with session.begin_nested():
@@ -120,7 +122,7 @@ async def create_client(
     secret: str | None = None,
 ) -> IssuedSecret:
     org = await get_organisation(session, org_id)
-    if org.status != "active":
+    if org.status != AccountStatus.ACTIVE:
         raise RuleViolation(
             f"Organisation {org_id} is {org.status}; reinstate it before adding clients.",
             problem="organisation-not-active",
@@ -134,7 +136,7 @@ async def create_client(
         name=name,
         secret_hash=await hash_secret(secret),
         roles=granted,
-        status="active",
+        status=AccountStatus.ACTIVE,
     )
     session.add(client)
     try:
@@ -249,10 +251,10 @@ async def authenticate_client(session: AsyncSession, client_id: str, secret: str
         ok = await verify_secret(client.previous_secret_hash, secret)  # the rotation's overlap
     if client is None or not ok:
         raise ClientAuthError("unknown client or wrong secret")
-    if client.status != "active":
+    if client.status != AccountStatus.ACTIVE:
         raise ClientAuthError(f"client is {client.status}", reason="client_suspended", client=client)
     org = await session.get(Organisation, client.organisation_id)
-    if org is None or org.status != "active":
+    if org is None or org.status != AccountStatus.ACTIVE:
         raise ClientAuthError("the client's organisation is suspended", reason="organisation_suspended",
                               client=client)
     return Authenticated(client, org)

@@ -38,6 +38,7 @@ from jose.backends.base import Key
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.access.account_status import KeyStatus
 from services.access.models import SigningKey
 from shared.auth import ALGORITHM
 from shared.db import serialise_with_replicas, utcnow
@@ -95,7 +96,7 @@ def generate_signing_key(bits: int, passphrase: bytes | None) -> SigningKey:
     public = jwk.construct(public_pem, ALGORITHM).to_dict()
     public_jwk = {"kty": "RSA", "use": "sig", "alg": ALGORITHM, "kid": kid,
                   "n": public["n"], "e": public["e"]}
-    return SigningKey(kid=kid, private_pem=pem, public_jwk=public_jwk, status="active",
+    return SigningKey(kid=kid, private_pem=pem, public_jwk=public_jwk, status=KeyStatus.ACTIVE,
                       created_at=utcnow())
 
 
@@ -150,7 +151,7 @@ class KeyStore:
         return {
             k.kid: k.verifying
             for k in self._keys.values()
-            if k.status == "active" or (k.retire_after is not None and k.retire_after > now)
+            if k.status == KeyStatus.ACTIVE or (k.retire_after is not None and k.retire_after > now)
         }
 
     async def get(self, kid: str) -> Key | None:
@@ -175,7 +176,7 @@ class KeyStore:
         retiring key retires (so nobody keeps accepting it after its grace period)."""
         now = utcnow()
         left = [(k.retire_after - now).total_seconds() for k in self._keys.values()
-                if k.status != "active" and k.retire_after is not None and k.retire_after > now]
+                if k.status != KeyStatus.ACTIVE and k.retire_after is not None and k.retire_after > now]
         return max(0, int(min([float(cap), *left])))
 
     def jwks(self) -> dict[str, Any]:
@@ -184,7 +185,7 @@ class KeyStore:
             "keys": [
                 k.public_jwk
                 for k in self._keys.values()
-                if k.status == "active" or (k.retire_after is not None and k.retire_after > now)
+                if k.status == KeyStatus.ACTIVE or (k.retire_after is not None and k.retire_after > now)
             ]
         }
 
@@ -202,7 +203,7 @@ class KeyStore:
         async with self.sessionmaker() as session, session.begin():
             await serialise_startup(session)
             rows = await self._current_rows(session)
-            if not any(r.status == "active" for r in rows):
+            if not any(r.status == KeyStatus.ACTIVE for r in rows):
                 row = await asyncio.to_thread(generate_signing_key, self.bits, self.passphrase)
                 session.add(row)
                 await session.flush()
@@ -213,7 +214,7 @@ class KeyStore:
 
     async def _current_rows(self, session: AsyncSession) -> list[SigningKey]:
         result = await session.scalars(
-            select(SigningKey).where(SigningKey.status.in_(("active", "retiring")))
+            select(SigningKey).where(SigningKey.status.in_((KeyStatus.ACTIVE, KeyStatus.RETIRING)))
         )
         return list(result)
 
@@ -225,7 +226,7 @@ class KeyStore:
                 loaded[row.kid] = existing  # built once; reuse
             else:
                 loaded[row.kid] = await asyncio.to_thread(_load, row, self.passphrase)
-        actives = sorted((k for k in loaded.values() if k.status == "active"), key=lambda k: k.kid)
+        actives = sorted((k for k in loaded.values() if k.status == KeyStatus.ACTIVE), key=lambda k: k.kid)
         self._keys = loaded
         if actives:
             self._active = actives[-1]
@@ -254,10 +255,10 @@ class KeyStore:
         retire_after = now + self.refresh_interval + self.max_token_lifetime + VERIFY_LEEWAY
         async with self.sessionmaker() as session, session.begin():
             for row in await self._current_rows(session):
-                if row.status == "active":
-                    row.status, row.retire_after = "retiring", retire_after
+                if row.status == KeyStatus.ACTIVE:
+                    row.status, row.retire_after = KeyStatus.RETIRING, retire_after
                 elif row.retire_after is not None and row.retire_after <= now:
-                    row.status = "retired"
+                    row.status = KeyStatus.RETIRED
             session.add(new)
             if record is not None:
                 await session.flush()

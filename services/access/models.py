@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.access.account_status import AccountStatus, KeyStatus
+from services.access.entitlement_status import EntitlementStatus
 from shared.db import UTCDateTime, make_metadata, utcnow
 from shared.outbox_model import outbox_table
 
@@ -22,7 +24,7 @@ class Organisation(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     roles: Mapped[list[str]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -37,7 +39,7 @@ class ApiClient(Base):
     name: Mapped[str] = mapped_column(String(200))
     secret_hash: Mapped[str] = mapped_column(String(255))
     roles: Mapped[list[str]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -54,7 +56,7 @@ class SigningKey(Base):
     private_pem: Mapped[str] = mapped_column(Text)
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     # active: signs new tokens; retiring: verifies until retire_after; retired: gone from JWKS
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=KeyStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     retire_after: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
@@ -94,7 +96,7 @@ class Entitlement(Base):
     grade: Mapped[str] = mapped_column(String(32))
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=EntitlementStatus.ACTIVE)
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
     product_suspended: Mapped[bool] = mapped_column(Boolean, default=False)
     org_suspended: Mapped[bool] = mapped_column(Boolean, default=False)

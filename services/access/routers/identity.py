@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import entitlements, identity
+from services.access.account_status import AccountStatus
 from services.access.audit_events import audit
 from services.access.keys import KeyStore
 from services.access.models import SigningKey as SigningKeyRow
@@ -113,13 +114,13 @@ async def get_organisation(org_id: str, session: DbSession, _: OperatorOrService
 async def suspend_organisation(
     org_id: str, body: StatusChange, session: DbSession, operator: Operator
 ) -> Organisation:
-    org = await identity.set_organisation_status(session, org_id, "suspended", body.reason)
+    org = await identity.set_organisation_status(session, org_id, AccountStatus.SUSPENDED, body.reason)
     await audit(session, "organisation.suspended", subject_type="organisation", subject_id=org.id,
                 actor=operator, reason=body.reason)
     # Its entitlements stop at once: no new data-access tokens, and the
     # revocation feed tells data services to refuse live ones.
     await entitlements.on_organisation_status_changed(
-        session, org.id, "suspended", body.reason, actor=operator)
+        session, org.id, AccountStatus.SUSPENDED, body.reason, actor=operator)
     return Organisation.model_validate(org)
 
 
@@ -129,11 +130,11 @@ async def suspend_organisation(
 async def reinstate_organisation(
     org_id: str, body: StatusChange, session: DbSession, operator: Operator
 ) -> Organisation:
-    org = await identity.set_organisation_status(session, org_id, "active", body.reason)
+    org = await identity.set_organisation_status(session, org_id, AccountStatus.ACTIVE, body.reason)
     await audit(session, "organisation.reinstated", subject_type="organisation", subject_id=org.id,
                 actor=operator, reason=body.reason)
     await entitlements.on_organisation_status_changed(
-        session, org.id, "active", body.reason, actor=operator)
+        session, org.id, AccountStatus.ACTIVE, body.reason, actor=operator)
     return Organisation.model_validate(org)
 
 
@@ -179,7 +180,7 @@ async def get_client(client_id: str, session: DbSession, _: Operator) -> Client:
 async def suspend_client(
     client_id: str, body: StatusChange, session: DbSession, operator: Operator
 ) -> Client:
-    client = await identity.set_client_status(session, client_id, "suspended", body.reason)
+    client = await identity.set_client_status(session, client_id, AccountStatus.SUSPENDED, body.reason)
     await _client_event(session, "client.suspended", client.client_id, operator, body.reason)
     return Client.model_validate(client)
 
@@ -190,7 +191,7 @@ async def suspend_client(
 async def reinstate_client(
     client_id: str, body: StatusChange, session: DbSession, operator: Operator
 ) -> Client:
-    client = await identity.set_client_status(session, client_id, "active", body.reason)
+    client = await identity.set_client_status(session, client_id, AccountStatus.ACTIVE, body.reason)
     await _client_event(session, "client.reinstated", client.client_id, operator, body.reason)
     return Client.model_validate(client)
 
