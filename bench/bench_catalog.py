@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_access import cpu_seconds
 from bench.catalog_data import CATEGORIES, GRADES, WORDS, load
 from bench.common import (
     ROOT,
@@ -114,6 +115,7 @@ class Ctx:
         self.report, self.backend, self.n, self.args = report, backend, n, args
         self.auth = {"Authorization": f"Bearer {token}"}
         self.bare_port = bare_port
+        self.bare_pid = 0
 
     def gets(self, paths: list[str], auth: bool = True) -> list[bytes]:
         return [format_request("GET", p, self.auth if auth else {}) for p in paths]
@@ -156,14 +158,23 @@ async def measure_searches(ctx: Ctx, port: int, workers: int) -> None:
             details={"load": r.as_dict()})
 
 
-async def measure_gets(ctx: Ctx, port: int, ids: list[str], workers: int, hot: bool) -> None:
+async def measure_gets(ctx: Ctx, port: int, ids: list[str], workers: int, hot: bool, pid: int) -> None:
     paths = [f"/v1/products/{ids[0]}"] if hot else [f"/v1/products/{i}" for i in ids]
     label = "one hot product" if hot else f"uniform over {ctx.n:,} (uncached)"
+    cpu0, bare_cpu0 = cpu_seconds(pid), cpu_seconds(ctx.bare_pid)
     r, bare = await ctx.versus(port, paths, ctx.bare_port, ["/bare/product"], False, seconds=ctx.args.seconds)
+    # Server CPU per request (from /proc): steadier than req/s on a shared machine.
+    cpu_us = (cpu_seconds(pid) - cpu0) / max(1, r.requests) * 1e6
+    bare_cpu_us = (cpu_seconds(ctx.bare_pid) - bare_cpu0) / max(1, bare.requests) * 1e6
+    cpu_ratio = bare_cpu_us / max(cpu_us, 1e-9)
+    ctx.report.note(f"catalog: product GET, {label}, {workers} worker(s): server CPU {cpu_us:,.0f} µs per "
+                    f"request, bare FastAPI {bare_cpu_us:,.0f} µs (CPU ratio {cpu_ratio:.2f})")
     ctx.row(f"catalog: product GET, {label}", figure=r.rps, unit="req/s", limit=bare.rps,
             limit_label="bare FastAPI, same JSON",
             min_ratio=(0.80 if hot else 0.50) if workers == 1 else None,
-            workers=workers, loadgen=r.tool, details={"load": r.as_dict(), "bare": bare.as_dict()})
+            workers=workers, loadgen=r.tool, details={"load": r.as_dict(), "bare": bare.as_dict(),
+                                                      "server_cpu_us_per_request": cpu_us,
+                                                      "bare_cpu_us_per_request": bare_cpu_us})
 
 
 async def measure_token_check(ctx: Ctx, port: int, workers: int) -> None:
@@ -219,7 +230,7 @@ async def bench_size(ctx: Ctx, url: str, state_dir: Path) -> None:
             await guarded(ctx, f"catalog: search at {ctx.n:,}", "ms", measure_searches(ctx, server.port, 1))
         if "hot" in parts:
             await guarded(ctx, "catalog: product GET, one hot product", "req/s",
-                          measure_gets(ctx, server.port, ids, 1, hot=True))
+                          measure_gets(ctx, server.port, ids, 1, hot=True, pid=server.proc.pid))
         if "me" in parts:
             await guarded(ctx, "platform token check", "req/s", measure_token_check(ctx, server.port, 1))
     if "uniform" not in parts:
@@ -230,7 +241,8 @@ async def bench_size(ctx: Ctx, url: str, state_dir: Path) -> None:
             await server.wait_ready()
             await ctx.load(server.port, [f"/v1/products/{i}" for i in ids], seconds=1, connections=4)
             await guarded(ctx, "catalog: product GET, uniform (uncached)", "req/s",
-                          measure_gets(ctx, server.port, ids, workers, hot=False), workers=workers)
+                          measure_gets(ctx, server.port, ids, workers, hot=False, pid=server.proc.pid),
+                          workers=workers)
             if workers > 1:
                 await guarded(ctx, "catalog: search mixed", "ms", measure_searches(ctx, server.port, workers),
                               workers=workers)
@@ -259,6 +271,7 @@ async def main(args: argparse.Namespace) -> None:
                            if backend == "postgresql"
                            else f"sqlite+aiosqlite:///{state_dir / f'catalog-{n}.db'}")
                     ctx = Ctx(report, backend, n, args, token, bare_port)
+                    ctx.bare_pid = bare.proc.pid
                     try:
                         await bench_size(ctx, url, state_dir)
                     except Exception:
