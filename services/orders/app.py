@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-import httpx
 from fastapi import FastAPI
 
-from services.orders.catalog_client import CatalogClient
-from services.orders.context import OrdersContext
 from services.orders.fulfilment import FULFILMENT_RELAY, STRIPE_REFUND_RELAY, outbound
-from services.orders.payments import PaymentGateway
 from services.orders.reconciler import reconciler
 from services.orders.routers import (
     invoices,
@@ -23,12 +16,10 @@ from services.orders.routers import (
     subscriptions,
     webhooks,
 )
+from services.orders.runtime import orders_state
 from services.orders.settings import OrdersSettings
 from shared.app import create_service_app
-from shared.audit_relay import audit_relay, token_source_for
-from shared.runtime import runtime_of
-from shared.service_auth import TokenSource
-from shared.tracing import instrument_client
+from shared.audit_relay import audit_relay
 
 DESCRIPTION = """
 Quotes, orders for a declared purpose, Stripe payments and the provider ledger.
@@ -48,43 +39,10 @@ Money is integer minor units of an ISO 4217 currency. Errors are RFC 9457
 """
 
 
-def orders_runtime(outbound_http: httpx.AsyncClient | None, token_source: TokenSource | None):  # type: ignore[no-untyped-def]
-    """Lifespan step building the :class:`OrdersContext` (Stripe client, catalog client)."""
-
-    @contextlib.asynccontextmanager
-    async def step(app: FastAPI) -> AsyncIterator[None]:
-        settings: OrdersSettings = app.state.settings
-        app.state.outbound_http = outbound_http or app.state.http
-        instrument_client(app, app.state.outbound_http)
-        if token_source is not None:  # this service's token, for its relays too
-            runtime_of(app).service_token = token_source
-        app.state.orders_token_source = token_source_for(app)
-        gateway = PaymentGateway(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base,
-                                 timeout=settings.stripe_timeout_seconds)
-        app.state.orders = OrdersContext(
-            settings=settings,
-            sessionmaker=app.state.db.sessionmaker,
-            catalog=CatalogClient(app.state.outbound_http, settings.catalog_url,
-                                  app.state.orders_token_source,
-                                  cache_seconds=settings.catalog_cache_seconds),
-            gateway=gateway,
-        )
-        try:
-            yield
-        finally:
-            await gateway.aclose()
-
-    return step
-
-
-def create_app(
-    settings: OrdersSettings | None = None,
-    *,
-    outbound_http: httpx.AsyncClient | None = None,
-    token_source: TokenSource | None = None,
-) -> FastAPI:
-    """``outbound_http`` and ``token_source`` replace the client and the service token used
-    for the catalog and access services (tests serve those from in-process fakes)."""
+def create_app(settings: OrdersSettings | None = None) -> FastAPI:
+    """The orders app (tests serve the catalog and access services it calls from in-process
+    fakes by overriding ``services.orders.runtime.outbound_client`` and the service token,
+    ``shared.app.default_service_token``, in ``app.dependency_overrides``)."""
     settings = settings or OrdersSettings()
     return create_service_app(
         settings,
@@ -92,7 +50,7 @@ def create_app(
         description=DESCRIPTION,
         routers=[quotes.router, orders.router, subscriptions.router, offers.router, invoices.router,
                  webhooks.router, ledger.router, statements.router],
-        lifespan_steps=[orders_runtime(outbound_http, token_source), reconciler],
+        lifespan_steps=[orders_state, reconciler],
         relays=[audit_relay(client=outbound), FULFILMENT_RELAY, STRIPE_REFUND_RELAY],
         openapi_tags=[
             {"name": "quotes", "description": "Priced offers pinned to a catalog version"},

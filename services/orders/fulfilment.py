@@ -38,6 +38,7 @@ from services.orders.orders import (
     load_for_update,
     transition,
 )
+from services.orders.runtime import orders_context_of
 from services.orders.settlement import STRIPE_DESTINATION
 from shared.db import utcnow
 from shared.outbox import Deliverer, OutboxMessage, record_event
@@ -114,7 +115,7 @@ def fulfil_on_delivery(ctx: RelayContext) -> OnDelivered:
     """The fulfilment relay's follow-up: the granted orders become ``fulfilled`` (grants
     confirmed before a failure in the same batch too; the batch is retried and access
     answers 200 for a repeated grant)."""
-    orders: OrdersContext = ctx.app.state.orders
+    orders = orders_context_of(ctx.app)
 
     async def fulfil(delivered: Sequence[Delivered]) -> None:
         granted = granted_orders(delivered)
@@ -126,8 +127,7 @@ def fulfil_on_delivery(ctx: RelayContext) -> OnDelivered:
 
 def outbound(app: FastAPI) -> httpx.AsyncClient:
     """The client orders calls other services with (tests serve them in-process)."""
-    client: httpx.AsyncClient = app.state.outbound_http
-    return client
+    return orders_context_of(app).outbound
 
 
 #: Entitlement commands to the access service, one at a time and in order (a change after its
@@ -159,7 +159,7 @@ def stripe_refund_deliverer(ctx: OrdersContext) -> Callable[[Sequence[OutboxMess
 
 
 def _stripe_refunds(ctx: RelayContext) -> Deliverer:
-    orders: OrdersContext = ctx.app.state.orders
+    orders = orders_context_of(ctx.app)
     return stripe_refund_deliverer(orders)
 
 

@@ -19,6 +19,7 @@ from services.orders import refunds, renewals, settlement
 from services.orders.context import OrdersContext
 from services.orders.models import Order
 from services.orders.orders import PENDING
+from services.orders.runtime import orders_context_of
 from shared.db import utcnow
 from shared.errors import ProblemError
 from shared.periodic import Periodic
@@ -70,7 +71,7 @@ async def reconcile_once(ctx: OrdersContext, *, older_than_seconds: float | None
 @contextlib.asynccontextmanager
 async def reconciler(app: FastAPI) -> AsyncIterator[None]:
     """Lifespan step: run :func:`reconcile_once` every ``reconcile_interval_seconds``."""
-    ctx: OrdersContext = app.state.orders
+    ctx = orders_context_of(app)
     interval = ctx.settings.reconcile_interval_seconds
     if interval <= 0:
         yield

@@ -18,12 +18,14 @@ from sqlalchemy import select
 
 from services.orders.app import create_app
 from services.orders.context import OrdersContext
+from services.orders.runtime import orders_context_of, outbound_client
 from services.orders.settings import OrdersSettings
+from shared.app import default_service_token
 from shared.events import AuditEvent
 from shared.outbox import outbox
 from tests.conftest import DatabaseFactory
 from tests.orders.fakes import SERVICE_TOKEN, FakeAccess, FakeAudit, FakeCatalog, product_version
-from tests.support import ROOT, TestKeys
+from tests.support import ROOT, TestKeys, trust_test_keys
 
 WEBHOOK_SECRET = "whsec_orders_tests"
 _TOKENS: dict[tuple[str, tuple[str, ...], str, str | None], dict[str, str]] = {}
@@ -78,8 +80,7 @@ class Harness:
 
     @property
     def ctx(self) -> OrdersContext:
-        ctx: OrdersContext = self.app.state.orders
-        return ctx
+        return orders_context_of(self.app)
 
     def auth(self, roles: list[str], org: str, sub: str | None = None) -> dict[str, str]:
         # Signing a test token parses the private key (~60 ms): sign each identity once.
@@ -224,9 +225,12 @@ async def start_orders(database_url: str, keys: TestKeys, stripe_url: str, *, ht
     async def token() -> str:
         return SERVICE_TOKEN
 
-    app = create_app(settings, outbound_http=outbound, token_source=token)
+    app = create_app(settings)
+    # The services orders calls are in-process fakes; tokens are signed by the test key.
+    app.dependency_overrides[outbound_client] = lambda runtime: outbound
+    app.dependency_overrides[default_service_token] = lambda runtime: token
+    trust_test_keys(app, keys)
     async with outbound, app.router.lifespan_context(app):
-        app.state.verifier.keys = keys.key_source()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             harness = Harness(app, client, keys, catalog, access, stripe_url, product=product)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 
 from services.orders import billing, offers
@@ -13,6 +13,7 @@ from services.orders.context import OrdersContext
 from services.orders.listing import newest_first, next_page
 from services.orders.models import Offer as OfferRow
 from services.orders.quotes import require_listed
+from services.orders.runtime import Ctx
 from shared.auth import Principal, Provider, require_roles
 from shared.db import DbSession
 from shared.errors import NotFound, RuleViolation
@@ -22,10 +23,6 @@ from shared.problems import problem_docs
 router = APIRouter(prefix="/v1/offers", tags=["offers"])
 Reader = Annotated[Principal, Depends(require_roles("buyer", "provider", "regulator", "operator"))]
 
-
-def _ctx(request: Request) -> OrdersContext:
-    ctx: OrdersContext = request.app.state.orders
-    return ctx
 
 
 async def _require_buyer(ctx: OrdersContext, buyer_org: str) -> None:
@@ -45,8 +42,7 @@ async def _require_buyer(ctx: OrdersContext, buyer_org: str) -> None:
     "is not an active buyer organisation or the terms cannot be priced.",
     responses=problem_docs(401, 403, 404, 422, 503),
 )
-async def create_offer(body: OfferCreate, request: Request, session: DbSession, provider: Provider) -> Offer:
-    ctx = _ctx(request)
+async def create_offer(body: OfferCreate, ctx: Ctx, session: DbSession, provider: Provider) -> Offer:
     if not provider.org_id:
         raise RuleViolation("Your token has no organisation (org claim).", rule="provider-organisation")
     version_no = body.version

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from sqlalchemy import select
 
 from services.orders import checkout
-from services.orders.context import OrdersContext
 from services.orders.listing import newest_first, next_page
 from services.orders.models import Order as OrderRow
 from services.orders.orders import get_visible, visibility_filter
 from services.orders.refunds import RefundAsk
+from services.orders.runtime import Ctx
 from services.orders.schemas import Order, OrderCreate, PayRequest, RefundRequest, Status, order_out
 from shared.auth import Buyer, Principal, require_roles
 from shared.db import DbSession
@@ -38,10 +38,6 @@ RefundKey = Annotated[str | None, Header(
 )]
 
 
-def _ctx(request: Request) -> OrdersContext:
-    ctx: OrdersContext = request.app.state.orders
-    return ctx
-
 
 def _for_buyer(principal: Principal, order: OrderRow) -> bool:
     return "buyer" in principal.roles and order.buyer_org == principal.org_id
@@ -58,12 +54,12 @@ def _for_buyer(principal: Principal, order: OrderRow) -> bool:
                200: {"description": "A repeat of an earlier request: the same order", "model": Order}},
 )
 async def place_order(
-    body: OrderCreate, request: Request, response: Response, buyer: Buyer, key: IdempotencyKey = None
+    body: OrderCreate, ctx: Ctx, response: Response, buyer: Buyer, key: IdempotencyKey = None
 ) -> Order:
     if not key or not key.strip():
         raise BadRequest("The Idempotency-Key header is required: send a unique value (e.g. a UUID) per "
                          "order, and the same value when you retry.", problem="idempotency-key-missing")
-    order, created = await checkout.place_order(_ctx(request), buyer, key=key.strip(),
+    order, created = await checkout.place_order(ctx, buyer, key=key.strip(),
                                                 quote_id=body.quote_id, purpose=body.purpose)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -125,8 +121,8 @@ async def get_order(order_id: str, session: DbSession, principal: Reader) -> Ord
                402: {"description": "The card was declined; `card_error` says why",
                      "content": {"application/problem+json": {}}}},
 )
-async def pay_order(order_id: str, body: PayRequest, request: Request, buyer: Buyer) -> Order:
-    order, next_action = await checkout.pay_order(_ctx(request), buyer, order_id, body.payment_method)
+async def pay_order(order_id: str, body: PayRequest, ctx: Ctx, buyer: Buyer) -> Order:
+    order, next_action = await checkout.pay_order(ctx, buyer, order_id, body.payment_method)
     return order_out(order, for_buyer=True, next_action=next_action)
 
 
@@ -134,8 +130,8 @@ async def pay_order(order_id: str, body: PayRequest, request: Request, buyer: Bu
              description="Cancels the PaymentIntents at Stripe first; an order that turns out to be paid "
              "is not cancelled (409).",
              responses=problem_docs(401, 403, 404, 409, 503))
-async def cancel_order(order_id: str, request: Request, buyer: Buyer) -> Order:
-    return order_out(await checkout.cancel_order(_ctx(request), buyer, order_id), for_buyer=True)
+async def cancel_order(order_id: str, ctx: Ctx, buyer: Buyer) -> Order:
+    return order_out(await checkout.cancel_order(ctx, buyer, order_id), for_buyer=True)
 
 
 @router.post(
@@ -149,7 +145,7 @@ async def cancel_order(order_id: str, request: Request, buyer: Buyer) -> Order:
     "an `Idempotency-Key`. Refunding a refunded order changes nothing.",
     responses=problem_docs(401, 403, 404, 409, 422, 503),
 )
-async def refund_order(order_id: str, body: RefundRequest, request: Request, principal: Refunder,
+async def refund_order(order_id: str, body: RefundRequest, ctx: Ctx, principal: Refunder,
                        key: RefundKey = None) -> Order:
     partial = body.amount is not None or body.pro_rata
     if partial and not (key and key.strip()):
@@ -158,7 +154,7 @@ async def refund_order(order_id: str, body: RefundRequest, request: Request, pri
                          problem="idempotency-key-missing")
     ask = RefundAsk(reason=body.reason, amount=body.amount, pro_rata=body.pro_rata, access=body.access,
                     request_key=key.strip() if key and key.strip() else None)
-    order = await checkout.refund_order(_ctx(request), principal, order_id, ask)
+    order = await checkout.refund_order(ctx, principal, order_id, ask)
     return order_out(order, for_buyer=False)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 
 from services.orders import quotes
-from services.orders.context import OrdersContext
+from services.orders.runtime import Ctx
 from services.orders.schemas import Quote, QuoteCreate, quote_out
 from shared.auth import Buyer
 from shared.db import DbSession
@@ -26,8 +26,7 @@ router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
     "`offer_id`, prices a private offer made to your organisation (its product, version and terms).",
     responses=problem_docs(401, 403, 404, 422, 503),
 )
-async def create_quote(body: QuoteCreate, request: Request, session: DbSession, buyer: Buyer) -> Quote:
-    ctx: OrdersContext = request.app.state.orders
+async def create_quote(body: QuoteCreate, ctx: Ctx, session: DbSession, buyer: Buyer) -> Quote:
     ask = quotes.QuoteAsk(product_id=body.product_id, version=body.version, plan_id=body.plan_id,
                           periods=body.periods, quantity=body.quantity, mode=body.mode,
                           offer_id=body.offer_id)

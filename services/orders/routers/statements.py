@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from services.orders import billing, statements
 from services.orders.billing_schemas import (
@@ -17,7 +17,7 @@ from services.orders.billing_schemas import (
     SummaryRow,
     payout_out,
 )
-from services.orders.context import OrdersContext
+from services.orders.runtime import Ctx
 from shared.auth import Buyer, Operator, Principal, Provider, require_roles
 from shared.db import DbSession
 from shared.errors import RuleViolation
@@ -60,9 +60,8 @@ async def my_statement(session: DbSession, provider: Provider,
              "Connect is not modelled by localstripe: see docs/orders.md.",
              responses={200: {"model": Payout, "description": "Already paid out"},
                         **problem_docs(401, 403, 422, 503)})
-async def create_payout(body: PayoutCreate, request: Request, response: Response,
+async def create_payout(body: PayoutCreate, ctx: Ctx, response: Response,
                         operator: Operator) -> Payout:
-    ctx: OrdersContext = request.app.state.orders
     payout, made = await statements.pay_out(ctx.sessionmaker, billing.stripe_billing(ctx), operator,
                                             body.provider_org, body.currency, body.period)
     if not made:

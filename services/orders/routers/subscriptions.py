@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from sqlalchemy import select
 
 from services.orders import renewals, subscribe
@@ -18,10 +18,10 @@ from services.orders.billing_schemas import (
     SubscriptionStatus,
     subscription_out,
 )
-from services.orders.context import OrdersContext
 from services.orders.listing import newest_first, next_page
 from services.orders.models import Subscription as SubscriptionRow
 from services.orders.orders import parties_filter
+from services.orders.runtime import Ctx
 from shared.auth import Buyer, Operator, Principal, require_roles
 from shared.db import DbSession
 from shared.errors import BadRequest
@@ -40,10 +40,6 @@ _PAYMENT: dict[int | str, dict[str, Any]] = {402: {
     "`POST /v1/subscriptions/{id}/payment-method`.", "content": {"application/problem+json": {}}}}
 
 
-def _ctx(request: Request) -> OrdersContext:
-    ctx: OrdersContext = request.app.state.orders
-    return ctx
-
 
 def _visible(principal: Principal) -> Any:
     return parties_filter(principal, SubscriptionRow.buyer_org, SubscriptionRow.provider_org)
@@ -60,7 +56,7 @@ def _visible(principal: Principal) -> Any:
     responses={**problem_docs(400, 401, 403, 404, 409, 422, 503), **_PAYMENT,
                200: {"description": "A repeat of an earlier request", "model": Subscription}},
 )
-async def create_subscription(body: SubscriptionCreate, request: Request, response: Response, buyer: Buyer,
+async def create_subscription(body: SubscriptionCreate, ctx: Ctx, response: Response, buyer: Buyer,
                               key: IdempotencyKey = None) -> Subscription:
     if not key or not key.strip():
         raise BadRequest("The Idempotency-Key header is required: send a unique value (e.g. a UUID) per "
@@ -68,7 +64,7 @@ async def create_subscription(body: SubscriptionCreate, request: Request, respon
                          problem="idempotency-key-missing")
     ask = subscribe.SubscribeAsk(quote_id=body.quote_id, purpose=body.purpose,
                                  payment_method=body.payment_method, spend_cap=body.spend_cap)
-    sub, created = await subscribe.subscribe(_ctx(request), buyer, key.strip(), ask)
+    sub, created = await subscribe.subscribe(ctx, buyer, key.strip(), ask)
     if not created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -110,9 +106,9 @@ async def get_subscription(subscription_id: str, session: DbSession, principal: 
              description="Makes it the default for renewals. If the first payment or a renewal failed, "
              "pays that invoice now: a past-due or suspended subscription becomes `active` again and its "
              "entitlement resumes.", responses={**problem_docs(401, 403, 404, 409, 422, 503), **_PAYMENT})
-async def update_payment_method(subscription_id: str, body: PaymentMethodUpdate, request: Request,
+async def update_payment_method(subscription_id: str, body: PaymentMethodUpdate, ctx: Ctx,
                                 buyer: Buyer) -> Subscription:
-    sub = await subscribe.pay_again(_ctx(request), buyer, subscription_id, body.payment_method)
+    sub = await subscribe.pay_again(ctx, buyer, subscription_id, body.payment_method)
     return subscription_out(sub)
 
 
@@ -121,15 +117,15 @@ async def update_payment_method(subscription_id: str, body: PaymentMethodUpdate,
              description="An active subscription keeps its access until `current_period_end` and is not "
              "renewed (undo with `/resume`). One that owes money (incomplete, past due, suspended) ends now "
              "and its unpaid order is cancelled.", responses=problem_docs(401, 403, 404, 409))
-async def cancel_subscription(subscription_id: str, request: Request, buyer: Buyer) -> Subscription:
-    return subscription_out(await subscribe.cancel(_ctx(request), buyer, subscription_id))
+async def cancel_subscription(subscription_id: str, ctx: Ctx, buyer: Buyer) -> Subscription:
+    return subscription_out(await subscribe.cancel(ctx, buyer, subscription_id))
 
 
 @router.post("/{subscription_id}/resume", response_model=Subscription,
              summary="Undo a cancellation scheduled for the period's end (buyer)",
              responses=problem_docs(401, 403, 404, 409))
-async def resume_subscription(subscription_id: str, request: Request, buyer: Buyer) -> Subscription:
-    return subscription_out(await subscribe.resume(_ctx(request), buyer, subscription_id))
+async def resume_subscription(subscription_id: str, ctx: Ctx, buyer: Buyer) -> Subscription:
+    return subscription_out(await subscribe.resume(ctx, buyer, subscription_id))
 
 
 @router.post("/{subscription_id}/change-plan", response_model=Subscription,
@@ -140,8 +136,8 @@ async def resume_subscription(subscription_id: str, request: Request, buyer: Buy
              "with billing_reason `subscription_update`), a downgrade refunds it on the current period's "
              "order. Renewals then bill the new plan.",
              responses={**problem_docs(401, 403, 404, 409, 422, 503), **_PAYMENT})
-async def change_plan(subscription_id: str, body: PlanChange, request: Request, buyer: Buyer) -> Subscription:
-    return subscription_out(await renewals.change_plan(_ctx(request), buyer, subscription_id, body.plan_id))
+async def change_plan(subscription_id: str, body: PlanChange, ctx: Ctx, buyer: Buyer) -> Subscription:
+    return subscription_out(await renewals.change_plan(ctx, buyer, subscription_id, body.plan_id))
 
 
 @router.patch("/{subscription_id}", response_model=Subscription,
@@ -150,9 +146,9 @@ async def change_plan(subscription_id: str, body: PlanChange, request: Request, 
               "the period's query allowance; when it is reached, tokens are refused with "
               "`spend-cap-reached` until the next period or a higher cap.",
               responses=problem_docs(401, 403, 404, 409, 422, 503))
-async def patch_subscription(subscription_id: str, body: SubscriptionPatch, request: Request,
+async def patch_subscription(subscription_id: str, body: SubscriptionPatch, ctx: Ctx,
                              buyer: Buyer) -> Subscription:
-    sub = await renewals.set_spend_cap(_ctx(request), buyer, subscription_id, body.spend_cap)
+    sub = await renewals.set_spend_cap(ctx, buyer, subscription_id, body.spend_cap)
     return subscription_out(sub)
 
 
@@ -162,11 +158,10 @@ async def patch_subscription(subscription_id: str, body: SubscriptionPatch, requ
              "next period at once (support, demos and tests). A declined card makes the subscription "
              "`past_due` (grace period) rather than failing the request.",
              responses=problem_docs(401, 403, 404, 409, 503))
-async def renew_subscription(subscription_id: str, request: Request, _: Operator,
+async def renew_subscription(subscription_id: str, ctx: Ctx, _: Operator,
                              session: DbSession) -> Subscription:
     if await session.get(SubscriptionRow, subscription_id) is None:
         raise subscribe.not_found(subscription_id)
-    ctx = _ctx(request)
     await renewals.renew(ctx, subscription_id, force=True)
     async with ctx.sessionmaker() as s:
         row = await s.get(SubscriptionRow, subscription_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 
 from services.orders import webhooks
-from services.orders.context import OrdersContext
+from services.orders.runtime import Ctx
 from services.orders.schemas import WebhookAck
 from shared.problems import problem_docs
 
@@ -24,10 +24,9 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     responses=problem_docs(400),
 )
 async def stripe_webhook(
-    request: Request,
+    request: Request, ctx: Ctx,
     stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> WebhookAck:
-    ctx: OrdersContext = request.app.state.orders
     payload = await request.body()
     event = webhooks.verify(payload, stripe_signature, ctx.settings.stripe_webhook_secret.get_secret_value(),
                             tolerance=ctx.settings.stripe_webhook_tolerance_seconds)
