@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.catalog.cache import PublicViewCache, TtlCache
 from services.catalog.public_lane import PublicProductLane
 from services.catalog.routers import dcat, internal, privacy, products, review, search
+from services.catalog.runtime import catalog_state
 from services.catalog.settings import CatalogSettings
 from shared.app import create_service_app
 from shared.audit_relay import AUDIT_RELAY
@@ -29,13 +29,14 @@ member names the rule.
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
-    app = create_service_app(
+    return create_service_app(
         settings,
         title="Sluice catalog",
         description=DESCRIPTION,
         # search before products: both own /v1/products (GET vs POST).
         routers=[search.router, products.router, privacy.router, review.router, dcat.router,
                  internal.router],
+        lifespan_steps=[catalog_state],
         relays=[AUDIT_RELAY, command_relay("access", "access_url")],
         inner_middleware=[PublicProductLane],
         openapi_tags=[
@@ -48,8 +49,3 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
             {"name": "identity", "description": "Who the token belongs to"},
         ],
     )
-    app.state.public_view_cache = PublicViewCache(
-        settings.public_view_cache_seconds, settings.public_view_cache_entries
-    )
-    app.state.facet_cache = TtlCache(settings.search_facet_cache_seconds)
-    return app

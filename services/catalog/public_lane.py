@@ -26,8 +26,8 @@ import logging
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.catalog import published
-from services.catalog.cache import PublicViewCache
 from services.catalog.lifecycle import is_regulator
+from services.catalog.runtime import CatalogState
 from shared.runtime import runtime_of
 
 logger = logging.getLogger("sluice.catalog")
@@ -89,7 +89,7 @@ class PublicProductLane:
             return None
         if is_regulator(principal):
             return None
-        cache: PublicViewCache = app.state.public_view_cache
+        cache = runtime.state(CatalogState).public_views
         ticket = cache.ticket()  # before reading: a transition committed meanwhile wins
         hit = cache.get(product_id) if cache.enabled else None
         if hit is not None:

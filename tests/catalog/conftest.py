@@ -138,7 +138,7 @@ async def audit_actions(svc: RunningApp, product_id: str) -> list[tuple[str, dic
     """(action, details) of the audit events waiting in the catalog's outbox for a product."""
     from shared.outbox import outbox
 
-    async with svc.app.state.db.sessionmaker() as s:
+    async with svc.db.sessionmaker() as s:
         rows = (await s.execute(select(outbox.c.payload).where(outbox.c.kind == "audit_event")
                                 .order_by(outbox.c.id))).scalars().all()
     return [(p["action"], p["details"]) for p in rows if p["subject"]["id"] == product_id]

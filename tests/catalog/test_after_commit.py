@@ -13,6 +13,7 @@ import pytest
 
 from services.catalog import published, views
 from services.catalog.cache import PublicViewCache
+from services.catalog.runtime import CatalogState
 from tests.catalog.conftest import Tokens, create_listed, spec
 from tests.support import RunningApp
 
@@ -20,14 +21,14 @@ from tests.support import RunningApp
 def count_wakes(catalog: RunningApp) -> Counter[str]:
     woken: Counter[str] = Counter()
     for destination in ("access", "audit"):
-        catalog.app.state.db.relay_wakers.register(destination, lambda d=destination: woken.update([d]))
+        catalog.db.relay_wakers.register(destination, lambda d=destination: woken.update([d]))
     return woken
 
 
 async def cached_public_view(catalog: RunningApp, tokens: Tokens) -> str:
     pid = str((await create_listed(catalog, tokens.provider_a, spec()))["id"])
     assert (await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer)).status_code == 200
-    assert catalog.app.state.public_view_cache.get(pid) is not None
+    assert catalog.state(CatalogState).public_views.get(pid) is not None
     return pid
 
 
@@ -39,7 +40,7 @@ async def test_a_committed_transition_wakes_the_relays_and_drops_the_cached_view
                                      headers=tokens.regulator)
     assert resp.status_code == 200, resp.text
     assert woken == {"access": 1, "audit": 1}  # once per destination, however many rows
-    assert catalog.app.state.public_view_cache.get(pid) is None
+    assert catalog.state(CatalogState).public_views.get(pid) is None
 
 
 async def test_a_rolled_back_transition_wakes_nothing_and_keeps_the_cached_view(
@@ -59,7 +60,7 @@ async def test_a_rolled_back_transition_wakes_nothing_and_keeps_the_cached_view(
         pass  # the ASGI test transport re-raises what the app did not handle
     monkeypatch.undo()
     assert not woken
-    assert catalog.app.state.public_view_cache.get(pid) is not None
+    assert catalog.state(CatalogState).public_views.get(pid) is not None
     seen = await catalog.client.get(f"/v1/products/{pid}", headers=tokens.operator)
     assert seen.json()["status"] == "listed"
 
@@ -88,7 +89,7 @@ async def test_a_read_that_loaded_the_view_before_a_commit_cannot_cache_it_after
     assert resp.status_code == 200, resp.text
     release.set()
     assert (await read).json()["status"] == "listed"  # it answered with what it read: fine
-    cached = catalog.app.state.public_view_cache.get(pid)
+    cached = catalog.state(CatalogState).public_views.get(pid)
     assert cached is None or json.loads(cached[1])["status"] != "listed"
     after = await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer)
     assert after.status_code != 200 or after.json()["status"] != "listed"

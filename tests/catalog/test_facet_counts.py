@@ -23,7 +23,7 @@ QUERIES = [
 
 
 async def assert_counts_match_products(svc: RunningApp) -> None:
-    async with svc.app.state.db.sessionmaker() as session:
+    async with svc.db.sessionmaker() as session:
         for query in QUERIES:
             assert search._counted_facets(query)
             counted = await search._facets_from_counts(session, query)
@@ -64,7 +64,7 @@ async def test_a_filter_only_search_reports_the_maintained_counts(catalog: Runni
 
 
 async def assert_word_counts_match_products(svc: RunningApp, words: list[str]) -> None:
-    async with svc.app.state.db.sessionmaker() as session:
+    async with svc.db.sessionmaker() as session:
         for word in words:
             query = search.SearchQuery(q=word)
             assert search._one_word_search(query)

@@ -75,7 +75,7 @@ async def test_audit_events_name_who_acted(catalog: RunningApp, tokens: Tokens) 
     from sqlalchemy import select
 
     from shared.outbox import outbox
-    async with catalog.app.state.db.sessionmaker() as s:
+    async with catalog.db.sessionmaker() as s:
         payloads = (await s.execute(select(outbox.c.payload)
                                     .where(outbox.c.kind == "audit_event"))).scalars().all()
     listed = next(p for p in payloads if p["action"] == "catalog.product.listed")
@@ -184,7 +184,7 @@ async def test_suspension_and_reinstatement_are_sent_to_access_through_the_outbo
         resp = await catalog.client.post(f"/v1/products/{product['id']}/{action}",
                                          json={"reason": "licence check"}, headers=tokens.regulator)
         assert resp.status_code == 200, resp.text
-    async with catalog.app.state.db.sessionmaker() as s:
+    async with catalog.db.sessionmaker() as s:
         rows = (await s.execute(select(outbox.c.destination, outbox.c.payload)
                                 .where(outbox.c.kind == "http_command").order_by(outbox.c.id))).all()
     assert [(d, p["path"]) for d, p in rows] == [

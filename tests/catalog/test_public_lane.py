@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from services.catalog import public_lane
+from services.catalog.runtime import CatalogState
 from tests.catalog.conftest import Tokens, create_listed, spec
 from tests.conftest import AppFactory
 from tests.support import RunningApp
@@ -49,7 +50,7 @@ async def test_the_lane_answers_the_routes_bytes_and_headers(catalog: RunningApp
     pid = (await create_listed(catalog, tokens.provider_a, spec(title="Grüße — données ✓")))["id"]
     via_lane = [await catalog.client.get(f"/v1/products/{pid}", headers=tokens.buyer) for _ in range(2)]
     assert spy.answers == 2  # the database read, then the cache
-    catalog.app.state.public_view_cache.invalidate(pid)
+    catalog.state(CatalogState).public_views.invalidate(pid)
 
     async def never(self: Any, scope: Any, product_id: str) -> None:
         return None

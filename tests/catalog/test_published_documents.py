@@ -26,7 +26,7 @@ async def uncached(service_app: AppFactory) -> AsyncIterator[RunningApp]:
 
 
 async def _rows(svc: RunningApp, product_id: str) -> tuple[Product, ProductVersion]:
-    async with svc.app.state.db.sessionmaker() as s:
+    async with svc.db.sessionmaker() as s:
         product = (await s.execute(select(Product).where(Product.id == product_id))).scalar_one()
         version = await s.get(ProductVersion, (product_id, product.latest_version))
         assert version is not None
@@ -42,7 +42,7 @@ async def test_the_stored_public_view_is_byte_for_byte_the_rendered_view(uncache
     rendered = ProductView.model_validate(views.version_view(product, version, show_draft_state=False))
     assert resp.content == rendered.model_dump_json(by_alias=True).encode()
     buyer = Principal("cli_buyer", "cli_buyer", BUYER_ORG, frozenset({"buyer"}), None, {})
-    assert await published.public_json(uncached.app.state.db, buyer, product_id) == (
+    assert await published.public_json(uncached.db, buyer, product_id) == (
         product.provider_org, resp.content)  # served from the stored document
 
 
@@ -72,7 +72,7 @@ async def test_a_version_published_before_stored_documents_gets_one_on_its_first
 ) -> None:
     product_id = (await create_listed(uncached, tokens.provider_a, spec()))["id"]
     expected = (await uncached.client.get(f"/v1/products/{product_id}", headers=tokens.buyer)).content
-    async with uncached.app.state.db.sessionmaker() as s, s.begin():
+    async with uncached.db.sessionmaker() as s, s.begin():
         await s.execute(update(ProductVersion).where(ProductVersion.product_id == product_id)
                         .values(public_doc=None))
     assert (await uncached.client.get(f"/v1/products/{product_id}", headers=tokens.buyer)).content == expected

@@ -17,7 +17,7 @@ from sqlalchemy import and_, select
 
 from services.catalog import dcat
 from services.catalog.models import Product, ProductVersion
-from services.catalog.ratelimit import RateLimiter
+from services.catalog.runtime import Catalog
 from services.catalog.statuses import ProductStatus
 from shared.db import DbSession
 from shared.pagination import CursorParam, encode_cursor, read_cursor
@@ -40,12 +40,12 @@ router = APIRouter(prefix="/v1", tags=["interoperability"])
 )
 async def catalog(
     request: Request,
+    state: Catalog,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: CursorParam = None,
 ) -> Response:
-    limiter = _limiter(request)
-    limiter.check(request.client.host if request.client else "unknown")
+    state.public_catalog_limiter.check(request.client.host if request.client else "unknown")
     after = read_cursor(cursor, lambda p: int(p["k"]),
                         "The cursor is not valid; pass back the `hydra:next` link unchanged.")
     stmt = (
@@ -59,7 +59,7 @@ async def catalog(
     if after is not None:
         stmt = stmt.where(Product.pk > after)
     pairs = [(p, v) for p, v in (await session.execute(stmt)).all()]
-    base = str(request.app.state.settings.public_url).rstrip("/")
+    base = state.base_url
     path = f"{base}/v1/catalog.jsonld"
     next_url = None
     if len(pairs) > limit:
@@ -89,11 +89,3 @@ def _etags(header: str | None) -> set[str]:
         return {"*"}
     return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
 
-
-def _limiter(request: Request) -> RateLimiter:
-    app = request.app
-    limiter: RateLimiter | None = getattr(app.state, "public_catalog_limiter", None)
-    if limiter is None:
-        limiter = RateLimiter(app.state.settings.public_catalog_requests_per_minute)
-        app.state.public_catalog_limiter = limiter
-    return limiter

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from services.catalog import rules
 from services.catalog.models import Product
 from services.catalog.routers.products import forget_public_view
+from services.catalog.runtime import Catalog
 from services.catalog.schemas import PrivacyBudget, PrivacyBudgetReport
 from shared.auth import Principal, require_roles
 from shared.db import DbSession
@@ -42,7 +43,7 @@ def budget_view(report: PrivacyBudgetReport) -> dict[str, Any]:
     summary="Report an L3 product's privacy budget (its data service: provider of the product, or service)",
     responses=problem_docs(401, 403, 404, 422),
 )
-async def report_privacy_budget(product_id: str, report: PrivacyBudgetReport, request: Request,
+async def report_privacy_budget(product_id: str, report: PrivacyBudgetReport, catalog: Catalog,
                                 session: DbSession, principal: Reporter) -> dict[str, Any]:
     product = (await session.execute(
         select(Product).where(Product.id == product_id).with_for_update())).scalar_one_or_none()
@@ -55,5 +56,5 @@ async def report_privacy_budget(product_id: str, report: PrivacyBudgetReport, re
     stored = product.privacy_budget
     if stored is None or PrivacyBudget.model_validate(stored).as_of <= report.as_of:
         product.privacy_budget = budget_view(report)
-        forget_public_view(request, session, product.id)
+        forget_public_view(catalog, session, product.id)
     return dict(product.privacy_budget or {})

@@ -9,14 +9,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog import dcat, lifecycle, published, rules, views
-from services.catalog.cache import PublicViewCache
+from services.catalog.runtime import Catalog, CatalogState
 from services.catalog.schemas import OptionalReason, ProductSpec, ProductView, VersionSummary
 from shared.auth import CurrentPrincipal, Principal, Provider, require_roles
-from shared.db import Database, DbSession, after_commit
+from shared.db import DbSession, after_commit
 from shared.errors import NotFound
 from shared.pagination import CursorParam, LimitParam, Page, exact_int, page_of, read_cursor
 from shared.params import VersionPath
 from shared.problems import problem_docs
+from shared.runtime import DatabaseDep
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
@@ -35,21 +36,12 @@ def _json(view: dict[str, Any], status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
 
 
-def public_cache(request: Request) -> PublicViewCache:
-    cache: PublicViewCache = request.app.state.public_view_cache
-    return cache
-
-
-def forget_public_view(request: Request, session: AsyncSession, product_id: str) -> None:
+def forget_public_view(catalog: CatalogState, session: AsyncSession, product_id: str) -> None:
     """Drop the product's cached public view once this transaction commits. Not before: a
     public read between the drop and the commit would cache the old view again for the TTL;
     not at all if the transaction rolls back (nothing changed)."""
-    cache = public_cache(request)
+    cache = catalog.public_views
     after_commit(session, lambda: cache.invalidate(product_id), key=("public-view", product_id))
-
-
-def _base_url(request: Request) -> str:
-    return str(request.app.state.settings.public_url).rstrip("/")
 
 
 @router.post(
@@ -75,11 +67,11 @@ async def create_product(spec: ProductSpec, session: DbSession, principal: Provi
     "for DCAT-AP 3 JSON-LD.",
     responses={**_JSONLD_DOC, **problem_docs(401, 404)},
 )
-async def get_product(product_id: str, request: Request, principal: CurrentPrincipal) -> Response:
-    cache = public_cache(request)
+async def get_product(product_id: str, request: Request, principal: CurrentPrincipal,
+                      catalog: Catalog, db: DatabaseDep) -> Response:
+    cache = catalog.public_views
     wants_ld = JSON_LD in request.headers.get("accept", "")
     privileged = lifecycle.is_regulator(principal)
-    db: Database = request.app.state.db
     ticket = cache.ticket()  # before reading: a transition committed meanwhile wins
     if not wants_ld and not privileged:
         hit = cache.get(product_id) if cache.enabled else None
@@ -101,7 +93,7 @@ async def get_product(product_id: str, request: Request, principal: CurrentPrinc
             )
         return _json(views.draft_view(product))
     if wants_ld:
-        return JSONResponse(dcat.product_document(_base_url(request), product, version),
+        return JSONResponse(dcat.product_document(catalog.base_url, product, version),
                             media_type=JSON_LD)
     response = _json(views.version_view(product, version, show_draft_state=owner_view))
     if not owner_view:
@@ -120,10 +112,10 @@ async def get_product(product_id: str, request: Request, principal: CurrentPrinc
     responses=problem_docs(401, 403, 404, 409, 422),
 )
 async def replace_draft(
-    product_id: str, spec: ProductSpec, request: Request, session: DbSession, principal: Provider
+    product_id: str, spec: ProductSpec, catalog: Catalog, session: DbSession, principal: Provider
 ) -> Response:
     product = await lifecycle.replace_draft(session, principal, product_id, spec)
-    forget_public_view(request, session, product.id)
+    forget_public_view(catalog, session, product.id)
     return _json(views.draft_view(product))
 
 
@@ -156,9 +148,9 @@ async def get_draft(product_id: str, session: DbSession, principal: DraftReader)
     "L3: sends it to regulator review (`GET /v1/review-queue`).",
     responses=problem_docs(401, 403, 404, 409, 422),
 )
-async def submit(product_id: str, request: Request, session: DbSession, principal: Provider) -> Response:
+async def submit(product_id: str, catalog: Catalog, session: DbSession, principal: Provider) -> Response:
     product = await lifecycle.submit(session, principal, product_id)
-    forget_public_view(request, session, product.id)
+    forget_public_view(catalog, session, product.id)
     if product.draft is not None:
         return _json(views.draft_view(product))
     version = await lifecycle.get_version(session, product.id, product.latest_version)
@@ -173,10 +165,10 @@ async def submit(product_id: str, request: Request, session: DbSession, principa
     responses=problem_docs(401, 403, 404, 409, 422),
 )
 async def retire(
-    product_id: str, body: OptionalReason, request: Request, session: DbSession, principal: Provider
+    product_id: str, body: OptionalReason, catalog: Catalog, session: DbSession, principal: Provider
 ) -> Response:
     product = await lifecycle.retire(session, principal, product_id, body.reason)
-    forget_public_view(request, session, product.id)
+    forget_public_view(catalog, session, product.id)
     if not product.latest_version:
         return _json(views.draft_view(product))
     version = await lifecycle.get_version(session, product.id, product.latest_version)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from services.catalog import lifecycle, views
 from services.catalog.models import Product
 from services.catalog.routers.products import forget_public_view
+from services.catalog.runtime import Catalog, CatalogState
 from services.catalog.schemas import Note, ProductView, Reason, ReviewItem
 from shared.auth import Principal, Regulator, require_roles
 from shared.db import DbSession
@@ -22,8 +23,8 @@ router = APIRouter(prefix="/v1", tags=["review"])
 StrictRegulator = Annotated[Principal, Depends(require_roles("regulator"))]
 
 
-async def _view(request: Request, session: DbSession, product: Product) -> Response:
-    forget_public_view(request, session, product.id)
+async def _view(catalog: CatalogState, session: DbSession, product: Product) -> Response:
+    forget_public_view(catalog, session, product.id)
     if product.draft is not None and not product.latest_version:
         body = views.draft_view(product)
     else:
@@ -76,10 +77,10 @@ async def review_queue(
     responses=problem_docs(401, 403, 404, 409, 422),
 )
 async def approve(
-    product_id: str, request: Request, body: Note, session: DbSession, principal: StrictRegulator
+    product_id: str, catalog: Catalog, body: Note, session: DbSession, principal: StrictRegulator
 ) -> Response:
     product = await lifecycle.approve(session, principal, product_id, body.note)
-    return await _view(request, session, product)
+    return await _view(catalog, session, product)
 
 
 @router.post(
@@ -90,10 +91,10 @@ async def approve(
     responses=problem_docs(401, 403, 404, 409, 422),
 )
 async def reject(
-    product_id: str, request: Request, body: Reason, session: DbSession, principal: StrictRegulator
+    product_id: str, catalog: Catalog, body: Reason, session: DbSession, principal: StrictRegulator
 ) -> Response:
     product = await lifecycle.reject(session, principal, product_id, body.reason)
-    return await _view(request, session, product)
+    return await _view(catalog, session, product)
 
 
 @router.post(
@@ -104,10 +105,10 @@ async def reject(
     responses=problem_docs(401, 403, 404, 409, 422),
 )
 async def suspend(
-    product_id: str, request: Request, body: Reason, session: DbSession, principal: Regulator
+    product_id: str, catalog: Catalog, body: Reason, session: DbSession, principal: Regulator
 ) -> Response:
     product = await lifecycle.suspend(session, principal, product_id, body.reason)
-    return await _view(request, session, product)
+    return await _view(catalog, session, product)
 
 
 @router.post(
@@ -117,7 +118,7 @@ async def suspend(
     responses=problem_docs(401, 403, 404, 409, 422),
 )
 async def reinstate(
-    product_id: str, request: Request, body: Reason, session: DbSession, principal: Regulator
+    product_id: str, catalog: Catalog, body: Reason, session: DbSession, principal: Regulator
 ) -> Response:
     product = await lifecycle.reinstate(session, principal, product_id, body.reason)
-    return await _view(request, session, product)
+    return await _view(catalog, session, product)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from services.catalog import search as engine
+from services.catalog.runtime import Catalog
 from services.catalog.schemas import Grade, PlanKind, SearchPage, Status
 from shared.auth import CurrentPrincipal
 from shared.db import ReadSession
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
     responses=problem_docs(400, 401, 403, 422),
 )
 async def search_products(
-    request: Request,
+    catalog: Catalog,
     session: ReadSession,
     principal: CurrentPrincipal,
     q: Annotated[str | None, Query(max_length=200, description="Words to look for.",
@@ -55,7 +56,7 @@ async def search_products(
             max_price=max_price, currency=currency, status=status, sort=sort, limit=limit,
             cursor=decode_cursor(cursor), facets=facets,
         ),
-        facet_cache=request.app.state.facet_cache,
+        facet_cache=catalog.facets,
     )
     page = SearchPage.model_validate(
         {"items": result.items, "next_cursor": result.next_cursor, "total": result.total,
