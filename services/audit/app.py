@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.audit.checkpoints import checkpointing
 from services.audit.routers import ingest, regulator, transparency
+from services.audit.runtime import audit_state
 from services.audit.schemas import EventBatch
 from services.audit.settings import AuditSettings
 from shared.app import create_service_app
@@ -36,7 +36,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         title="Sluice audit",
         description=DESCRIPTION,
         routers=[ingest.router, transparency.router, regulator.router],
-        lifespan_steps=[checkpointing],
+        lifespan_steps=[audit_state],
         openapi_tags=[
             {"name": "ingestion", "description": "Producers append events (role service)"},
             {"name": "transparency", "description": "Public checkpoints, verifier key and proofs"},

@@ -12,14 +12,11 @@ checkpointer; an advisory lock (PostgreSQL) and the primary key on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,8 +26,7 @@ from services.audit.models import checkpoints, log_keys, writer_lock
 from services.audit.settings import AuditSettings
 from services.audit.tree import TreeCache
 from services.audit.verifylib import Checkpoint, NoteSigner, parse_signer_key, sign_checkpoint
-from shared.db import Database, serialise_with_replicas, utcnow
-from shared.periodic import Periodic
+from shared.db import serialise_with_replicas, utcnow
 
 logger = logging.getLogger("sluice.audit")
 
@@ -137,20 +133,3 @@ class Checkpointer:
                     return cp
             except IntegrityError:
                 return None  # another replica signed this size first
-
-
-
-@contextlib.asynccontextmanager
-async def checkpointing(app: FastAPI) -> AsyncIterator[None]:
-    """Lifespan step: the ordered writer, the signer and the checkpoint task."""
-    settings: AuditSettings = app.state.settings
-    db: Database = app.state.db
-    app.state.tree_cache = TreeCache()
-    app.state.log_writer = log.LogWriter(db.sessionmaker, app.state.tree_cache)
-    signer = await load_signer(db.sessionmaker, settings)
-    checkpointer = Checkpointer(db.sessionmaker, signer, settings.log_origin, app.state.tree_cache)
-    app.state.checkpointer = checkpointer
-    await checkpointer.run_once()  # the first checkpoint exists before the first request
-    async with Periodic("audit-checkpoints", checkpointer.run_once, settings.checkpoint_interval_seconds,
-                        run_at_start=False).running():
-        yield

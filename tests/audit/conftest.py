@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from services.audit.checkpoints import Checkpointer
+from services.audit.runtime import AuditState
 from tests.conftest import AppFactory
 from tests.support import RunningApp, TestKeys
 
@@ -56,7 +57,7 @@ async def post_events(svc: RunningApp, headers: dict[str, str], events: list[dic
 
 
 async def sign_checkpoint(svc: RunningApp) -> dict[str, Any]:
-    cp: Checkpointer = svc.app.state.checkpointer
+    cp: Checkpointer = svc.state(AuditState).checkpointer
     await cp.run_once()
     resp = await svc.client.get("/v1/checkpoint")
     assert resp.status_code == 200, resp.text

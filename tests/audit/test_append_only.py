@@ -33,7 +33,7 @@ async def filled(audit: RunningApp, service_headers) -> RunningApp:
 
 
 async def refused(svc: RunningApp, sql: str) -> str:
-    async with svc.app.state.db.engine.connect() as conn:
+    async with svc.db.engine.connect() as conn:
         with pytest.raises(DBAPIError) as exc:
             await conn.execute(text(sql))
         await conn.rollback()
@@ -45,19 +45,19 @@ def test_every_log_table_is_guarded() -> None:
 
 
 async def test_every_update_and_delete_is_refused(filled: RunningApp) -> None:
-    sqlite = filled.app.state.db.engine.dialect.name == "sqlite"
+    sqlite = filled.db.engine.dialect.name == "sqlite"
     for stmts in STATEMENTS.values():
         for sql in stmts:
             if "seq = -1" in sql and sqlite:
                 continue  # SQLite has row triggers only; a statement that touches no row changes nothing
             assert "append-only" in await refused(filled, sql), sql
-    async with filled.app.state.db.engine.connect() as conn:
+    async with filled.db.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM events"))).scalar() == 20
         assert (await conn.execute(text("SELECT action FROM events WHERE seq = 0"))).scalar() == "orders.order.paid"
 
 
 async def test_truncate_is_refused_on_postgresql(filled: RunningApp) -> None:
-    if filled.app.state.db.engine.dialect.name != "postgresql":
+    if filled.db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has no TRUNCATE (DELETE is refused above)")
     for table in APPEND_ONLY_TABLES:
         assert "append-only" in await refused(filled, f"TRUNCATE {table}"), table

@@ -13,7 +13,7 @@ from tests.support import RunningApp, TestKeys, run_app
 
 
 async def stored_seqs(svc: RunningApp) -> list[int]:
-    async with svc.app.state.db.sessionmaker() as s:
+    async with svc.db.sessionmaker() as s:
         return list(await s.scalars(select(events.c.seq).order_by(events.c.seq)))
 
 
@@ -103,6 +103,6 @@ async def test_concurrent_writers_get_one_gap_free_order(audit: RunningApp, test
     for res in again:
         assert all(r["duplicate"] and by_id[r["event_id"]] == r["seq"] for r in res)
     assert await stored_seqs(audit) == list(range(400))
-    async with audit.app.state.db.sessionmaker() as s:
+    async with audit.db.sessionmaker() as s:
         # 400 leaves: level 4 holds 25 full subtrees and level 8 one.
         assert await s.scalar(select(func.count()).select_from(tree_nodes)) == 26

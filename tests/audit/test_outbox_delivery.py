@@ -74,7 +74,7 @@ async def test_events_survive_an_audit_outage_exactly_once(audit: RunningApp, te
                 return int(await s.scalar(select(func.count()).select_from(outbox).where(outbox.c.delivered_at.is_(None))) or 0)
 
         async def stored() -> list[str]:
-            async with audit.app.state.db.sessionmaker() as s:
+            async with audit.db.sessionmaker() as s:
                 return list(await s.scalars(select(events.c.event_id).order_by(events.c.seq)))
 
         network.mode = "down"

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from typing import Any
 
+from services.audit.runtime import AuditState
 from services.audit.verifylib import (
     NoteSigner,
     b64,
@@ -104,7 +105,7 @@ async def test_checkpoints_while_appending_are_all_consistent(service_app: AppFa
         for k in range(15):
             await post_events(svc, service_headers, [make_event(10 * k + i) for i in range(1 + k % 4)])
             await asyncio.sleep(0.015)
-        await svc.app.state.checkpointer.run_once()
+        await svc.state(AuditState).checkpointer.run_once()
         key = parse_verifier_key((await svc.client.get("/v1/public-key")).json()["verifier_key"])
         items: list[dict[str, Any]] = []
         cursor = None

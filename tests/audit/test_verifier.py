@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from services.audit.runtime import AuditState
 from services.audit.verify import run, verify_log
 from services.audit.verifylib import NoteSigner
 from shared.migrations import upgrade
@@ -35,7 +36,7 @@ async def behind_the_service(svc: RunningApp, sql: str) -> None:
     """Change the events table directly, dropping its append-only triggers
     first (on PostgreSQL they are put back in the same transaction, so other
     tests sharing the database keep them)."""
-    async with svc.app.state.db.engine.begin() as conn:
+    async with svc.db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             for kind in PG_TRIGGERS:
                 await conn.execute(text(f"DROP TRIGGER events_append_only_{kind} ON events"))
@@ -206,10 +207,10 @@ async def test_command_gets_a_regulator_token_by_client_credentials(
 
     async with service_app("access", bootstrap_client_id=OPERATOR_ID, bootstrap_client_secret=OPERATOR_SECRET,
                            signing_key_bits=2048) as access, service_app("audit") as audit:
-        audit.app.state.verifier.keys = StaticKeySource(access.app.state.keys.verification_keys)
+        audit.runtime.verifier.keys = StaticKeySource(access.app.state.keys.verification_keys)
         regulator = await onboard(access, await get_token(access, OPERATOR_ID, OPERATOR_SECRET),
                                   "Market Regulator", ["regulator"])
-        await audit.app.state.log_writer.append([
+        await audit.state(AuditState).writer.append([
             new_event(service="orders", action="orders.order.paid", subject_type="order", subject_id=f"ord_{i}")
             for i in range(7)
         ])

@@ -8,9 +8,9 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter
 
 from services.audit import fast_batch
-from services.audit.log import LogWriter, prepare
+from services.audit.log import prepare
+from services.audit.runtime import Audit
 from services.audit.schemas import AppendResponse, EventBatch
-from services.audit.settings import AuditSettings
 from shared.auth import Service
 from shared.errors import RuleViolation
 from shared.problems import problem_docs
@@ -33,14 +33,14 @@ _BATCH = TypeAdapter(EventBatch)
     responses=problem_docs(401, 403, 422),
     openapi_extra=json_body_openapi(EventBatch),
 )
-async def append_events(request: Request, _: Service) -> Response:
+async def append_events(request: Request, audit: Audit, _: Service) -> Response:
     raw = await request.body()
     # msgspec when the body is one it can decode with pydantic's exact result; otherwise
     # (and for every invalid body, so errors are unchanged) the pydantic validator.
     prepared = fast_batch.decode(raw)
     events = validate_json_bytes(raw, _BATCH).events if prepared is None else None
     count = len(prepared) if prepared is not None else len(events or ())
-    settings: AuditSettings = request.app.state.settings
+    settings = audit.settings
     if count > settings.max_batch_events:
         raise RuleViolation(
             f"A batch may carry at most {settings.max_batch_events} events; you sent "
@@ -49,8 +49,7 @@ async def append_events(request: Request, _: Service) -> Response:
         )
     if prepared is None:
         prepared = prepare(events or [])
-    writer: LogWriter = request.app.state.log_writer
-    results = await writer.append_prepared(prepared)
+    results = await audit.writer.append_prepared(prepared)
     # The hot path of the log: answer with plain JSON (the shape AppendResponse
     # documents) rather than building and re-validating a model per event.
     content = {"results": [{"event_id": r.event_id, "seq": r.seq, "duplicate": r.duplicate} for r in results]}

@@ -13,17 +13,17 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
 from services.audit import checkpoints, queries, tree
 from services.audit.queries import EventFilter
 from services.audit.routers.transparency import checkpoint_out
+from services.audit.runtime import Audit, AuditState
 from services.audit.schemas import EventPage, EventWithProof, InclusionProof, Stats
-from services.audit.settings import AuditSettings
 from services.audit.verifylib import b64
 from shared.auth import Principal, Regulator
-from shared.db import Database, DbSession
+from shared.db import DbSession
 from shared.errors import BadRequest, NotFound
 from shared.events import StoredEvent, new_event
 from shared.logging import request_id_var
@@ -73,7 +73,7 @@ Filter = Annotated[EventFilter, Depends(event_filter)]
 
 
 async def record_read(
-    request: Request, principal: Principal, action: str, subject_id: str, details: dict[str, Any]
+    audit: AuditState, principal: Principal, action: str, subject_id: str, details: dict[str, Any]
 ) -> None:
     """Append the regulator's read to the log (its own transaction, committed
     before any data leaves)."""
@@ -82,7 +82,7 @@ async def record_read(
         service="audit", action=action, subject_type="audit_log", subject_id=subject_id,
         actor=actor_of(principal, role=role), request_id=request_id_var.get(), details=details,
     )
-    await request.app.state.log_writer.append([event])
+    await audit.writer.append([event])
 
 
 @router.get(
@@ -96,7 +96,7 @@ async def record_read(
     responses=problem_docs(400, 401, 403, 422),
 )
 async def list_events(
-    request: Request, session: DbSession, principal: Regulator, flt: Filter,
+    audit: Audit, session: DbSession, principal: Regulator, flt: Filter,
     limit: LimitParam = 50, cursor: CursorParam = None,
 ) -> EventPage:
     after, bound = read_cursor(cursor, lambda p: (exact_int(p["seq"]), exact_int(p["size"]))) or (
@@ -104,7 +104,7 @@ async def list_events(
     if bound is None:
         # Read before this listing's own read is appended, so the listing never includes it.
         bound = await tree.tree_size(session)
-    await record_read(request, principal, "audit.events.listed", "events",
+    await record_read(audit, principal, "audit.events.listed", "events",
                       {"filter": flt.describe(), "cursor": cursor, "limit": limit, "tree_size": bound})
     upto = bound if flt.to_seq is None else min(bound, flt.to_seq)
     rows = await queries.list_events(session, replace(flt, to_seq=upto), after, limit + 1)
@@ -123,11 +123,10 @@ async def list_events(
     responses={200: {"content": {"application/x-ndjson": {}}, "description": "One event per line."},
                **problem_docs(400, 401, 403, 422)},
 )
-async def export_events(request: Request, principal: Regulator, flt: Filter) -> StreamingResponse:
+async def export_events(audit: Audit, principal: Regulator, flt: Filter) -> StreamingResponse:
     flt.conditions()  # refuse a bad range before the read is recorded
-    await record_read(request, principal, "audit.events.exported", "events", {"filter": flt.describe()})
-    db: Database = request.app.state.db
-    settings: AuditSettings = request.app.state.settings
+    await record_read(audit, principal, "audit.events.exported", "events", {"filter": flt.describe()})
+    db, settings = audit.db, audit.settings
 
     async def lines() -> AsyncIterator[bytes]:
         buf: list[str] = []
@@ -151,10 +150,10 @@ async def export_events(request: Request, principal: Regulator, flt: Filter) -> 
     responses=problem_docs(401, 403, 404, 422),
 )
 async def get_event(
-    request: Request, session: DbSession, principal: Regulator,
+    audit: Audit, session: DbSession, principal: Regulator,
     seq: Annotated[int, Path(ge=0, description="The event's sequence number (leaf index).")],
 ) -> EventWithProof:
-    await record_read(request, principal, "audit.event.read", str(seq), {"seq": seq})
+    await record_read(audit, principal, "audit.event.read", str(seq), {"seq": seq})
     found = await queries.get_event(session, seq)
     if found is None:
         raise NotFound(f"No event with seq {seq}; list events with GET /v1/events.")
@@ -162,7 +161,7 @@ async def get_event(
     cp = await checkpoints.latest(session)
     proof = None
     if cp is not None and seq < cp.tree_size:
-        path = await tree.inclusion_proof(session, seq, cp.tree_size, request.app.state.tree_cache)
+        path = await tree.inclusion_proof(session, seq, cp.tree_size, audit.tree_cache)
         proof = InclusionProof(leaf_index=seq, tree_size=cp.tree_size, hashes=[b64(h) for h in path])
     return EventWithProof(
         event=StoredEvent.model_validate(event), leaf_hash=b64(leaf),
@@ -178,8 +177,8 @@ async def get_event(
     "`occurred_at`." + _WHO,
     responses=problem_docs(400, 401, 403, 422),
 )
-async def get_stats(request: Request, session: DbSession, principal: Regulator, flt: Filter) -> Stats:
+async def get_stats(audit: Audit, session: DbSession, principal: Regulator, flt: Filter) -> Stats:
     flt.conditions()
-    await record_read(request, principal, "audit.stats.read", "stats", {"filter": flt.describe()})
+    await record_read(audit, principal, "audit.stats.read", "stats", {"filter": flt.describe()})
     return Stats.model_validate(await queries.stats(session, flt))
 

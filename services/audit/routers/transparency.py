@@ -13,10 +13,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from services.audit import checkpoints, tree
-from services.audit.checkpoints import Checkpointer, StoredCheckpoint
+from services.audit.checkpoints import StoredCheckpoint
+from services.audit.runtime import Audit, AuditState
 from services.audit.schemas import CheckpointOut, ConsistencyProof, InclusionProof, PublicKey
 from services.audit.verifylib import b64
-from shared.db import Database, DbSession
+from shared.db import DbSession
 from shared.errors import BadRequest, NotFound
 from shared.pagination import CursorParam, LimitParam, Page, encode_cursor, exact_int, read_cursor
 from shared.problems import problem_docs
@@ -76,8 +77,8 @@ async def list_checkpoints(
     description="The Ed25519 key that signs checkpoints, in signed-note verifier-key form. "
     "Regulators should compare it with the key the operator published out of band and pin it." + PUBLIC,
 )
-async def public_key(request: Request) -> PublicKey:
-    cp: Checkpointer = request.app.state.checkpointer
+async def public_key(audit: Audit) -> PublicKey:
+    cp = audit.checkpointer
     verifier = cp.signer.verifier()
     return PublicKey(
         origin=cp.origin, key_name=verifier.name, key_id=f"{verifier.key_id:08x}",
@@ -85,17 +86,8 @@ async def public_key(request: Request) -> PublicKey:
     )
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def _cache(request: Request) -> tree.TreeCache | None:
-    return getattr(request.app.state, "tree_cache", None)
-
-
-async def _require_size(request: Request, size: int, name: str) -> None:
-    current = await tree.size_at_least(_db(request), size, _cache(request))
+async def _require_size(audit: AuditState, size: int, name: str) -> None:
+    current = await tree.size_at_least(audit.db, size, audit.tree_cache)
     if size > current:
         raise BadRequest(
             f"{name}={size} is larger than the log ({current} events); ask for a size at most "
@@ -115,7 +107,7 @@ async def _require_size(request: Request, size: int, name: str) -> None:
     responses=problem_docs(400, 422),
 )
 async def inclusion(
-    request: Request,
+    audit: Audit,
     leaf_index: Annotated[int, Query(ge=0, description="Leaf index (the event's `seq`).")],
     tree_size: Annotated[int, Query(ge=1, description="Tree size, e.g. a checkpoint's.")],
 ) -> InclusionProof:
@@ -126,8 +118,8 @@ async def inclusion(
             problem="leaf-outside-tree",
             title="Leaf outside the tree",
         )
-    await _require_size(request, tree_size, "tree_size")
-    path = await tree.inclusion_proof(_db(request), leaf_index, tree_size, _cache(request))
+    await _require_size(audit, tree_size, "tree_size")
+    path = await tree.inclusion_proof(audit.db, leaf_index, tree_size, audit.tree_cache)
     return InclusionProof(leaf_index=leaf_index, tree_size=tree_size, hashes=[b64(h) for h in path])
 
 
@@ -140,7 +132,7 @@ async def inclusion(
     responses=problem_docs(400, 422),
 )
 async def consistency(
-    request: Request,
+    audit: Audit,
     first: Annotated[int, Query(ge=1, description="The older (smaller) tree size.")],
     second: Annotated[int, Query(ge=1, description="The newer tree size.")],
 ) -> ConsistencyProof:
@@ -150,6 +142,6 @@ async def consistency(
             problem="sizes-out-of-order",
             title="Sizes out of order",
         )
-    await _require_size(request, second, "second")
-    path = await tree.consistency_proof(_db(request), first, second, _cache(request))
+    await _require_size(audit, second, "second")
+    path = await tree.consistency_proof(audit.db, first, second, audit.tree_cache)
     return ConsistencyProof(first=first, second=second, hashes=[b64(h) for h in path])
