@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from jose import jwk, jwt
 
+from services.access.runtime import AccessState
 from shared.settings import PLATFORM_AUDIENCE
 from tests.conftest import AppFactory
 from tests.support import SERVICES, RunningApp, TestKeys
@@ -34,7 +35,7 @@ class Signer:
         self.service = service
         settings = svc.settings
         if service == "access":
-            key = svc.app.state.keys.active
+            key = svc.state(AccessState).keys.active
             self.kid, self.private, self.public_jwk = key.kid, key.signing, key.public_jwk
         else:
             self.kid, self.private, self.public_jwk = (

@@ -131,18 +131,3 @@ class CatalogClient:
     def forget(self, product_id: str) -> None:
         """Drop a cached status (after a suspension push from the catalog)."""
         self._status.pop(product_id, None)
-
-
-def catalog_for(app: Any) -> CatalogClient:
-    """The app's catalog client, built on first use from its settings, shared
-    HTTP client and locally signed service token (tests may set
-    ``app.state.catalog_client`` beforehand to talk to a fake catalog)."""
-    client: CatalogClient | None = getattr(app.state, "catalog_client", None)
-    if client is None:
-        settings = app.state.settings
-        client = CatalogClient(
-            settings.catalog_url, app.state.http, app.state.service_token_source,
-            status_cache_seconds=settings.catalog_status_cache_seconds,
-        )
-        app.state.catalog_client = client
-    return client

@@ -25,6 +25,8 @@ from services.access.bootstrap import PLATFORM_ORG_NAME
 from services.access.catalog_client import CatalogClient
 from services.access.keys import generate_signing_key
 from services.access.models import ApiClient, Entitlement, Organisation, SigningKey
+from services.access.routers.entitlements import get_catalog
+from services.access.runtime import AccessState
 from services.access.tokens import sign
 from shared.events import AuditEvent
 from shared.outbox import outbox
@@ -138,14 +140,14 @@ class Market:
 
     async def set_entitlement(self, ent_id: str, **values: Any) -> None:
         """Change a row directly (e.g. move its validity into the past)."""
-        async with self.svc.app.state.db.sessionmaker() as s, s.begin():
+        async with self.svc.db.sessionmaker() as s, s.begin():
             row = await s.get(Entitlement, ent_id)
             assert row is not None
             for k, v in values.items():
                 setattr(row, k, v)
 
     async def events(self, action: str) -> list[AuditEvent]:
-        async with self.svc.app.state.db.sessionmaker() as s:
+        async with self.svc.db.sessionmaker() as s:
             rows = (await s.execute(select(outbox.c.payload).where(outbox.c.kind == "audit_event")
                                     .order_by(outbox.c.id))).scalars().all()
         return [e for e in (AuditEvent.model_validate(r) for r in rows) if e.action == action]
@@ -155,7 +157,7 @@ def mint(svc: RunningApp, client_id: str, org_id: str | None, roles: list[str]) 
     """A platform token as /oauth/token would issue it, signed with the app's key."""
     settings = svc.settings
     now = int(time.time())
-    return sign(svc.app.state.keys, {
+    return sign(svc.state(AccessState).keys, {
         "iss": settings.token_issuer, "sub": client_id, "aud": settings.token_audience,
         "iat": now, "nbf": now, "exp": now + 900, "jti": secrets.token_urlsafe(8),
         "client_id": client_id, "org": org_id, "roles": roles, "scope": " ".join(roles)})
@@ -202,6 +204,13 @@ async def seed_database(url: str, seed: Seed) -> None:
         await engine.dispose()
 
 
+def use_catalog(access: RunningApp, client: CatalogClient) -> None:
+    """Make the running access app ask ``client`` (a fake or an in-process catalog)."""
+    async def catalog() -> CatalogClient:
+        return client
+    access.app.dependency_overrides[get_catalog] = catalog
+
+
 @pytest.fixture(name="market")
 async def market_fixture(database_url: DatabaseFactory, test_keys: TestKeys) -> AsyncIterator[Market]:
     url = database_url("access")
@@ -210,11 +219,11 @@ async def market_fixture(database_url: DatabaseFactory, test_keys: TestKeys) -> 
         operator_token = mint(access, OPERATOR_ID, "org_platform_seed", ["operator"])
         fake = FakeCatalog()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
-            access.app.state.catalog_client = CatalogClient(
-                "http://catalog.test", http, access.app.state.service_token_source,
-                status_cache_seconds=0,
-            )
-            service_token = await access.app.state.service_token_source()
+            service_token_source = access.runtime.service_token
+            assert service_token_source is not None
+            use_catalog(access, CatalogClient("http://catalog.test", http, service_token_source,
+                                              status_cache_seconds=0))
+            service_token = await service_token_source()
             yield Market(access, fake, operator_token, service_token)
 
 

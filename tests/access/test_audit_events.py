@@ -13,7 +13,7 @@ from tests.support import RunningApp
 
 
 async def outbox_events(svc: RunningApp) -> list[AuditEvent]:
-    async with svc.app.state.db.sessionmaker() as s:
+    async with svc.db.sessionmaker() as s:
         rows = (await s.execute(select(outbox.c.payload).where(outbox.c.kind == "audit_event")
                                 .order_by(outbox.c.id))).scalars().all()
     return [AuditEvent.model_validate(r) for r in rows]

@@ -105,7 +105,7 @@ async def test_access_calls_the_catalog_with_its_own_service_token(deal: Deal) -
     claims = jwt.get_unverified_claims(token)
     assert claims["sub"] == "svc-access"
     assert claims["roles"] == ["service"]
-    assert await deal.market.svc.app.state.verifier.verify(token)
+    assert await deal.market.svc.runtime.verifier.verify(token)
 
 
 async def test_buyers_see_their_own_providers_their_products_regulators_all(deal: Deal) -> None:
@@ -233,7 +233,7 @@ async def test_on_organisation_status_changed_suspends_in_the_callers_transactio
     from services.access import entitlements, identity
 
     m = deal.market
-    async with m.svc.app.state.db.sessionmaker() as s, s.begin():
+    async with m.svc.db.sessionmaker() as s, s.begin():
         await identity.set_organisation_status(s, deal.provider.org_id, "suspended", "licence")
         changed = await entitlements.on_organisation_status_changed(
             s, deal.provider.org_id, "suspended", "licence")

@@ -8,7 +8,12 @@ import httpx
 import pytest
 
 from services.access.catalog_client import CatalogClient
-from tests.access.entitlement_support import Market, market_fixture, problem_type  # noqa: F401
+from tests.access.entitlement_support import (  # noqa: F401
+    Market,
+    market_fixture,
+    problem_type,
+    use_catalog,
+)
 from tests.catalog.conftest import create_listed, spec
 from tests.conftest import AppFactory
 from tests.support import RunningApp, TestKeys
@@ -29,9 +34,9 @@ async def test_grant_and_token_against_the_real_catalog(
     async def catalog_token() -> str:  # the catalog here trusts the test key, not access's
         return test_keys.token(roles=["service"], org=None, sub="svc-access")
 
-    market.svc.app.state.catalog_client = CatalogClient(
+    use_catalog(market.svc, CatalogClient(
         "http://catalog.test", httpx.AsyncClient(transport=httpx.ASGITransport(app=catalog.app)),
-        catalog_token, status_cache_seconds=0)
+        catalog_token, status_cache_seconds=0))
     provider_headers = {"Authorization": "Bearer " + test_keys.token(roles=["provider"],
                                                                      org=provider.org_id)}
     product = await create_listed(catalog, provider_headers, spec(slug="access-integration"))

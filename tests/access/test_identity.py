@@ -74,7 +74,7 @@ async def test_client_secret_is_shown_once_and_stored_hashed(access: RunningApp,
     from sqlalchemy import select
 
     from services.access.models import ApiClient
-    async with access.app.state.db.sessionmaker() as s:
+    async with access.db.sessionmaker() as s:
         stored = await s.scalar(select(ApiClient.secret_hash).where(ApiClient.client_id == client["client_id"]))
     assert stored is not None and stored.startswith("$argon2id$")
     assert client["client_secret"] not in stored

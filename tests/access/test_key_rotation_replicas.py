@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from services.access.keys import VERIFY_LEEWAY
 from services.access.models import SigningKey
+from services.access.runtime import AccessState
 from shared.db import utcnow
 from tests.access.conftest import OPERATOR_ID, OPERATOR_SECRET, bearer, get_token
 from tests.conftest import DatabaseFactory
@@ -60,7 +61,7 @@ async def test_the_old_key_outlives_every_token_any_replica_may_still_sign_with_
     settings = first.settings
     rotated_at = utcnow()
     await rotate(first)
-    keys = first.app.state.keys.describe()
+    keys = first.state(AccessState).keys.describe()
     [retiring] = [k for k in keys if k["status"] == "retiring"]
     longest = max(settings.token_lifetime_seconds, settings.data_token_lifetime_seconds)
     # A replica that has not refreshed yet signs with the old key for up to one refresh interval.
@@ -73,9 +74,9 @@ async def test_the_jwks_is_not_cached_past_the_moment_a_retiring_key_retires(
     first, second = replicas
     await rotate(first)
     soon = utcnow() + timedelta(seconds=5)  # as if most of the grace period had passed
-    async with first.app.state.db.sessionmaker() as session, session.begin():
+    async with first.db.sessionmaker() as session, session.begin():
         await session.execute(update(SigningKey).where(SigningKey.status == "retiring").values(retire_after=soon))
-    await second.app.state.keys.refresh()
+    await second.state(AccessState).keys.refresh()
     resp = await second.client.get("/.well-known/jwks.json")
     max_age = int(resp.headers["cache-control"].split("max-age=")[1])
     assert max_age <= 5
@@ -87,7 +88,7 @@ async def test_every_replica_lists_the_rotation_another_replica_just_made(
     replica that has not refreshed since the rotation, and must still show the retiring key
     with its retire_after (not the old key as active)."""
     first, second = replicas
-    old = first.app.state.keys.describe()[0]["kid"]
+    old = first.state(AccessState).keys.describe()[0]["kid"]
     token = await get_token(first, OPERATOR_ID, OPERATOR_SECRET)  # signed by the old key: no refresh
     new = await rotate(first)
     page = (await second.client.get("/v1/signing-keys", headers=bearer(token))).json()

@@ -89,7 +89,7 @@ async def test_self_service_rotation_keeps_the_old_secret_until_the_chosen_time(
     assert await token_status(access, cid, new) == 200
     assert await token_status(access, cid, old) == 200  # the overlap
     # When the chosen time has passed, the old secret stops.
-    async with access.app.state.db.sessionmaker() as s, s.begin():
+    async with access.db.sessionmaker() as s, s.begin():
         await s.execute(update(ApiClient).where(ApiClient.client_id == cid)
                         .values(previous_secret_expires_at=utcnow() - timedelta(seconds=1)))
     assert await token_status(access, cid, old) == 401

@@ -7,6 +7,7 @@ from typing import Any
 
 from jose import jwt
 
+from services.access.runtime import AccessState
 from tests.access.conftest import OPERATOR_ID, OPERATOR_SECRET, basic
 from tests.access.entitlement_support import Deal, Market, deal_fixture, market_fixture, problem_type  # noqa: F401
 
@@ -124,7 +125,7 @@ async def test_introspecting_a_token_with_a_future_iat_or_a_crit_header_is_inact
     m = deal.market
     issued = await m.token(deal.buyer, deal.ent["id"])
     claims = jwt.get_unverified_claims(issued["access_token"])
-    key = m.svc.app.state.keys.active
+    key = m.svc.state(AccessState).keys.active
 
     def resign(claims: dict[str, Any], **header: Any) -> str:
         token: str = jwt.encode(claims, key.signing, algorithm="RS256",
@@ -232,7 +233,7 @@ async def test_an_entry_committed_after_a_later_one_is_not_skipped_by_a_poll_bet
 
     from services.access import revocation
 
-    sessions = deal.market.svc.app.state.db.sessionmaker
+    sessions = deal.market.svc.db.sessionmaker
 
     async def write_b() -> None:
         async with sessions() as b, b.begin():

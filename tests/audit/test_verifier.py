@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from services.access.runtime import AccessState
 from services.audit.runtime import AuditState
 from services.audit.verify import run, verify_log
 from services.audit.verifylib import NoteSigner
@@ -207,7 +208,7 @@ async def test_command_gets_a_regulator_token_by_client_credentials(
 
     async with service_app("access", bootstrap_client_id=OPERATOR_ID, bootstrap_client_secret=OPERATOR_SECRET,
                            signing_key_bits=2048) as access, service_app("audit") as audit:
-        audit.runtime.verifier.keys = StaticKeySource(access.app.state.keys.verification_keys)
+        audit.runtime.verifier.keys = StaticKeySource(access.state(AccessState).keys.verification_keys)
         regulator = await onboard(access, await get_token(access, OPERATOR_ID, OPERATOR_SECRET),
                                   "Market Regulator", ["regulator"])
         await audit.state(AuditState).writer.append([

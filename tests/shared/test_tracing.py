@@ -26,11 +26,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import func, select
 
+from services.access.runtime import AccessState
 from services.access.tokens import LocalServiceToken, sign
 from services.audit.models import events
 from shared import app as shared_app
 from shared.app import default_service_token
 from shared.outbox import outbox
+from shared.runtime import runtime_of
 from shared.settings import DEFAULT_PORTS
 from tests.catalog.conftest import spec
 from tests.conftest import DatabaseFactory
@@ -96,8 +98,8 @@ async def market(database_url: DatabaseFactory, monkeypatch: pytest.MonkeyPatch,
         routed.apps[DEFAULT_PORTS[name]] = apps[name]
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(apps["access"].router.lifespan_context(apps["access"]))
-        keys = apps["access"].state.keys
-        access_settings = apps["access"].state.settings
+        keys = runtime_of(apps["access"]).state(AccessState).keys
+        access_settings = runtime_of(apps["access"]).settings
         for name in ("audit", "catalog", "orders"):
             # Each service's own token for its relays and calls, as /oauth/token would issue it.
             apps[name].dependency_overrides[default_service_token] = \

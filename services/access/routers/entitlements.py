@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from services.access import data_tokens, entitlements
 from services.access.audit_events import audit
-from services.access.catalog_client import CatalogClient, catalog_for
+from services.access.catalog_client import CatalogClient
 from services.access.entitlement_schemas import (
     DataTokenRequest,
     DataTokenResponse,
@@ -17,14 +17,14 @@ from services.access.entitlement_schemas import (
     ProductSuspensionResult,
     Reason,
 )
-from services.access.keys import KeyStore
 from services.access.models import Entitlement as EntitlementRow
-from services.access.settings import AccessSettings
+from services.access.runtime import Access, AccessState
 from shared.auth import Buyer, Principal, Regulator, Service, require_roles
-from shared.db import Database, DbSession
+from shared.db import DbSession
 from shared.errors import ProblemError
 from shared.pagination import CursorParam, LimitParam, Page
 from shared.problems import problem_docs
+from shared.runtime import runtime_of
 
 router = APIRouter(prefix="/v1", tags=["entitlements"])
 
@@ -37,7 +37,7 @@ Overseer = Annotated[Principal, Depends(require_roles("service", "regulator", "o
 async def get_catalog(request: Request) -> CatalogClient:
     # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
     # request that cost the data-token issue ~10 % of its CPU (docs/performance.md).
-    return catalog_for(request.app)
+    return runtime_of(request.app).state(AccessState).catalog
 
 
 Catalog = Annotated[CatalogClient, Depends(get_catalog)]
@@ -180,12 +180,12 @@ async def reinstate_entitlement(
 
 
 async def _product_suspension(
-    request: Request, session: DbSession, product_id: str, suspended: bool, reason: str,
+    catalog: CatalogClient, session: DbSession, product_id: str, suspended: bool, reason: str,
     caller: Principal,
 ) -> ProductSuspensionResult:
     changed = await entitlements.set_product_suspension(session, product_id, suspended, reason,
                                                         caller)
-    catalog_for(request.app).forget(product_id)
+    catalog.forget(product_id)
     return ProductSuspensionResult(product_id=product_id, suspended=suspended, changed=changed)
 
 
@@ -199,9 +199,9 @@ async def _product_suspension(
     responses=problem_docs(401, 403, 422),
 )
 async def suspend_product_entitlements(
-    product_id: str, body: Reason, request: Request, session: DbSession, caller: Overseer
+    product_id: str, body: Reason, catalog: Catalog, session: DbSession, caller: Overseer
 ) -> ProductSuspensionResult:
-    return await _product_suspension(request, session, product_id, True, body.reason, caller)
+    return await _product_suspension(catalog, session, product_id, True, body.reason, caller)
 
 
 @router.post(
@@ -212,9 +212,9 @@ async def suspend_product_entitlements(
     responses=problem_docs(401, 403, 422),
 )
 async def reinstate_product_entitlements(
-    product_id: str, body: Reason, request: Request, session: DbSession, caller: Overseer
+    product_id: str, body: Reason, catalog: Catalog, session: DbSession, caller: Overseer
 ) -> ProductSuspensionResult:
-    return await _product_suspension(request, session, product_id, False, body.reason, caller)
+    return await _product_suspension(catalog, session, product_id, False, body.reason, caller)
 
 
 # --- data-access tokens ------------------------------------------------------------------
@@ -242,16 +242,14 @@ _REFUSALS = {
 )
 async def issue_data_token(
     entitlement_id: str,
-    request: Request,
+    access: Access,
     caller: Buyer,
     catalog: Catalog,
     body: Annotated[DataTokenRequest | None, Body()] = None,
 ) -> Response:
     # No request transaction (DbSession): the issue is one read and one audit insert, each a
     # single autocommit statement (data_tokens.issue); a refusal's audit is one too.
-    settings: AccessSettings = request.app.state.settings
-    keys: KeyStore = request.app.state.keys
-    db: Database = request.app.state.db
+    settings, keys, db = access.settings, access.keys, access.db
     lifetime = min(settings.data_token_lifetime_seconds,
                    body.expires_in if body and body.expires_in else data_tokens.MAX_LIFETIME)
     try:

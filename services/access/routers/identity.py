@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.access import entitlements, identity
 from services.access.account_status import AccountStatus
 from services.access.audit_events import audit
-from services.access.keys import KeyStore
 from services.access.models import SigningKey as SigningKeyRow
+from services.access.runtime import Access
 from services.access.schemas import (
     Client,
     ClientCreate,
@@ -212,8 +212,8 @@ async def rotate_secret(client_id: str, session: DbSession, operator: Operator) 
             description="The list envelope of every list (`items`, `next_cursor`); the keys in use "
             "(active and retiring) are few, so there is one page and `next_cursor` is null.",
             responses=_AUTH)
-async def list_signing_keys(request: Request, _: Operator) -> Page[SigningKeyInfo]:
-    keys: KeyStore = request.app.state.keys
+async def list_signing_keys(access: Access, _: Operator) -> Page[SigningKeyInfo]:
+    keys = access.keys
     await keys.refresh()  # what the database says, not what this replica last read
     return Page(items=[SigningKeyInfo(**k) for k in keys.describe()], next_cursor=None)
 
@@ -222,8 +222,8 @@ async def list_signing_keys(request: Request, _: Operator) -> Page[SigningKeyInf
              summary="Rotate the token signing key (operator)",
              description="The new key signs from now on; the old key keeps verifying until every "
              "token it signed has expired.", responses=_AUTH)
-async def rotate_signing_key(request: Request, operator: Operator) -> SigningKeyInfo:
-    keys: KeyStore = request.app.state.keys
+async def rotate_signing_key(access: Access, operator: Operator) -> SigningKeyInfo:
+    keys = access.keys
 
     async def audited(session: AsyncSession, new: SigningKeyRow) -> None:
         await audit(session, "signing_key.rotated", subject_type="signing_key", subject_id=new.kid,

@@ -14,9 +14,8 @@ from fastapi.responses import JSONResponse
 
 from services.access.audit_events import audit
 from services.access.identity import ClientAuthError, authenticate_client
-from services.access.keys import KeyStore
+from services.access.runtime import Access
 from services.access.schemas import OAuthError, TokenResponse
-from services.access.settings import AccessSettings
 from services.access.tokens import issue_platform_token
 from shared.db import DbSession
 from shared.events import Actor
@@ -73,13 +72,14 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
 )
 async def issue_token(
     request: Request,
+    access: Access,
     session: DbSession,
     grant_type: Annotated[str | None, Form(examples=["client_credentials"])] = None,
     client_id: Annotated[str | None, Form()] = None,
     client_secret: Annotated[str | None, Form()] = None,
     scope: Annotated[str | None, Form(examples=["provider"])] = None,
 ) -> Any:
-    settings: AccessSettings = request.app.state.settings
+    settings = access.settings
     basic = _basic_credentials(request.headers.get("authorization"))
     if basic is not None and (client_id is not None and client_secret is not None):
         return oauth_error(400, "invalid_request", "Use one client authentication method, not two.")
@@ -126,9 +126,8 @@ async def issue_token(
                 f"Scope {unknown} is not granted to this client; it may ask for "
                 f"{sorted(who.client.roles)}.",
             )
-    keys: KeyStore = request.app.state.keys
     issued = issue_platform_token(
-        keys, who, issuer=settings.token_issuer, audience=settings.token_audience,
+        access.keys, who, issuer=settings.token_issuer, audience=settings.token_audience,
         lifetime=settings.token_lifetime_seconds, requested=requested,
     )
     await audit(session, "token.issued", subject_type="client", subject_id=who.client.client_id,
@@ -142,8 +141,8 @@ async def issue_token(
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys that verify platform and data tokens")
-async def jwks(request: Request) -> JSONResponse:
-    keys: KeyStore = request.app.state.keys
+async def jwks(access: Access) -> JSONResponse:
+    keys = access.keys
     await keys.read_since(time.monotonic())  # a rotation on another replica shows at once
     max_age = keys.jwks_max_age(cap=JWKS_MAX_AGE_SECONDS)
     return JSONResponse(keys.jwks(), headers={"Cache-Control": f"public, max-age={max_age}"})
@@ -153,8 +152,8 @@ async def jwks(request: Request) -> JSONResponse:
     "/.well-known/oauth-authorization-server",
     summary="OAuth 2.0 authorization server metadata (RFC 8414)",
 )
-async def server_metadata(request: Request) -> dict[str, Any]:
-    settings: AccessSettings = request.app.state.settings
+async def server_metadata(access: Access) -> dict[str, Any]:
+    settings = access.settings
     base = settings.public_url.rstrip("/")
     return {
         "issuer": settings.token_issuer,

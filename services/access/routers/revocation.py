@@ -15,16 +15,16 @@ from services.access import data_tokens, entitlements, revocation
 from services.access.audit_events import audit
 from services.access.entitlement_schemas import IntrospectionResponse, RevocationFeed, RevocationItem
 from services.access.identity import ClientAuthError, authenticate_client
-from services.access.keys import KeyStore
 from services.access.models import Entitlement, RevocationEntry
 from services.access.routers.oauth import _basic_credentials, oauth_error
+from services.access.runtime import Access
 from services.access.schemas import OAuthError
-from services.access.settings import AccessSettings
-from shared.auth import Principal, get_principal, platform_bearer, require_roles
+from shared.auth import Principal, TokenVerifier, get_principal, platform_bearer, require_roles
 from shared.db import DbSession
 from shared.errors import PROBLEM_JSON, Forbidden
 from shared.events import Actor
 from shared.problems import Problem, problem_docs
+from shared.runtime import VerifierDep
 
 logger = logging.getLogger("sluice.access.revocation")
 router = APIRouter(tags=["revocation"])
@@ -62,13 +62,15 @@ _client_basic = HTTPBasic(auto_error=False, description="The introspecting clien
 )
 async def revoke_token(
     request: Request,
+    access: Access,
+    verifier: VerifierDep,
     session: DbSession,
     token: Annotated[str | None, Form()] = None,
     token_type_hint: Annotated[str | None, Form(examples=["access_token"])] = None,
     client_id: Annotated[str | None, Form()] = None,
     client_secret: Annotated[str | None, Form()] = None,
 ) -> Response:
-    settings: AccessSettings = request.app.state.settings
+    settings = access.settings
     basic = _basic_credentials(request.headers.get("authorization"))
     if basic is not None and (client_id is not None or client_secret is not None):
         return oauth_error(400, "invalid_request", "Use one client authentication method, not two.")
@@ -86,10 +88,9 @@ async def revoke_token(
         return oauth_error(401, "invalid_client", exc.description())
     if not token:
         return oauth_error(400, "invalid_request", "The form field `token` is missing.")
-    keys: KeyStore = request.app.state.keys
-    decoded = await data_tokens.decode(session, token, keys=keys, issuer=settings.token_issuer)
+    decoded = await data_tokens.decode(session, token, keys=access.keys, issuer=settings.token_issuer)
     if decoded is None:
-        if await _is_platform_token(request, token):
+        if await _is_platform_token(verifier, token):
             return oauth_error(400, "unsupported_token_type",
                                "Platform tokens cannot be revoked; they expire within 15 minutes. "
                                "Suspend the client instead (operator).")
@@ -114,9 +115,9 @@ async def revoke_token(
     return Response(status_code=200, headers=_NO_STORE)
 
 
-async def _is_platform_token(request: Request, token: str) -> bool:
+async def _is_platform_token(verifier: TokenVerifier, token: str) -> bool:
     try:
-        await request.app.state.verifier.verify_claims(token)
+        await verifier.verify_claims(token)
     except Exception:  # any verification failure: not a live platform token of ours
         return False
     return True
@@ -143,6 +144,7 @@ async def _is_platform_token(request: Request, token: str) -> bool:
 )
 async def introspect_token(
     request: Request,
+    access: Access,
     session: DbSession,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(platform_bearer)],
     _basic: Annotated[HTTPBasicCredentials | None, Depends(_client_basic)],
@@ -171,9 +173,8 @@ async def introspect_token(
                         required_roles=sorted(_INTROSPECTORS))
     if not token:
         return oauth_error(400, "invalid_request", "The form field `token` is missing.")
-    settings: AccessSettings = request.app.state.settings
     answer: dict[str, Any] = await data_tokens.introspect(
-        session, token, caller=caller, keys=request.app.state.keys, issuer=settings.token_issuer
+        session, token, caller=caller, keys=access.keys, issuer=access.settings.token_issuer
     )
     return JSONResponse(answer, headers=_NO_STORE)
 
