@@ -50,7 +50,7 @@ from services.dataservice.revocations import RevocationList
 from services.dataservice.service import Grant
 from services.dataservice.settings import DataServiceSettings
 from shared.migrations import upgrade
-from tests.support import TestKeys
+from tests.support import TestKeys, trust_test_keys
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "services" / "dataservice" / "migrations"
 AUD = "http://127.0.0.1:8010"
@@ -72,14 +72,10 @@ def data_token(keys: TestKeys, ent: str = "ent_bench") -> str:
 async def bench_verification(n: int) -> None:
     keys = TestKeys.generate()
     tokens = [data_token(keys, f"ent_{i % 50}") for i in range(n)]
-    app = create_app(DataServiceSettings(public_url=AUD))
-    app.state.http = httpx.AsyncClient()
-    verifier = data_token_verifier(app)
-    verifier.keys = keys.key_source()
     revocations = RevocationList()
     for i in range(1000):
         revocations.add("token", f"revoked-{i}")
-    app.state.revocations = revocations
+    verifier = data_token_verifier(keys.key_source(), DataServiceSettings(public_url=AUD), revocations)
     raw_key = jwk.construct(keys.public_jwk, "RS256")
 
     def raw() -> float:
@@ -98,7 +94,6 @@ async def bench_verification(n: int) -> None:
     best_raw = best_ours = float("inf")
     for _ in range(5):
         best_raw, best_ours = min(best_raw, raw()), min(best_ours, await ours())
-    await app.state.http.aclose()
     report.row("dataservice: data-access token verification", figure=n / best_ours, unit="tokens/s",
                limit=n / best_raw, limit_label="raw python-jose jwt.decode", min_ratio=0.70,
                backend="none")
@@ -114,8 +109,8 @@ async def service(own_url: str, data_url: str, products: Path,
     app = create_app(DataServiceSettings(database_url=own_url, data_url=data_url, public_url=AUD,
                                          products_file=str(products), log_level="WARNING",
                                          query_timeout_seconds=600, **settings))
+    trust_test_keys(app, keys)
     async with app.router.lifespan_context(app):
-        app.state.verifier.keys = keys.key_source()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
                                      headers={"Authorization": f"Bearer {data_token(keys)}"},
                                      timeout=600) as client:

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, tests
 from bench.report import Report
 from shared.migrations import upgrade
 from tests.catalog.conftest import spec
-from tests.support import TestKeys, app_factory, migrations_dir, settings_class
+from tests.support import TestKeys, app_factory, migrations_dir, settings_class, trust_test_keys
 
 MODES = {"off": {"trace_exporter": "none"},
          "on, sampled out": {"trace_exporter": "memory", "trace_sample_ratio": 0.0},
@@ -51,8 +51,8 @@ MODES = {"off": {"trace_exporter": "none"},
 async def catalog(url: str, keys: TestKeys, overrides: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
     app = app_factory("catalog")(settings_class("catalog")(database_url=url, log_level="WARNING",
                                                            **overrides))
+    trust_test_keys(app, keys)
     async with app.router.lifespan_context(app):
-        app.state.verifier.keys = keys.key_source()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://bench") as client:
             client.app = app  # type: ignore[attr-defined]

@@ -20,15 +20,17 @@ from services.dataservice.dp_answer import ExactCache
 from services.dataservice.releases import Releases
 from services.dataservice.revocations import RevocationList, RevocationPoller, polling
 from services.dataservice.routers import privacy, query
+from services.dataservice.runtime import DataServiceState
 from services.dataservice.service import QueryService
 from services.dataservice.settings import DataServiceSettings
 from services.dataservice.usage import USAGE_RELAY
 from shared.app import create_service_app
-from shared.audit_relay import AUDIT_RELAY, token_source_for
-from shared.auth import InvalidToken, TokenVerifier
-from shared.db import Database, utcnow
+from shared.audit_relay import AUDIT_RELAY
+from shared.auth import InvalidToken, KeySource, TokenVerifier
+from shared.db import utcnow
 from shared.periodic import stop_task
 from shared.runtime import jwks_key_source, provide, runtime_of
+from shared.settings import PLATFORM_AUDIENCE
 
 logger = logging.getLogger("sluice.dataservice")
 
@@ -52,7 +54,7 @@ the transactional outbox). Errors are RFC 9457 `application/problem+json`.
 """
 
 
-def _token_checks(app: FastAPI) -> Callable[[dict[str, Any]], Awaitable[None]]:
+def _token_checks(revocations: RevocationList | None) -> Callable[[dict[str, Any]], Awaitable[None]]:
     async def check(claims: dict[str, Any]) -> None:
         if "query" not in str(claims.get("scope", "")).split():
             raise InvalidToken("This data service accepts only data-access tokens with scope 'query'.")
@@ -61,7 +63,6 @@ def _token_checks(app: FastAPI) -> Callable[[dict[str, Any]], Awaitable[None]]:
                 and exp - iat > MAX_TOKEN_LIFETIME_SECONDS:
             raise InvalidToken("Data-access tokens live at most 15 minutes; this one claims longer. "
                                "Get a new token from the access service.")
-        revocations: RevocationList | None = getattr(app.state, "revocations", None)
         if revocations is not None:
             why = revocations.reason(claims.get("jti"), claims.get("ent"))
             if why is not None:
@@ -70,17 +71,25 @@ def _token_checks(app: FastAPI) -> Callable[[dict[str, Any]], Awaitable[None]]:
     return check
 
 
-def data_token_verifier(app: FastAPI) -> TokenVerifier:
-    settings = runtime_of(app).settings
+def data_token_verifier(keys: KeySource, settings: DataServiceSettings,
+                        revocations: RevocationList | None) -> TokenVerifier:
+    """Data-access tokens for this service, refused once revoked (``revocations``)."""
     return TokenVerifier(
-        provide(app, jwks_key_source),
+        keys,
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         required_typ="at+jwt",
-        extra_check=_token_checks(app),
+        extra_check=_token_checks(revocations),
         how_to_get_one="Send a data-access token from the access service's "
         "POST /v1/entitlements/{id}/tokens (for an entitlement to this data service's product).",
     )
+
+
+def _app_verifier(app: FastAPI) -> TokenVerifier:
+    """``create_service_app``'s verifier: data-access tokens, with the state's keys and
+    revocation list."""
+    state = runtime_of(app).state(DataServiceState)
+    return data_token_verifier(state.keys, state.settings, state.revocations)
 
 
 async def open_data_source(settings: DataServiceSettings) -> DataSource:
@@ -125,26 +134,31 @@ async def _prepare_releases(service: QueryService, interval: float) -> None:
 async def data_service(app: FastAPI) -> AsyncIterator[None]:
     """Lifespan step: provider data, query service, revocation feed, budget reports (the usage
     and budget-report relays are registrations: ``create_app``'s ``relays``)."""
-    settings: DataServiceSettings = app.state.settings
-    db: Database = app.state.db
+    runtime = runtime_of(app)
+    settings, db = runtime.settings, runtime.db
+    assert isinstance(settings, DataServiceSettings)
     source = await open_data_source(settings)
-    token = token_source_for(app)
+    token = runtime.service_token
     if token is None:  # the relays' own warning names the setting (shared.relays)
         logger.warning("without a service client secret the revocation feed cannot be read: "
                        "revoked data-access tokens are refused only once they expire")
 
-    app.state.data_source = source
     reporter = BudgetReporter(db.sessionmaker, source, settings.budget_report_seconds)
-    app.state.budget_reporter = reporter
-    app.state.query_service = QueryService(
+    service = QueryService(
         source, db.sessionmaker, Releases(source.engine, db.engine), mask_value=settings.mask_value,
         timeout=settings.query_timeout_seconds, min_epsilon=settings.min_query_epsilon,
         cache=ExactCache(settings.exact_cache_entries),
         on_charge=reporter.charged)
-    app.state.revocations = RevocationList()
-    app.state.revocation_poller = RevocationPoller(
-        app.state.revocations, app.state.http, settings.access_url, token,
-        interval=settings.revocation_poll_seconds)
+    revocations = RevocationList()
+    poller = RevocationPoller(revocations, runtime.http, settings.access_url, token,
+                              interval=settings.revocation_poll_seconds)
+    keys = provide(app, jwks_key_source)
+    runtime.set_state(DataServiceState(
+        settings=settings, db=db, data_source=source, query_service=service, budget_reporter=reporter,
+        revocations=revocations, revocation_poller=poller, keys=keys,
+        platform_verifier=TokenVerifier(keys, issuer=settings.token_issuer, audience=PLATFORM_AUDIENCE,
+                                        required_typ="JWT"),
+    ))
     watcher_task = None
     if settings.product_aliases_file:
         watcher = AliasWatcher(source, settings.product_aliases_file)
@@ -157,11 +171,11 @@ async def data_service(app: FastAPI) -> AsyncIterator[None]:
             stack.push_async_callback(stop_task, asyncio.create_task(reporter.run(), name="budget-reports"))
             if settings.release_check_seconds:
                 stack.push_async_callback(stop_task, asyncio.create_task(
-                    _prepare_releases(app.state.query_service, settings.release_check_seconds),
+                    _prepare_releases(service, settings.release_check_seconds),
                     name="releases"))
             if token is not None:
-                await _first_poll(app.state.revocation_poller)
-                await stack.enter_async_context(polling(app.state.revocation_poller))
+                await _first_poll(poller)
+                await stack.enter_async_context(polling(poller))
             yield
     finally:
         await source.dispose()
@@ -176,7 +190,7 @@ def create_app(settings: DataServiceSettings | None = None) -> FastAPI:
         routers=[query.router, privacy.router],
         lifespan_steps=[data_service],
         relays=[AUDIT_RELAY, USAGE_RELAY, REPORT_RELAY],
-        make_verifier=data_token_verifier,
+        make_verifier=_app_verifier,
         outbox_operator=privacy.platform_operator,
         # Only the regulator's privacy routes and the operator's outbox routes take platform
         # tokens; the rest take data-access tokens.

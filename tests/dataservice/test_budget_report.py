@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from services.dataservice.budget_report import REPORT_DELIVERY
 from services.dataservice.models import outbox
+from services.dataservice.runtime import DataServiceState
 from shared.outbox import OutboxMessage, OutboxRelay
 from tests.catalog.conftest import ORG_A, create, l3_spec
 from tests.conftest import AppFactory
@@ -21,7 +22,7 @@ COUNT = {"select": ["district"], "aggregates": [{"fn": "count"}], "group_by": ["
 
 
 async def _reports(ds: RunningApp) -> list[dict[str, Any]]:
-    async with ds.app.state.db.sessionmaker() as s:
+    async with ds.db.sessionmaker() as s:
         rows = (await s.execute(select(outbox.c.payload).where(outbox.c.destination == "catalog")
                                 .order_by(outbox.c.id))).scalars().all()
     return list(rows)
@@ -30,13 +31,13 @@ async def _reports(ds: RunningApp) -> list[dict[str, Any]]:
 async def test_charged_products_are_reported_once_per_flush(ds: RunningApp, data_token: TokenFactory) -> None:
     for _ in range(3):
         assert (await query(ds, data_token(), {**COUNT, "epsilon": 0.2})).status_code == 200
-    assert await ds.app.state.budget_reporter.flush() == 1
+    assert await ds.state(DataServiceState).budget_reporter.flush() == 1
     [report] = await _reports(ds)
     assert report["product_id"] == HEALTH
     body = report["report"]
     assert (body["epsilon_total"], body["epsilon_spent"], body["period"]) == (100.0, 0.6, body["period"])
     assert body["as_of"].endswith("Z") and "renews_at" in body
-    assert await ds.app.state.budget_reporter.flush() == 0  # nothing changed since
+    assert await ds.state(DataServiceState).budget_reporter.flush() == 0  # nothing changed since
 
 
 def _message(i: int, product: str, spent: float) -> OutboxMessage:
@@ -74,14 +75,14 @@ async def test_the_catalog_shows_what_remains_after_queries(
                                     grade="L3_sensitive", limits={"epsilon_budget": None})
             resp = await query(ds, token, {**COUNT, "epsilon": 0.5})
             assert resp.status_code == 200, resp.text
-            await ds.app.state.budget_reporter.flush()
+            await ds.state(DataServiceState).budget_reporter.flush()
 
             async def provider_token() -> str:
                 return provider["Authorization"].split()[1]
 
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=cat.app),
                                          base_url="http://catalog") as to_catalog:
-                relay = OutboxRelay(ds.app.state.db.sessionmaker, "catalog",
+                relay = OutboxRelay(ds.db.sessionmaker, "catalog",
                                     REPORT_DELIVERY.deliverer(to_catalog, "http://catalog", provider_token))
                 assert await relay.run_once() == 1
         shown = (await cat.client.get(f"/v1/products/{product['id']}", headers=provider)).json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import opendp.prelude as dp
 
+from services.dataservice.runtime import DataServiceState
 from tests.dataservice.conftest import HEALTH, SMALL_BUDGET, TRANSIT, TokenFactory, bearer, query
 from tests.support import RunningApp
 
@@ -211,7 +212,7 @@ async def test_a_query_the_budget_cannot_pay_is_refused_before_any_data_is_read(
     ds: RunningApp, data_token: TokenFactory
 ) -> None:
     token = data_token(ent="ent_broke", limits={"epsilon_budget": 0.1})
-    cache = ds.app.state.query_service.cache
+    cache = ds.state(DataServiceState).query_service.cache
     assert (await query(ds, token, {**BY_DISTRICT, "epsilon": 0.1})).status_code == 200
     read = cache.misses
     refused = await query(ds, token, {"select": ["sex"], "group_by": ["sex"],

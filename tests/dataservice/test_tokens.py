@@ -11,6 +11,7 @@ import time
 import httpx
 from cryptography.hazmat.primitives import serialization
 
+from services.dataservice.runtime import DataServiceState
 from shared.runtime import runtime_of
 from tests.dataservice.conftest import HEALTH, TRANSIT, TokenFactory, bearer, query
 from tests.support import RunningApp, TestKeys
@@ -131,7 +132,7 @@ async def test_revoked_token_and_entitlement_stop_working_after_a_feed_poll(
         seen.append(since)
         return httpx.Response(200, json=pages[since])
 
-    poller = ds.app.state.revocation_poller
+    poller = ds.state(DataServiceState).revocation_poller
     async with httpx.AsyncClient(transport=httpx.MockTransport(feed)) as http:
         poller.http = http
         assert await poller.poll_once() == 2
@@ -146,7 +147,7 @@ async def test_revoked_token_and_entitlement_stop_working_after_a_feed_poll(
 async def test_unreachable_revocation_feed_keeps_the_last_known_list(
     ds: RunningApp, data_token: TokenFactory
 ) -> None:
-    poller = ds.app.state.revocation_poller
+    poller = ds.state(DataServiceState).revocation_poller
     poller.revocations.add("token", "jti-old")
 
     def down(request: httpx.Request) -> httpx.Response:
@@ -191,7 +192,7 @@ async def test_openapi_documents_the_query_endpoints(ds: RunningApp) -> None:
 
 async def test_suspended_entitlement_works_again_once_reinstated(ds: RunningApp, data_token: TokenFactory) -> None:
     token = data_token(ent="ent_paused")
-    revocations = ds.app.state.revocations
+    revocations = ds.state(DataServiceState).revocations
     revocations.add_item({"kind": "entitlement", "id": "ent_paused", "event": "suspended"})
     resp = await query(ds, token, COUNT)
     assert resp.status_code == 401 and "suspended" in resp.json()["detail"]
@@ -203,7 +204,7 @@ async def test_suspended_entitlement_works_again_once_reinstated(ds: RunningApp,
 
 
 async def test_revoked_tokens_are_forgotten_after_they_expire(ds: RunningApp) -> None:
-    revocations = ds.app.state.revocations
+    revocations = ds.state(DataServiceState).revocations
     revocations.add_item({"kind": "token", "id": "old", "event": "revoked",
                           "expires_at": "2020-01-01T00:00:00Z"})
     revocations.add_item({"kind": "token", "id": "live", "event": "revoked",
@@ -242,9 +243,9 @@ async def test_a_cached_token_is_still_refused_once_revoked(ds: RunningApp, data
     extra_check) still runs on every later use, so a revocation stops it at once."""
     token = data_token(jti="jti-cached")
     assert (await query(ds, token, COUNT)).status_code == 200
-    cache = ds.app.state.verifier.cache
-    assert cache is not None and await cache.get(token, ds.app.state.verifier.keys) is not None
-    ds.app.state.revocations.add_item({"kind": "token", "id": "jti-cached", "event": "revoked",
+    cache = ds.runtime.verifier.cache
+    assert cache is not None and await cache.get(token, ds.runtime.verifier.keys) is not None
+    ds.state(DataServiceState).revocations.add_item({"kind": "token", "id": "jti-cached", "event": "revoked",
                                        "expires_at": "2999-01-01T00:00:00Z"})
     resp = await query(ds, token, COUNT)
     assert resp.status_code == 401 and "no longer grants access" in resp.json()["detail"]

@@ -19,14 +19,14 @@ COUNT = {"select": ["district"], "aggregates": [{"fn": "count"}], "group_by": ["
 
 
 async def _outbox(ds: RunningApp, destination: str) -> list[dict[str, Any]]:
-    async with ds.app.state.db.sessionmaker() as s:
+    async with ds.db.sessionmaker() as s:
         rows = (await s.execute(select(outbox).where(outbox.c.destination == destination)
                                 .order_by(outbox.c.id))).mappings().all()
     return [dict(r) for r in rows]
 
 
 async def _counters(ds: RunningApp, ent: str) -> tuple[int, int]:
-    async with ds.app.state.db.sessionmaker() as s:
+    async with ds.db.sessionmaker() as s:
         row = (await s.execute(select(entitlement_usage.c.queries_used, entitlement_usage.c.epsilon_used_micro)
                                .where(entitlement_usage.c.entitlement_id == ent))).one()
     return int(row[0]), int(row[1])
@@ -69,7 +69,7 @@ async def test_each_charge_is_in_the_audit_event_and_the_charge_ledger(
     charge = event["details"]["charge"]
     assert charge == {"product": HEALTH, "period": charge["period"], "epsilon": 0.25, "delta": 0.0,
                       "product_epsilon_spent": 0.25, "product_epsilon_total": 100.0}
-    async with ds.app.state.db.sessionmaker() as s:
+    async with ds.db.sessionmaker() as s:
         [row] = (await s.execute(select(privacy_charges))).mappings().all()
     assert (row["entitlement_id"], row["organisation_id"], row["jti"], row["epsilon_micro"]) == \
         ("ent_ch", "org_ch", "jti-ch", 250_000)
@@ -80,7 +80,7 @@ async def test_a_query_refused_for_its_budget_leaves_no_charge(ds: RunningApp, d
     token = data_token(ent="ent_poor", limits={"epsilon_budget": 0.05})
     refused = await query(ds, token, {**COUNT, "epsilon": 0.1})
     assert refused.status_code == 403 and refused.json()["budget"] == "entitlement"
-    async with ds.app.state.db.sessionmaker() as s:
+    async with ds.db.sessionmaker() as s:
         assert (await s.execute(select(privacy_charges))).first() is None
         assert (await s.execute(select(privacy_budgets))).first() is None
     assert await _outbox(ds, "access") == []
@@ -137,7 +137,7 @@ async def test_fifty_concurrent_queries_of_many_buyers_never_exceed_the_product_
     assert sorted(r.status_code for r in results).count(200) == 10, sorted(r.status_code for r in results)
     refused = [r.json() for r in results if r.status_code != 200]
     assert all(p["budget"] == "product" and p["status"] == 429 for p in refused)
-    async with ds.app.state.db.sessionmaker() as s:
+    async with ds.db.sessionmaker() as s:
         [row] = (await s.execute(select(privacy_budgets))).mappings().all()
         charges = (await s.execute(select(privacy_charges))).all()
     assert (row["epsilon_spent_micro"], row["answers"], len(charges)) == (1_000_000, 10, 10)
@@ -162,7 +162,7 @@ async def test_usage_relay_posts_each_record_and_counts_duplicates_as_delivered(
         return "svc-token"
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(access)) as http:
-        relay = OutboxRelay(ds.app.state.db.sessionmaker, "access",
+        relay = OutboxRelay(ds.db.sessionmaker, "access",
                             USAGE_DELIVERY.deliverer(http, "http://access.test", svc_token))
         assert await relay.run_once() == 3
         assert await relay.run_once() == 0
@@ -180,7 +180,7 @@ async def test_usage_stays_in_the_outbox_while_access_is_down(ds: RunningApp, da
         return "svc-token"
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as http:
-        relay = OutboxRelay(ds.app.state.db.sessionmaker, "access",
+        relay = OutboxRelay(ds.db.sessionmaker, "access",
                             USAGE_DELIVERY.deliverer(http, "http://access.test", svc_token))
         assert await relay.run_once() == 0
     [msg] = await _outbox(ds, "access")

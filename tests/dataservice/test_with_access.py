@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from services.dataservice.runtime import DataServiceState
 from services.dataservice.usage import USAGE_DELIVERY
 from shared.auth import JWKSKeySource
 from shared.outbox import OutboxRelay
@@ -39,7 +40,7 @@ async def linked(deal: Deal, service_app: AppFactory, demo_data_url: str) -> Asy
                            demo_health_product_id=deal.product_id) as ds, \
             httpx.AsyncClient(transport=httpx.ASGITransport(app=access_app.app),
                               base_url=access_app.settings.public_url) as to_access:
-        ds.app.state.verifier.keys = JWKSKeySource(f"{access_app.settings.public_url}/.well-known/jwks.json",
+        ds.runtime.verifier.keys = JWKSKeySource(f"{access_app.settings.public_url}/.well-known/jwks.json",
                                                    to_access)
         yield Linked(deal, ds, to_access)
 
@@ -59,7 +60,7 @@ async def test_token_from_access_is_accepted_and_usage_reaches_its_ledger(linked
     async def service_token() -> str:
         return linked.deal.market.service_token
 
-    relay = OutboxRelay(linked.ds.app.state.db.sessionmaker, "access",
+    relay = OutboxRelay(linked.ds.db.sessionmaker, "access",
                         USAGE_DELIVERY.deliverer(linked.to_access, linked.deal.market.svc.settings.public_url,
                                         service_token))
     assert await relay.run_once() == 1
@@ -83,7 +84,7 @@ async def test_revocation_in_access_stops_the_token_after_one_poll(linked: Linke
     async def service_token() -> str:
         return linked.deal.market.service_token
 
-    poller = linked.ds.app.state.revocation_poller
+    poller = linked.ds.state(DataServiceState).revocation_poller
     poller.http, poller.token = linked.to_access, service_token
     assert await poller.poll_once() >= 1
     resp = await linked.ds.client.post("/v1/query", json=BY_DISTRICT, headers=bearer(token))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -19,38 +19,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dataservice import budget
 from services.dataservice.models import privacy_charges
 from services.dataservice.privacy import MICRO, PICO
-from shared.auth import Principal, TokenVerifier
+from services.dataservice.runtime import DataService
+from shared.auth import Principal
 from shared.errors import Forbidden, Unauthorized
 from shared.pagination import CursorParam, LimitParam, Page, page_of, read_cursor
 from shared.problems import problem_docs
-from shared.settings import PLATFORM_AUDIENCE
+from shared.runtime import DatabaseDep
 
 router = APIRouter(prefix="/v1/privacy", tags=["privacy"])
 OVERSEERS = frozenset({"regulator", "operator"})
 _bearer = HTTPBearer(auto_error=False, description="Platform token (role regulator or operator)")
 
 
-def platform_verifier(request: Request) -> TokenVerifier:
-    """Platform tokens, verified with the same access keys as data-access tokens."""
-    app = request.app
-    keys = app.state.verifier.keys
-    verifier: TokenVerifier | None = getattr(app.state, "platform_verifier", None)
-    if verifier is None or verifier.keys is not keys:
-        verifier = TokenVerifier(keys, issuer=app.state.settings.token_issuer, audience=PLATFORM_AUDIENCE,
-                                 required_typ="JWT")
-        app.state.platform_verifier = verifier
-    return verifier
-
-
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def overseer(request: Request, credentials: Credentials) -> Principal:
+async def overseer(state: DataService, credentials: Credentials) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("This endpoint needs a platform token of a regulator or operator: get one "
                            "with the client credentials grant at the access service's POST /oauth/token.",
                            headers={"WWW-Authenticate": 'Bearer realm="sluice"'})
-    principal = await platform_verifier(request).verify(credentials.credentials)
+    principal = await state.platform_verifier.verify(credentials.credentials)
     if not principal.roles & OVERSEERS:
         raise Forbidden(f"The privacy spend is for regulators and operators; your token has: "
                         f"{', '.join(sorted(principal.roles)) or 'no role'}.",
@@ -58,10 +47,10 @@ async def overseer(request: Request, credentials: Credentials) -> Principal:
     return principal
 
 
-async def platform_operator(request: Request, credentials: Credentials) -> Principal:
+async def platform_operator(state: DataService, credentials: Credentials) -> Principal:
     """An operator's platform token: this service's own verifier takes data-access tokens, so
     its operator endpoints (the outbox's dead letters) check platform tokens here."""
-    principal = await overseer(request, credentials)
+    principal = await overseer(state, credentials)
     if "operator" not in principal.roles:
         raise Forbidden("This endpoint is for operators; your token has: "
                         f"{', '.join(sorted(principal.roles))}.", required_roles=["operator"])
@@ -119,8 +108,8 @@ class Charge(BaseModel):
     created_at: datetime
 
 
-async def _session(request: Request) -> Any:
-    async with request.app.state.db.sessionmaker() as session:
+async def _session(db: DatabaseDep) -> Any:
+    async with db.sessionmaker() as session:
         yield session
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 
 from services.dataservice.query_model import ProductSchema, QueryResult
 from services.dataservice.query_model import Query as StructuredQuery
-from services.dataservice.service import Grant, QueryService
+from services.dataservice.runtime import DataService
+from services.dataservice.service import Grant
 from shared.auth import CurrentPrincipal
 from shared.problems import problem_docs
 
@@ -20,11 +21,6 @@ async def current_grant(principal: CurrentPrincipal) -> Grant:
 
 
 DataGrant = Annotated[Grant, Depends(current_grant)]
-
-
-def _service(request: Request) -> QueryService:
-    svc: QueryService = request.app.state.query_service
-    return svc
 
 
 _EXAMPLES = {
@@ -69,10 +65,10 @@ _EXAMPLES = {
 )
 async def run_query(
     grant: DataGrant,
-    request: Request,
+    state: DataService,
     body: Annotated[StructuredQuery, Body(openapi_examples=_EXAMPLES)],
 ) -> QueryResult:
-    return await _service(request).run(grant, body)
+    return await state.query_service.run(grant, body)
 
 
 @router.get(
@@ -85,8 +81,8 @@ async def run_query(
 )
 async def get_schema(
     grant: DataGrant,
-    request: Request,
+    state: DataService,
     product: Annotated[str | None, Query(max_length=64, description="Optional: must be the "
                                          "token's product.")] = None,
 ) -> ProductSchema:
-    return await _service(request).schema(grant, product)
+    return await state.query_service.schema(grant, product)
