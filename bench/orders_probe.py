@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import event
 
 from shared.migrations import upgrade
+from shared.runtime import runtime_of
 from tests.orders.conftest import start_orders
 from tests.support import TestKeys, migrations_dir, recreate_pg_database
 
@@ -66,7 +67,7 @@ async def main() -> None:
     raw: Counter[str] = Counter()
     _count_hot(raw)
     async with start_orders(url, keys, "http://127.0.0.1:9") as h:
-        engine = h.app.state.db.engine
+        engine = runtime_of(h.app).db.engine
 
         @event.listens_for(engine.sync_engine, "before_cursor_execute")
         def _stmt(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
