@@ -183,17 +183,13 @@ def create_service_app(
         runtime = Runtime(settings, metrics, db, http, relays=RelayRegistry(settings, db, relays))
         app.state.runtime = runtime
         runtime.service_token = provide(app, default_service_token)
-        # Transitional mirrors for code not yet moved to the runtime (removed service by service).
-        app.state.db, app.state.http, app.state.verifier = db, http, None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.enter_context(serving(app))
                 for step in lifespan_steps:
                     await stack.enter_async_context(step(app))
                 if not runtime.has_verifier:
-                    legacy = app.state.verifier
-                    runtime.verifier = legacy if legacy is not None else make_verifier(app)
-                app.state.verifier = runtime.verifier
+                    runtime.verifier = make_verifier(app)
                 # After the steps (a deliverer may use what they built, the access service's
                 # token is one), stopped before them.
                 await stack.enter_async_context(runtime.relays.running(app, http, runtime.service_token))
@@ -224,7 +220,6 @@ def create_service_app(
     app.include_router(outbox_router(outbox_operator))
     for router in routers:
         app.include_router(router)
-    app.state.settings, app.state.metrics = settings, metrics  # transitional mirrors
     # /docs can get a platform token itself: the client-credentials flow at access's /oauth/token.
     token_base = settings.public_url if service == "access" else settings.access_url
     openapi_auth.install(app, f"{token_base.rstrip('/')}/oauth/token", platform_token_paths)

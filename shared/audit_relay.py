@@ -11,8 +11,6 @@ from fastapi import FastAPI
 
 from shared.outbox import OutboxMessage
 from shared.relays import HttpDelivery, Outgoing, Relay
-from shared.runtime import runtime_of
-from shared.service_auth import TokenSource
 from shared.tracing import runs_by_trace
 
 
@@ -31,8 +29,3 @@ def audit_relay(client: Callable[[FastAPI], httpx.AsyncClient] | None = None) ->
 
 
 AUDIT_RELAY = audit_relay()
-
-
-def token_source_for(app: FastAPI) -> TokenSource | None:
-    """This service's own token source, or None when no secret is configured."""
-    return runtime_of(app).service_token

@@ -123,7 +123,7 @@ async def test_one_event_the_audit_service_refuses_is_dead_lettered_not_its_whol
         return test_keys.token(roles=["service"], org="org_platform", sub="svc-catalog")
 
     async def stored() -> list[str]:
-        async with audit.app.state.db.sessionmaker() as s:
+        async with audit.db.sessionmaker() as s:
             return list(await s.scalars(select(events.c.event_id).order_by(events.c.seq)))
 
     requests: list[str] = []

@@ -28,7 +28,7 @@ async def test_a_command_refused_for_good_is_dead_lettered_and_can_be_sent_again
     buyer = {"Authorization": "Bearer " + test_keys.token(roles=["buyer"])}
     async with service_app("catalog") as svc, httpx.AsyncClient(
             transport=httpx.MockTransport(receiver)) as http:
-        db = svc.app.state.db
+        db = svc.db
         async with db.sessionmaker() as s, s.begin():
             for i, path in enumerate(ANSWERS):
                 await enqueue_command(s, destination="receiver", message_id=f"cmd-{i}", method="POST", path=path)

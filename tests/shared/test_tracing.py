@@ -75,7 +75,7 @@ class Market:
         return found
 
     async def count(self, service: str, table: Any, *where: Any) -> int:
-        async with self.apps[service].state.db.sessionmaker() as s:
+        async with runtime_of(self.apps[service]).db.sessionmaker() as s:
             return int(await s.scalar(select(func.count()).select_from(table).where(*where)) or 0)
 
 
@@ -238,7 +238,7 @@ async def test_with_tracing_off_the_purchase_works_and_nothing_is_traced(
         for app in m.apps.values():
             assert app.state.tracer_provider is None and app.state.span_exporter is None
             assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
-            assert not getattr(app.state.http, "_is_instrumented_by_opentelemetry", False)
+            assert not getattr(runtime_of(app).http, "_is_instrumented_by_opentelemetry", False)
         product = await listed_product(m)
         async with m.client("orders") as orders:
             order = await purchase(m, product, orders)
