@@ -8,10 +8,8 @@ organisations, the product's catalog status and the usage policy.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +32,7 @@ from services.access.tokens import sign
 from shared.auth import ALGORITHM, TOKEN_LEEWAY_SECONDS, Principal, crit_problem, iat_problem
 from shared.db import Database, utcnow
 from shared.errors import Forbidden, NotFound, ProblemError
-from shared.hot_reads import HotQuery, fail_waiters
+from shared.hot_reads import GroupedRead, HotQuery
 
 DATA_TOKEN_TYP = "at+jwt"  # noqa: S105 - a JWT type, not a secret
 MAX_LIFETIME = 900
@@ -88,7 +86,7 @@ _ENTITLEMENT_AND_ORGS = HotQuery(
     .outerjoin(_provider, _provider.c.id == _ent.c.provider_org)
     .where(_ent.c.id == bindparam("ent_id"))
 )
-#: The same read for many entitlements at once (PostgreSQL: ``= ANY($1)``), see _GroupReader.
+#: The same read for many entitlements at once (PostgreSQL: ``= ANY($1)``), see shared.hot_reads.GroupedRead.
 _ENTITLEMENTS_AND_ORGS = HotQuery(
     select(*(_ent.c[name] for name in _FIELDS), _buyer.c.status.label("buyer_org_status"),
            _provider.c.status.label("provider_org_status"))
@@ -109,54 +107,14 @@ def _facts_of(row: Mapping[str, Any]) -> EntitlementFacts:
     return EntitlementFacts(**values)
 
 
-class _GroupReader:
-    """The entitlement reads of the issues that arrive while the previous read is in flight,
-    as one statement (PostgreSQL): one round trip for all of them instead of one each. A read
-    starts only after every request in it has asked, so each sees everything committed before
-    it asked — a revocation, suspension or quota change is never missed, as with a read of
-    its own. A failed read fails every request in it."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._waiting: dict[str, list[asyncio.Future[Mapping[str, Any] | None]]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def read(self, ent_id: str) -> Mapping[str, Any] | None:
-        waiter: asyncio.Future[Mapping[str, Any] | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(ent_id, []).append(waiter)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name="entitlement-group-reader")
-        return await waiter
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, {}
-            try:
-                rows = await _ENTITLEMENTS_AND_ORGS.all(self.db.hot, self.db.engine, ids=list(batch))
-            except BaseException as exc:
-                fail_waiters((w for ws in batch.values() for w in ws), exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            found = {row["id"]: row for row in rows}
-            for ent_id, waiters in batch.items():
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(found.get(ent_id))
-
-
-_GROUP_READERS: weakref.WeakKeyDictionary[Database, _GroupReader] = weakref.WeakKeyDictionary()
+_GROUPED_READ = GroupedRead(_ENTITLEMENT_AND_ORGS, _ENTITLEMENTS_AND_ORGS, key="ent_id",
+                            name="entitlement-group-reader")
 
 
 async def read_entitlement(db: Database, ent_id: str) -> Mapping[str, Any] | None:
     """The entitlement's issue facts and both organisations' status (a row mapping, or None):
     grouped with concurrent issues on PostgreSQL, a read of its own on SQLite."""
-    if not db.hot.postgres:
-        return await _ENTITLEMENT_AND_ORGS.one_or_none(db.hot, db.engine, ent_id=ent_id)
-    reader = _GROUP_READERS.get(db)
-    if reader is None:
-        reader = _GROUP_READERS[db] = _GroupReader(db)
-    return await reader.read(ent_id)
+    return await _GROUPED_READ.read(db, ent_id)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,8 @@ request. Owners and regulators, who also see drafts and reasons, take the genera
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +23,7 @@ from services.catalog import views
 from services.catalog.models import Product, ProductVersion
 from shared.auth import Principal
 from shared.db import Database
-from shared.hot_reads import HotQuery, fail_waiters
+from shared.hot_reads import GroupedRead, HotQuery
 
 logger = logging.getLogger("sluice.catalog")
 
@@ -46,55 +44,13 @@ _READ_MANY = HotQuery(
 )
 
 
-class _GroupedReads:
-    """The public reads that arrive while the previous one is in flight, as one statement
-    (PostgreSQL): one round trip for all of them instead of one each — on this machine a
-    round trip's socket work costs more CPU than the read (docs/performance.md). A read starts
-    only after every request in it has asked, so each sees everything committed before it
-    asked (a suspension shows at once, as with a read of its own). A failed read fails every
-    request in it."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._waiting: dict[str, list[asyncio.Future[Mapping[str, Any] | None]]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def read(self, product_id: str) -> Mapping[str, Any] | None:
-        waiter: asyncio.Future[Mapping[str, Any] | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(product_id, []).append(waiter)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name="catalog-public-group-reader")
-        return await waiter
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, {}
-            try:
-                rows = await _READ_MANY.all(self.db.hot, self.db.engine, ids=list(batch))
-            except BaseException as exc:
-                fail_waiters((w for ws in batch.values() for w in ws), exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            found = {row["id"]: row for row in rows}
-            for product_id, waiters in batch.items():
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(found.get(product_id))
-
-
-_GROUPED: weakref.WeakKeyDictionary[Database, _GroupedReads] = weakref.WeakKeyDictionary()
+#: The product's state and stored document: grouped with concurrent reads on PostgreSQL, a read
+#: of its own on SQLite.
+_GROUPED_READ = GroupedRead(_READ, _READ_MANY, key="product_id", name="catalog-public-group-reader")
 
 
 async def _read(db: Database, product_id: str) -> Mapping[str, Any] | None:
-    """The product's state and stored document: grouped with concurrent reads on PostgreSQL,
-    a read of its own on SQLite."""
-    if not db.hot.postgres:
-        return await _READ.one_or_none(db.hot, db.engine, product_id=product_id)
-    reader = _GROUPED.get(db)
-    if reader is None:
-        reader = _GROUPED[db] = _GroupedReads(db)
-    return await reader.read(product_id)
+    return await _GROUPED_READ.read(db, product_id)
 
 
 async def public_json(db: Database, principal: Principal, product_id: str) -> tuple[str, bytes] | None:

@@ -186,7 +186,7 @@ async def test_issue_and_refusal_are_audited(deal: Deal) -> None:
 
 
 async def test_concurrent_issues_each_get_their_own_entitlement_and_see_a_revocation(deal: Deal) -> None:
-    """Issues running together share one entitlement read on PostgreSQL (data_tokens._GroupReader):
+    """Issues running together share one entitlement read on PostgreSQL (shared.hot_reads.GroupedRead):
     each still gets its own entitlement's token, another buyer's is still a 404, and a
     revocation committed before they ask refuses them all."""
     m = deal.market

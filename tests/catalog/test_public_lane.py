@@ -114,7 +114,7 @@ async def test_lane_answers_are_counted_under_the_route_template(catalog: Runnin
 
 
 async def test_concurrent_public_reads_each_get_their_own_product(uncached: RunningApp, tokens: Tokens) -> None:
-    """On PostgreSQL concurrent reads are grouped into one statement (published._GroupedReads):
+    """On PostgreSQL concurrent reads are grouped into one statement (shared.hot_reads.GroupedRead):
     every request must still get its own product, an unknown one its 404, and a suspension
     committed before the requests asked must show in every one of them."""
     ids = [(await create_listed(uncached, tokens.provider_a, spec(slug=f"p-{i}", title=f"Product {i}")))["id"]
