@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Hashable
 from datetime import UTC, datetime
@@ -137,6 +138,27 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _switch_to_wal(cur: Any, attempts: int = 100) -> None:
+    """Put a SQLite file in WAL mode (kept in the file: later connections find it so).
+
+    Switching needs an exclusive lock, and SQLite refuses it at once ("database is locked")
+    instead of waiting through the busy timeout when replicas connect to a new file at the
+    same moment; so the switch is tried again, briefly, until this or another connection has
+    made it. Only a file's first connections ever get here: afterwards the mode reads "wal".
+    """
+    for attempt in range(attempts):
+        cur.execute("PRAGMA journal_mode")
+        if str(cur.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the adapted driver's OperationalError
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
     ensure_sqlite_dir(url)
     if is_sqlite(url):
@@ -148,12 +170,7 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
-            # WAL is kept in the file: switch only when it is not WAL yet. Switching needs an
-            # exclusive lock, which replicas connecting at the same moment may refuse at once
-            # ("database is locked") instead of waiting for it.
-            cur.execute("PRAGMA journal_mode")
-            if str(cur.fetchone()[0]).lower() != "wal":
-                cur.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 

@@ -36,9 +36,18 @@ RECONCILE_AFTER_SECONDS = 2.0
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports. The sockets stay bound until all are chosen: asked one at
+    a time, the kernel may hand out the same port twice (a cluster run once gave the access
+    balancer and a catalog replica the same port, and the replica failed to bind)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 @dataclass
@@ -162,14 +171,15 @@ class Cluster:
     stripe: LocalStripe | None = None
 
     def __post_init__(self) -> None:
-        self.ports = {name: free_port() for name in ("access", "audit", "catalog", "orders", "dataservice")}
+        *service_ports, stripe_port = free_ports(6)  # distinct, asked for together
+        self.ports = dict(zip(("access", "audit", "catalog", "orders", "dataservice"), service_ports, strict=True))
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
         self.service_secrets = {name: f"e2e-{name}-secret" for name in self.services if name != "access"}
         # The dataservice generates its demo data under var/ of its working directory,
         # and reads the provider's product bindings from this file.
         self.aliases_file = self.workdir / "dataservice-aliases.yaml"
         if "orders" in self.services:
-            self.stripe = LocalStripe(free_port(), self.workdir / "localstripe.log")
+            self.stripe = LocalStripe(stripe_port, self.workdir / "localstripe.log")
 
     def database_url(self, service: str) -> str:
         if self.backend == "postgresql":
@@ -307,11 +317,12 @@ class ReplicatedCluster(Cluster):
         self.service_secrets = {name: f"e2e-{name}-secret" for name in self.services if name != "access"}
         self.aliases_file = self.workdir / "dataservice-aliases.yaml"
         self.db_prefix = self.db_prefix or f"{PG_DB_PREFIX}_e2e_cluster"
+        ports = iter(free_ports(len(mod.SERVICES) * (1 + self.replica_count) + 2))
         config = mod.ClusterConfig(
             workdir=self.workdir, cwd=self.workdir, replicas=self.replica_count,
-            lb_ports={s: free_port() for s in mod.SERVICES},
-            replica_ports={s: [free_port() for _ in range(self.replica_count)] for s in mod.SERVICES},
-            stripe_port=free_port(), stats_port=free_port(), admin_url=self.admin_url,
+            lb_ports={s: next(ports) for s in mod.SERVICES},
+            replica_ports={s: [next(ports) for _ in range(self.replica_count)] for s in mod.SERVICES},
+            stripe_port=next(ports), stats_port=next(ports), admin_url=self.admin_url,
             db_prefix=self.db_prefix, fresh_databases=True,
             base_env={k: v for s in mod.SERVICES for k, v in self.service_settings(s).items()})
         self.local = mod.LocalCluster(config, mod.ensure_haproxy(install=False), say=lambda _msg: None)

@@ -336,7 +336,8 @@ def test_audit_killed_mid_append_and_mid_checkpoint_loses_and_doubles_nothing(
         wait_until(lambda: waiting_statements(url, "INSERT INTO checkpoints%"), "a checkpoint held mid-way")
         with tables_locked(url, "events"):
             new_audit_events(market)
-            wait_until(lambda: waiting_statements(url, "INSERT INTO events%"), "an append held mid-way")
+            # The writer loads events with COPY on PostgreSQL (services/audit/log.py).
+            wait_until(lambda: waiting_statements(url, "COPY %events%"), "an append held mid-way")
             audit.kill()
     audit.start()
     audit.wait_healthy()
