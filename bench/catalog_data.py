@@ -129,18 +129,22 @@ def make_product(i: int, rng: random.Random, now: datetime) -> Generated:
     return product, version, tags
 
 
-def word_counts_fill() -> str:
-    """The INSERT ... SELECT that fills word_facet_counts, from its migration."""
+def migration_fill(name: str) -> str:
+    """The INSERT ... SELECT that fills a maintained table, from its migration (``name``)."""
     import importlib.util
     from pathlib import Path
 
     path = (Path(__file__).resolve().parent.parent / "services" / "catalog" / "migrations" / "versions"
-            / "0006_word_facet_counts.py")
-    spec = importlib.util.spec_from_file_location("word_facet_counts_migration", path)
+            / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"catalog_migration_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return str(module.FILL)
+
+
+# Row triggers of maintained tables, off during the bulk load (each table is filled once after it).
+_BULK_TRIGGERS = ("word_facet_counts_ins_del", "listed_title_words_ins_del")
 
 
 async def load(url: str, count: int, batch: int = 2000) -> float:
@@ -161,7 +165,8 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
             async with engine.begin() as conn:
                 await conn.execute(text("DROP INDEX ix_products_search"))
                 await conn.execute(text("DROP INDEX ix_products_title_search"))
-                await conn.execute(text("ALTER TABLE products DISABLE TRIGGER word_facet_counts_ins_del"))
+                for trigger in _BULK_TRIGGERS:
+                    await conn.execute(text(f"ALTER TABLE products DISABLE TRIGGER {trigger}"))
         for lo in range(0, count, batch):
             made = [make_product(i, rng, now) for i in range(lo, min(count, lo + batch))]
             for p, v, _ in made:  # rendered once, as publication does
@@ -181,9 +186,12 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
                     text("CREATE INDEX ix_products_search ON products USING GIN (search_vector)"))
                 await conn.execute(
                     text("CREATE INDEX ix_products_title_search ON products USING GIN (title_vector)"))
-                await conn.execute(text("TRUNCATE word_facet_counts"))
-                await conn.execute(text(word_counts_fill()))  # the migration's own fill
-                await conn.execute(text("ALTER TABLE products ENABLE TRIGGER word_facet_counts_ins_del"))
+                for table, migration in (("word_facet_counts", "0006_word_facet_counts"),
+                                         ("listed_title_words", "0010_listed_title_words")):
+                    await conn.execute(text(f"TRUNCATE {table}"))
+                    await conn.execute(text(migration_fill(migration)))  # the migration's own fill
+                for trigger in _BULK_TRIGGERS:
+                    await conn.execute(text(f"ALTER TABLE products ENABLE TRIGGER {trigger}"))
             # VACUUM sets the visibility map (index-only scans), as autovacuum would in production.
             async with engine.connect() as conn:
                 await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(

@@ -158,4 +158,16 @@ class WordFacetCount(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class ListedTitleWord(Base):
+    """Per title/tag word (PostgreSQL lexeme), the listed products with it in their title or
+    tags, keyed newest first, kept exact by a trigger (migration 0010; empty on SQLite): the
+    ranking window of a one-word search is the first entries of one key range."""
+
+    __tablename__ = "listed_title_words"
+
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    listed_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # 'infinity' for none
+    pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
 outbox = outbox_table(Base.metadata)

@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
+from services.catalog import search_pg
 from services.catalog.cache import TtlCache
 from services.catalog.lifecycle import is_regulator
 from services.catalog.models import ListedFacetCount, Product, ProductTag, WordFacetCount
@@ -59,13 +60,7 @@ _KIND_COLUMN = {
     "subscription": _products.c.has_subscription,
     "metered": _products.c.has_metered,
 }
-_HIT_COLUMNS = [
-    _products.c.pk, _products.c.id, _products.c.provider_org, _products.c.slug, _products.c.title,
-    _products.c.summary, _products.c.category, _products.c.tags_text, _products.c.grade,
-    _products.c.status, _products.c.latest_version, _products.c.currency, _products.c.min_price,
-    _products.c.has_free, _products.c.has_one_time, _products.c.has_subscription,
-    _products.c.has_metered, _products.c.listed_at,
-]
+_HIT_COLUMNS = search_pg.HIT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -122,12 +117,15 @@ class _Plan:
         self.rank: ColumnElement[Any] | None = None
         self.rank_desc = True
         self.tsquery: ColumnElement[Any] | None = None  # PostgreSQL
+        # PostgreSQL, a listed-product search for one word and nothing else: its tier-1 window
+        # can come from listed_title_words.
+        self.title_word: str | None = None
         self._tiers: dict[int, list[ColumnElement[bool] | TextClause]] = {}
         self._nothing = False
         self._visibility(principal, query)
         self._filters(query)
         if query.q and query.q.strip():
-            self._text(dialect, query.q)
+            self._text(dialect, query)
 
     def _visibility(self, principal: Principal, query: SearchQuery) -> None:
         self.where.append(_products.c.status == query.status)
@@ -167,8 +165,8 @@ class _Plan:
         if query.max_price is not None:
             self.where.append(c.min_price <= query.max_price)
 
-    def _text(self, dialect: str, q: str) -> None:
-        words = query_words(q)
+    def _text(self, dialect: str, query: SearchQuery) -> None:
+        words = query_words(query.q or "")
         if not words:
             self._nothing = True
             return
@@ -184,6 +182,8 @@ class _Plan:
             # needs only the (small) title index, not the posting list of every mention.
             self._tiers = {0: [matches], 1: [in_title], 2: [matches, not_(in_title)]}
             self.rank = func.ts_rank_cd(vector, self.tsquery)
+            if _one_word_search(query):
+                self.title_word = words[0]
             return
         match = " ".join(f'"{w}"' for w in words)
         title_match = f"{{title tags_text}} : ({match})"
@@ -246,7 +246,7 @@ async def _relevance_page(
     want = query.limit + 1
     rows = await _tier_rows(session, plan, 1, offset, want)
     if len(rows) < want:
-        if rows:
+        if rows or offset == 0:  # (an empty first page of the tier: the tier is empty)
             first_tier = offset + len(rows)
         else:
             first_tier = (await session.execute(plan.select(func.count(), tier=1))).scalar_one()
@@ -266,16 +266,49 @@ async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int,
         # The window is chosen by keys only (a narrow sort), then its rows are read and ranked.
         window = plan.select(c.pk, tier=tier).order_by(*newest).limit(RANK_WINDOW)
         if plan.tsquery is not None:  # PostgreSQL: rank from the stored vector, no new match
-            stmt = select(*_HIT_COLUMNS).where(c.pk.in_(window)).order_by(plan.rank.desc(), c.pk.desc())
+            if tier == 1 and plan.title_word is not None:
+                title_window = search_pg.title_word_window(plan.title_word, RANK_WINDOW)
+                rows = await _ranked(session, plan, title_window, offset, want)
+                # empty: the word is not one lexeme, or in no listed title (the index decides)
+            if not rows:
+                rows = await _ranked(session, plan, window, offset, want)
         else:  # SQLite: bm25 exists only inside the FTS5 match
             stmt = plan.select(*_HIT_COLUMNS, tier=tier).where(c.pk.in_(window)).order_by(
                 plan.rank.asc(), c.pk.desc())
-        rows = list((await session.execute(stmt.offset(offset).limit(want))).all())
+            rows = list((await session.execute(stmt.offset(offset).limit(want))).all())
     if len(rows) < want and offset + len(rows) >= RANK_WINDOW:
         rest = (plan.select(*_HIT_COLUMNS, tier=tier).order_by(*newest)
                 .offset(max(offset, RANK_WINDOW)).limit(want - len(rows)))
         rows += list((await session.execute(rest)).all())
     return rows
+
+
+async def _ranked(
+    session: AsyncSession, plan: _Plan, window: Select[Any], offset: int, want: int
+) -> list[Any]:
+    """Rows ``offset .. offset + want`` of the products ``window`` selects, by rank (PostgreSQL)."""
+    c = _products.c
+    assert plan.rank is not None
+    stmt = select(*_HIT_COLUMNS).where(c.pk.in_(window)).order_by(plan.rank.desc(), c.pk.desc())
+    return list((await session.execute(stmt.offset(offset).limit(want))).all())
+
+
+async def _one_pass_page(
+    session: AsyncSession, plan: _Plan, query: SearchQuery
+) -> tuple[list[Any], str | None, list[Any] | None]:
+    """A word search whose facets are counted, on PostgreSQL: its relevance page and its
+    facet groups (None when the page is empty) from one statement (search_pg.one_pass)."""
+    try:
+        offset = max(0, int((query.cursor or {}).get("o", 0)))
+    except (TypeError, ValueError) as exc:
+        raise _bad_cursor() from exc
+    params = {"words": " ".join(query_words(query.q or "")), "window": RANK_WINDOW, "offset": offset,
+              "want": query.limit + 1}
+    rows = list((await session.execute(search_pg.one_pass(), params)).all())
+    groups = list(rows[0].facet_groups) if rows else None
+    more = len(rows) > query.limit
+    nxt = encode_cursor({"s": "relevance", "o": offset + query.limit}) if more else None
+    return rows[: query.limit], nxt, groups
 
 
 async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple[list[Any], str | None]:
@@ -358,11 +391,20 @@ async def _facets_from_counts(
     return _fold((await session.execute(stmt)).all())
 
 
+def _words_only(query: SearchQuery) -> bool:
+    """A listed-product search by relevance for several words and nothing else: its page and
+    facets come from one statement on PostgreSQL (search_pg.one_pass)."""
+    return query.sort == "relevance" and len(query_words(query.q or "")) > 1 and _unfiltered(query)
+
+
 def _one_word_search(query: SearchQuery) -> bool:
     """A listed-product search for one word and nothing else: ``word_facet_counts`` may know it."""
-    return (query.status == ProductStatus.LISTED and len(query_words(query.q or "")) == 1
-            and not query.category and not query.tag and not query.grade and not query.provider
-            and not query.plan_kind and query.max_price is None and not query.currency)
+    return len(query_words(query.q or "")) == 1 and _unfiltered(query)
+
+
+def _unfiltered(query: SearchQuery) -> bool:
+    return (query.status == ProductStatus.LISTED and not query.category and not query.tag and not query.grade
+            and not query.provider and not query.plan_kind and query.max_price is None and not query.currency)
 
 
 async def _facets_of_one_word(
@@ -437,9 +479,17 @@ async def search(
     facets: dict[str, dict[str, int]] = {"category": {}, "grade": {}, "plan_kind": {}}
     key = _facet_key(query) if facet_cache is not None and query.facets else None
     cached = facet_cache.get(key) if facet_cache is not None and key is not None else None
-    rows, nxt = await _page(session, plan, query)
+    groups = None
+    if cached is None and query.facets and plan.tsquery is not None and _words_only(query):
+        rows, nxt, groups = await _one_pass_page(session, plan, query)
+    else:
+        rows, nxt = await _page(session, plan, query)
     if cached is not None:
         total, facets = cached  # type: ignore[misc]
+    elif groups is not None:
+        total, facets = _fold(groups)
+        if facet_cache is not None and key is not None:
+            facet_cache.put(key, (total, facets))
     elif query.facets:
         counted = None
         if _counted_facets(query):

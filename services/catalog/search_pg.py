@@ -1,0 +1,107 @@
+"""PostgreSQL-only search statements that read less than the general ones in search.py.
+
+- :func:`title_word_window`: a one-word search's tier-1 ranking window from the maintained
+  ``listed_title_words`` (migration 0010): one btree range already in ``listed_at DESC, pk
+  DESC`` order, where the title index needs a heap visit per match (a common word is in ~1,000
+  titles, each on its own page of 1.6 KB-wide ``products`` rows) and a sort.
+- :func:`one_pass`: a relevance page and its facets in one statement, from one pass over the
+  matches. A word search whose facets must be counted (several words, or words with filters,
+  and no cached counts) reads every match for the counts anyway. Done apart, the page then
+  reads the same matches again for each tier's window (the newest ``RANK_WINDOW`` by
+  ``listed_at``: a heap visit per match), in 2-3 more round trips. Here the matches' narrow
+  columns are read once into a CTE; the facet groups and the page (both tiers, their windows
+  by rank, then the rest newest first: the very order of ``search._relevance_page``) are
+  computed from it, and only the page rows and the window rows the page reaches are read from
+  ``products`` again.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSON
+
+from services.catalog.models import ListedTitleWord, Product
+
+_products = Product.__table__
+_TITLE_WORDS = ListedTitleWord.__table__
+KINDS = ("free", "one_time", "subscription", "metered")
+#: What a search hit shows (services/catalog/search.py builds its items from these).
+HIT_COLUMNS = [
+    _products.c.pk, _products.c.id, _products.c.provider_org, _products.c.slug, _products.c.title,
+    _products.c.summary, _products.c.category, _products.c.tags_text, _products.c.grade,
+    _products.c.status, _products.c.latest_version, _products.c.currency, _products.c.min_price,
+    _products.c.has_free, _products.c.has_one_time, _products.c.has_subscription,
+    _products.c.has_metered, _products.c.listed_at,
+]
+
+
+def title_word_window(word: str, window: int) -> Select[Any]:
+    """The newest ``window`` listed products with ``word`` in their title or tags. Selects
+    nothing when ``word`` is not exactly one lexeme (then its tsquery is not a one-lexeme
+    match, and the caller asks the title index)."""
+    t = _TITLE_WORDS.c
+    lexemes = func.tsvector_to_array(func.to_tsvector(literal_column("'english'"), word), type_=ARRAY(Text))
+    lexeme = select(lexemes[1]).where(func.array_length(lexemes, 1) == 1).scalar_subquery()
+    return select(t.pk).where(t.lexeme == lexeme).order_by(t.listed_at.desc(), t.pk.desc()).limit(window)
+
+
+@functools.cache
+def one_pass() -> Select[Any]:
+    """Rows ``:offset .. :offset + :want`` of the relevance order of the listed products
+    matching ``:words`` (``:window``: the ranking window), each with ``facet_groups``: the
+    (category, grade, count, count per plan kind...) groups of every match as JSON.
+
+    Built once with bound parameters (building it per search cost ~2 ms of the event loop's
+    CPU); for searches with words and no filter, the shape the maintained counts cannot answer."""
+    c = _products.c
+    tsquery = func.websearch_to_tsquery(literal_column("'english'"), bindparam("words", type_=Text))
+    matches = literal_column("products.search_vector").op("@@", return_type=Boolean)(tsquery)
+    in_title = literal_column("products.title_vector").op("@@", return_type=Boolean)(tsquery)
+    window, offset, want = (bindparam(name, type_=Integer) for name in ("window", "offset", "want"))
+    m = select(
+        c.pk, c.listed_at, c.category, c.grade, *(c[f"has_{k}"] for k in KINDS), in_title.label("t1"),
+    ).where(c.status == literal_column("'listed'"), matches).cte("m")
+    n = func.row_number().over(partition_by=m.c.t1, order_by=(m.c.listed_at.desc(), m.c.pk.desc()))
+    o = select(m.c.pk, m.c.t1, n.label("n")).subquery("o")
+    first_tier = select(func.count()).select_from(m).where(m.c.t1).scalar_subquery()
+    # Only a window the page reaches is ranked: the other tier's rows sort wholly before or
+    # after the page, so their order inside it does not change the page.
+    reached = or_(and_(o.c.t1, first_tier > offset), and_(not_(o.c.t1), first_tier < offset + want))
+    ranked = _products.alias("r")
+    rank = select(func.ts_rank_cd(literal_column("r.search_vector"), tsquery)).select_from(ranked).where(
+        ranked.c.pk == o.c.pk).scalar_subquery()
+    r = case((and_(o.c.n <= window, reached), rank)).label("r")
+    keys = select(o.c.pk, o.c.t1, o.c.n, r)
+    keys = keys.order_by(*_order(o.c.t1, o.c.n, keys.selected_columns.r, o.c.pk, window))
+    k = keys.offset(offset).limit(want).subquery("k")
+    one: ColumnElement[Any] = literal_column("1")
+    groups = select(m.c.category, m.c.grade, func.count().label("n"), *(
+        func.count(one).filter(m.c[f"has_{kind}"].is_(True)).label(kind) for kind in KINDS
+    )).group_by(m.c.category, m.c.grade).subquery("g")
+    facet_groups = select(func.json_agg(func.json_build_array(*groups.c), type_=JSON)).scalar_subquery()
+    return (select(*HIT_COLUMNS, facet_groups.label("facet_groups"))
+            .select_from(k.join(_products, _products.c.pk == k.c.pk))
+            .order_by(*_order(k.c.t1, k.c.n, k.c.r, k.c.pk, window)))
+
+
+def _order(t1: Any, n: Any, r: Any, pk: Any, window: Any) -> list[Any]:
+    """Tier 1 first; in each tier its window by rank (then pk, newest pk first), then the
+    rest newest first (``n``: the position in the tier, newest first)."""
+    return [t1.desc(), (n > window).asc(), r.desc().nulls_last(), case((n <= window, pk)).desc(), n.asc()]
