@@ -14,6 +14,11 @@ Quotes: ``POST /v1/quotes`` is measured over HTTP first (a row of its own); the 
 use copies of one of those quotes made in SQL (ids ``qb_<n>``), so the order run is not
 limited by how many quotes the quote run made. The limit, measured in the same run: a bare
 single-row INSERT (one row per transaction, same concurrency) into the same database.
+
+After the order run the bench waits until the relays have delivered everything the orders left
+in the outbox (grants, fulfilments, audit events), and reports the server's CPU per order with
+that work included, PostgreSQL's CPU per order and this process's (the stand-ins): one worker
+serves the load first, so most of an order's relay work runs after the measured window.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fastapi import FastAPI, Request  # module level: the stand-ins' annotations resolve here
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.bench_access import cpu_seconds
+from bench.bench_audit import CpuMeter
 from bench.common import Server, backends, db_prefix, drop_pg, free_port, recreate_pg, running
 from bench.load import format_request, run_load_async
 from bench.report import Report
@@ -84,8 +91,6 @@ async def bare_inserts(url: str, n: int, concurrency: int) -> float:
 
 def fakes_app(keys: TestKeys) -> Any:
     """Catalog + access + audit stand-ins and a JWKS, served over HTTP for the worker processes."""
-    from fastapi import FastAPI, Request
-
     from tests.orders.fakes import SERVICE_TOKEN, FakeAccess, FakeCatalog, product_version
 
     catalog, access = FakeCatalog(), FakeAccess()
@@ -150,6 +155,31 @@ async def clone_quotes(url: str, first: int, count: int) -> None:
         await engine.dispose()
 
 
+async def relay_backlog(url: str) -> dict[str, int]:
+    """Outbox rows not yet delivered (nor dead-lettered), by destination."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT destination, count(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL "
+                "GROUP BY destination"))).all()
+    finally:
+        await engine.dispose()
+    return {str(d): int(n) for d, n in rows}
+
+
+async def drained(url: str, within: float = 180.0) -> float:
+    """Wait until the relays have delivered every outbox row; the seconds it took. An order's
+    relay work (its grant to access, its fulfilment, its four audit events) mostly runs after
+    the load stops: one worker's event loop serves the 32 connections first."""
+    start = time.perf_counter()
+    while await relay_backlog(url):
+        if time.perf_counter() - start > within:
+            raise RuntimeError(f"the relays did not drain the outbox within {within:.0f} s")
+        await asyncio.sleep(0.25)
+    return time.perf_counter() - start
+
+
 async def measure(report: Report, backend: str, workers: int, args: argparse.Namespace, keys: TestKeys,
                   tmp: Path, one: dict[str, float]) -> None:
     name = f"{db_prefix('sl_orders')}_bench"
@@ -180,12 +210,24 @@ async def measure(report: Report, backend: str, workers: int, args: argparse.Nam
             await clone_quotes(url, 1, 5_000)
             await clone_quotes(url, MAIN_FIRST, args.quotes)
             await run_load_async(server.port, [order_req], seconds=1, connections=4)
-            cpu0 = cpu_seconds(server.proc.pid)
+            await drained(url)  # the warm-up's relay work is not the measured orders'
+            meter = CpuMeter(server, url)
+            await meter.start()
+            cpu0, bench0 = cpu_seconds(server.proc.pid), time.process_time()
             orders = await run_load_async(server.port, [order_req], seconds=args.seconds,
                                           connections=args.concurrency, first_number=MAIN_FIRST)
             # The server's CPU (all its processes; the relays' work for these orders included
             # as far as it ran within the run): comparable across machine loads, unlike rates.
             order_cpu = cpu_seconds(server.proc.pid) - cpu0
+            backlog = await relay_backlog(url)
+            # Then until the relays have done everything the orders left them: the whole cost
+            # of an order. And what else it costs the same two cores: the PostgreSQL backends
+            # serving this database, and this process (the access, catalog and audit stand-ins
+            # the relays call; the load generator's own Python when wrk is absent).
+            drain_s = await drained(url)
+            full_cpu = cpu_seconds(server.proc.pid) - cpu0
+            bench_cpu = time.process_time() - bench0
+            await meter.stop()
             if quotes.errors or orders.errors:
                 raise RuntimeError(f"{quotes.errors} quotes and {orders.errors} orders failed:\n"
                                    f"{server.tail()}")
@@ -196,10 +238,22 @@ async def measure(report: Report, backend: str, workers: int, args: argparse.Nam
         fakes.should_exit = True
         if backend == "postgresql":
             await drop_pg(name)
-    cpu_us = {"server_cpu_us_per_order": round(order_cpu / max(1, orders.requests) * 1e6),
-              "server_cpu_us_per_quote": round(quote_cpu / max(1, quotes.requests) * 1e6)}
+    n = max(1, orders.requests)
+    run_s = orders.requests / orders.rps if orders.rps else float(args.seconds)
+    cpu_us = {"server_cpu_us_per_order": round(order_cpu / n * 1e6),
+              "server_cpu_us_per_quote": round(quote_cpu / max(1, quotes.requests) * 1e6),
+              "server_cpu_us_per_order_relays_included": round(full_cpu / n * 1e6),
+              "postgres_cpu_us_per_order": round(meter.pg_s / n * 1e6) if meter.pg_s else None,
+              "bench_process_cpu_us_per_order": round(bench_cpu / n * 1e6),
+              "outbox_backlog_at_end": backlog, "relay_drain_seconds": round(drain_s, 2),
+              "orders_per_s_relays_included": round(n / (run_s + drain_s), 1)}
     print(f"  server CPU {cpu_us['server_cpu_us_per_order']} µs/order, "
-          f"{cpu_us['server_cpu_us_per_quote']} µs/quote ({workers} worker(s), {backend})", flush=True)
+          f"{cpu_us['server_cpu_us_per_quote']} µs/quote ({workers} worker(s), {backend}); "
+          f"at the run's end the outbox held {backlog}, drained {drain_s:.1f} s later: per order, "
+          f"relays included, server {cpu_us['server_cpu_us_per_order_relays_included']} µs, "
+          f"PostgreSQL {cpu_us['postgres_cpu_us_per_order']} µs, stand-ins + load generator "
+          f"{cpu_us['bench_process_cpu_us_per_order']} µs; {cpu_us['orders_per_s_relays_included']} "
+          "orders/s relays included", flush=True)
     details = {"orders": orders.as_dict(), "quotes": quotes.as_dict(), "bare_inserts_per_s": round(bare),
                **cpu_us}
     if workers == 1:

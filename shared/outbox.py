@@ -79,6 +79,24 @@ async def enqueue(
         after_commit(session, lambda: wakers.wake(destination), key=(RELAY_WAKERS, destination))
 
 
+async def enqueue_events(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
+    """Several audit events in the caller's transaction, as one multi-row ``INSERT`` (each row
+    as :func:`record_event` writes it): a follow-up that moves a batch of rows at once (orders'
+    fulfilment) writes one event per row without a round trip each. The audit relay is woken
+    once the transaction commits."""
+    if not events:
+        return
+    now, carrier = utcnow(), current_carrier()
+    await session.execute(insert(outbox), [
+        {"kind": AUDIT_EVENT, "destination": "audit", "message_id": str(event.event_id),
+         "payload": event.model_dump(mode="json"), "created_at": now, "available_at": now,
+         "attempts": 0, "trace_context": carrier}
+        for event in events])
+    wakers = relay_wakers(session)
+    if wakers is not None:
+        after_commit(session, lambda: wakers.wake("audit"), key=(RELAY_WAKERS, "audit"))
+
+
 HTTP_COMMAND = "http_command"
 
 

@@ -128,14 +128,35 @@ def trial_used(product_id: str, trial: Trial) -> RuleViolation:
         "buy a plan instead.", rule="trial-once-per-organisation-and-product", order_id=trial.order_id)
 
 
+def needs_session(ask: QuoteAsk) -> bool:
+    """Whether pricing ``ask`` reads this service's database: an offer's terms, or whether the
+    organisation had its trial. Other quotes are priced from the catalog alone (and can be
+    written as one autocommit ``INSERT``: ``free_checkout.write_quote``)."""
+    return ask.offer_id is not None or ask.mode == "trial"
+
+
 async def create_quote(session: AsyncSession, catalog: CatalogClient, principal: Principal, ask: QuoteAsk,
                        pricing: Pricing) -> Quote:
+    """Price ``ask`` and add the quote to ``session`` (flushed)."""
+    quote = await price_quote(session, catalog, principal, ask, pricing)
+    session.add(quote)
+    await session.flush()
+    return quote
+
+
+async def price_quote(session: AsyncSession | None, catalog: CatalogClient, principal: Principal,
+                      ask: QuoteAsk, pricing: Pricing) -> Quote:
+    """The quote for ``ask``, not yet written. ``session`` may be None when not
+    :func:`needs_session`."""
     if not principal.org_id:
         raise RuleViolation("Your token has no organisation (org claim); buyers act for an organisation.",
                             rule="buyer-organisation")
     if ask.mode not in MODES:
         raise RuleViolation(f"mode must be one of {', '.join(MODES)}.", rule="quote-mode")
-    offer = await offers.usable_offer(session, principal, ask.offer_id) if ask.offer_id else None
+    assert session is not None or not needs_session(ask)
+    offer = None
+    if session is not None and ask.offer_id:
+        offer = await offers.usable_offer(session, principal, ask.offer_id)
     product_id, version = (offer.product_id, offer.version) if offer else (ask.product_id, ask.version)
     frozen = await catalog.pinned_version(product_id, version)
     require_listed(frozen)
@@ -145,7 +166,8 @@ async def create_quote(session: AsyncSession, catalog: CatalogClient, principal:
     else:
         plan = dict(offer.plan)
     terms = PlanTerms.from_catalog(plan)
-    if ask.mode == "trial" and (taken := await trial_taken(session, principal.org_id, product_id)):
+    if session is not None and ask.mode == "trial" \
+            and (taken := await trial_taken(session, principal.org_id, product_id)):
         raise trial_used(product_id, taken)
     max_days = (frozen.get("usage_policy") or {}).get("max_duration_days")
     priced = price_for(ask, terms, pricing, int(max_days) if max_days else None)
@@ -163,8 +185,6 @@ async def create_quote(session: AsyncSession, catalog: CatalogClient, principal:
         created_at=now, expires_at=now + timedelta(seconds=pricing.ttl_seconds), order_id=None,
         mode=ask.mode, offer_id=offer.id if offer else None, tax=priced.tax, tax_bps=priced.tax_bps,
     )
-    session.add(quote)
-    await session.flush()
     return quote
 
 

@@ -111,3 +111,24 @@ async def test_a_quote_used_between_the_read_and_the_write_leaves_nothing_writte
         assert (await s.execute(select(outbox.c.id))).all() == []
         still = await s.get(Quote, quote["id"])
     assert still is not None and still.order_id == "ord_elsewhere"
+
+
+@pytest.mark.parametrize("plan_id", ["plan_free", "plan_monthly"])
+async def test_a_quote_written_as_one_insert_equals_the_general_paths(
+    orders: Harness, monkeypatch: pytest.MonkeyPatch, plan_id: str,
+) -> None:
+    fast = await orders.quote(plan_id)
+    monkeypatch.setattr(free_checkout, "available", lambda _sm: False)
+    general = await orders.quote(plan_id)
+    varying = {"id", "created_at", "expires_at"}
+    assert {k: v for k, v in fast.items() if k not in varying} == \
+        {k: v for k, v in general.items() if k not in varying}
+    async with orders.ctx.sessionmaker() as s:
+        a, b = await s.get(Quote, fast["id"]), await s.get(Quote, general["id"])
+    assert a is not None and b is not None
+    columns = [c.key for c in Quote.__table__.columns if c.key not in varying]
+    assert {c: getattr(a, c) for c in columns} == {c: getattr(b, c) for c in columns}
+    assert a.expires_at - a.created_at == b.expires_at - b.created_at
+    monkeypatch.undo()
+    if plan_id == "plan_free":  # the quote written as one INSERT is ordered as any other
+        assert (await orders.order(fast["id"])).status_code == 201

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
-from services.orders import quotes
+from services.orders import free_checkout, quotes
 from services.orders.runtime import Ctx
 from services.orders.schemas import Quote, QuoteCreate, quote_out
 from shared.auth import Buyer
@@ -26,13 +26,24 @@ router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
     "`offer_id`, prices a private offer made to your organisation (its product, version and terms).",
     responses=problem_docs(401, 403, 404, 422, 503),
 )
-async def create_quote(body: QuoteCreate, ctx: Ctx, session: DbSession, buyer: Buyer) -> Quote:
+async def create_quote(body: QuoteCreate, ctx: Ctx, buyer: Buyer) -> Response:
     ask = quotes.QuoteAsk(product_id=body.product_id, version=body.version, plan_id=body.plan_id,
                           periods=body.periods, quantity=body.quantity, mode=body.mode,
                           offer_id=body.offer_id)
     pricing = quotes.Pricing(fee_bps=ctx.settings.platform_fee_bps, tax_bps=ctx.settings.vat_bps,
                              ttl_seconds=ctx.settings.quote_ttl_seconds)
-    return quote_out(await quotes.create_quote(session, ctx.catalog, buyer, ask, pricing))
+    if not quotes.needs_session(ask) and free_checkout.available(ctx.sessionmaker):
+        # Priced from the catalog alone: the row is one autocommit INSERT (docs/performance.md).
+        quote = await quotes.price_quote(None, ctx.catalog, buyer, ask, pricing)
+        await free_checkout.write_quote(ctx.sessionmaker, quote)
+    else:
+        # An offer or a trial reads this service's database: the request's own transaction,
+        # committed before the response is sent (as DbSession's).
+        async with ctx.sessionmaker() as session, session.begin():
+            quote = await quotes.create_quote(session, ctx.catalog, buyer, ask, pricing)
+    # Dumped here, not returned for FastAPI to validate against Quote again and re-encode.
+    return Response(quote_out(quote).model_dump_json(), status_code=status.HTTP_201_CREATED,
+                    media_type="application/json")
 
 
 @router.get("/{quote_id}", response_model=Quote, summary="Get one of your quotes (buyer)",
