@@ -267,8 +267,8 @@ async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int,
         window = plan.select(c.pk, tier=tier).order_by(*newest).limit(RANK_WINDOW)
         if plan.tsquery is not None:  # PostgreSQL: rank from the stored vector, no new match
             if tier == 1 and plan.title_word is not None:
-                title_window = search_pg.title_word_window(plan.title_word, RANK_WINDOW)
-                rows = await _ranked(session, plan, title_window, offset, want)
+                params = {"word": plan.title_word, "window": RANK_WINDOW, "offset": offset, "want": want}
+                rows = list((await session.execute(search_pg.title_word_page(), params)).all())
                 # empty: the word is not one lexeme, or in no listed title (the index decides)
             if not rows:
                 rows = await _ranked(session, plan, window, offset, want)

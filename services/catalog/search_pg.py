@@ -52,7 +52,7 @@ HIT_COLUMNS = [
 ]
 
 
-def title_word_window(word: str, window: int) -> Select[Any]:
+def title_word_window(word: Any, window: Any) -> Select[Any]:
     """The newest ``window`` listed products with ``word`` in their title or tags. Selects
     nothing when ``word`` is not exactly one lexeme (then its tsquery is not a one-lexeme
     match, and the caller asks the title index)."""
@@ -60,6 +60,20 @@ def title_word_window(word: str, window: int) -> Select[Any]:
     lexemes = func.tsvector_to_array(func.to_tsvector(literal_column("'english'"), word), type_=ARRAY(Text))
     lexeme = select(lexemes[1]).where(func.array_length(lexemes, 1) == 1).scalar_subquery()
     return select(t.pk).where(t.lexeme == lexeme).order_by(t.listed_at.desc(), t.pk.desc()).limit(window)
+
+
+@functools.cache
+def title_word_page() -> Select[Any]:
+    """Rows ``:offset .. :offset + :want`` of the :func:`title_word_window` of ``:word``
+    (``:window`` products) by rank, then pk. Built once with bound parameters, like
+    :func:`one_pass`."""
+    c = _products.c
+    word = bindparam("word", type_=Text)
+    rank = func.ts_rank_cd(literal_column("products.search_vector"),
+                           func.websearch_to_tsquery(literal_column("'english'"), word))
+    window = title_word_window(word, bindparam("window", type_=Integer))
+    return (select(*HIT_COLUMNS).where(c.pk.in_(window)).order_by(rank.desc(), c.pk.desc())
+            .offset(bindparam("offset", type_=Integer)).limit(bindparam("want", type_=Integer)))
 
 
 @functools.cache
