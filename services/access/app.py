@@ -8,6 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from services.access.routers import billing, entitlements, identity, oauth, revocation, usage
 from services.access.runtime import access_state
 from services.access.settings import AccessSettings
+from services.access.token_lane import DataTokenLane
 from shared.app import create_service_app
 from shared.audit_relay import AUDIT_RELAY
 
@@ -36,6 +37,8 @@ def create_app(settings: AccessSettings | None = None) -> FastAPI:
                  usage.router],
         lifespan_steps=[access_state],
         relays=[AUDIT_RELAY],
+        # The data-token issue, before FastAPI's routing and dependency solving (token_lane.py).
+        inner_middleware=[DataTokenLane],
         openapi_tags=[
             {"name": "oauth", "description": "OAuth 2.0 token endpoint and discovery"},
             {"name": "identity", "description": "Organisations, API clients and signing keys"},

@@ -25,7 +25,6 @@ from services.access.bootstrap import PLATFORM_ORG_NAME
 from services.access.catalog_client import CatalogClient
 from services.access.keys import generate_signing_key
 from services.access.models import ApiClient, Entitlement, Organisation, SigningKey
-from services.access.routers.entitlements import get_catalog
 from services.access.runtime import AccessState
 from services.access.tokens import sign
 from shared.events import AuditEvent
@@ -205,10 +204,9 @@ async def seed_database(url: str, seed: Seed) -> None:
 
 
 def use_catalog(access: RunningApp, client: CatalogClient) -> None:
-    """Make the running access app ask ``client`` (a fake or an in-process catalog)."""
-    async def catalog() -> CatalogClient:
-        return client
-    access.app.dependency_overrides[get_catalog] = catalog
+    """Make the running access app ask ``client`` (a fake or an in-process catalog): set on its
+    state, which every route (``get_catalog``) and the data-token lane (token_lane.py) read."""
+    access.state(AccessState).catalog = client
 
 
 @pytest.fixture(name="market")

@@ -247,6 +247,16 @@ async def issue_data_token(
     catalog: Catalog,
     body: Annotated[DataTokenRequest | None, Body()] = None,
 ) -> Response:
+    return await issue_response(access, caller, catalog, entitlement_id, body)
+
+
+
+async def issue_response(access: AccessState, caller: Principal, catalog: CatalogClient,
+                         entitlement_id: str, body: DataTokenRequest | None) -> Response:
+    """The data-token issue for a caller already admitted as a buyer: the route above and
+    ``services.access.token_lane`` (the same request, answered before FastAPI's routing and
+    dependency solving) both answer with this. A refusal is audited and re-raised as the
+    ``ProblemError`` it is (the app's handler renders it)."""
     # No request transaction (DbSession): the issue is one read and one audit insert, each a
     # single autocommit statement (data_tokens.issue); a refusal's audit is one too.
     settings, keys, db = access.settings, access.keys, access.db
