@@ -149,6 +149,9 @@ async def measure_searches(ctx: Ctx, port: int, workers: int) -> None:
         every += paths
         if workers != 1:
             continue
+        # Warm-up, as for the GET rows: the first requests of a class on a fresh process open pool
+        # connections and prepare its statements (one-time costs that are not the steady state).
+        await ctx.load(port, paths, seconds=1, connections=ctx.args.search_concurrency)
         r = await ctx.load(port, paths, seconds=ctx.args.seconds / 2, connections=ctx.args.search_concurrency)
         ctx.row(f"catalog: search at {ctx.n:,}, {kind}, p99", figure=r.p99_ms, unit="ms", max_figure=target,
                 loadgen=r.tool, details={"load": r.as_dict()})

@@ -263,18 +263,17 @@ async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int,
     rows: list[Any] = []
     if offset < RANK_WINDOW:
         assert plan.rank is not None
-        # The window is chosen by keys only (a narrow sort), then its rows are read and ranked.
-        window = plan.select(c.pk, tier=tier).order_by(*newest).limit(RANK_WINDOW)
-        if plan.tsquery is not None:  # PostgreSQL: rank from the stored vector, no new match
-            if tier == 1 and plan.title_word is not None:
-                params = {"word": plan.title_word, "window": RANK_WINDOW, "offset": offset, "want": want}
-                rows = list((await session.execute(search_pg.title_word_page(), params)).all())
-                # empty: the word is not one lexeme, or in no listed title (the index decides)
-            if not rows:
-                rows = await _ranked(session, plan, window, offset, want)
-        else:  # SQLite: bm25 exists only inside the FTS5 match
-            stmt = plan.select(*_HIT_COLUMNS, tier=tier).where(c.pk.in_(window)).order_by(
-                plan.rank.asc(), c.pk.desc())
+        if tier == 1 and plan.title_word is not None:  # PostgreSQL: from listed_title_words
+            params = {"word": plan.title_word, "window": RANK_WINDOW, "offset": offset, "want": want}
+            rows = list((await session.execute(search_pg.title_word_page(), params)).all())
+        if not rows:  # (above: the word is not one lexeme, or in no listed title; the index decides)
+            # The window is chosen by keys only (a narrow sort), then its rows are read and ranked.
+            window = plan.select(c.pk, tier=tier).order_by(*newest).limit(RANK_WINDOW)
+            if plan.tsquery is not None:  # PostgreSQL: rank from the stored vector, no new match
+                stmt = select(*_HIT_COLUMNS).where(c.pk.in_(window)).order_by(plan.rank.desc(), c.pk.desc())
+            else:  # SQLite: bm25 exists only inside the FTS5 match
+                stmt = plan.select(*_HIT_COLUMNS, tier=tier).where(c.pk.in_(window)).order_by(
+                    plan.rank.asc(), c.pk.desc())
             rows = list((await session.execute(stmt.offset(offset).limit(want))).all())
     if len(rows) < want and offset + len(rows) >= RANK_WINDOW:
         rest = (plan.select(*_HIT_COLUMNS, tier=tier).order_by(*newest)
@@ -283,21 +282,11 @@ async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int,
     return rows
 
 
-async def _ranked(
-    session: AsyncSession, plan: _Plan, window: Select[Any], offset: int, want: int
-) -> list[Any]:
-    """Rows ``offset .. offset + want`` of the products ``window`` selects, by rank (PostgreSQL)."""
-    c = _products.c
-    assert plan.rank is not None
-    stmt = select(*_HIT_COLUMNS).where(c.pk.in_(window)).order_by(plan.rank.desc(), c.pk.desc())
-    return list((await session.execute(stmt.offset(offset).limit(want))).all())
-
-
 async def _one_pass_page(
-    session: AsyncSession, plan: _Plan, query: SearchQuery
+    session: AsyncSession, query: SearchQuery
 ) -> tuple[list[Any], str | None, list[Any] | None]:
-    """A word search whose facets are counted, on PostgreSQL: its relevance page and its
-    facet groups (None when the page is empty) from one statement (search_pg.one_pass)."""
+    """A listed search for several words and nothing else, on PostgreSQL: its relevance page and
+    its facet groups (None when the page is empty) from one statement (search_pg.one_pass)."""
     try:
         offset = max(0, int((query.cursor or {}).get("o", 0)))
     except (TypeError, ValueError) as exc:
@@ -470,9 +459,13 @@ async def search(
     """One page of hits, plus total and facets (from ``facet_cache`` when it has them:
     counts may lag by its TTL, pages never do)."""
     dialect = session.get_bind().dialect.name
-    plan = _Plan(dialect, principal, query)
+    # A listed search for several words and nothing else, on PostgreSQL: one statement has its
+    # page and facet groups (search_pg.one_pass), and nothing in it needs the plan's checks.
+    one_pass = dialect == "postgresql" and _words_only(query)
+    plan = None if one_pass else _Plan(dialect, principal, query)
+    relevance = plan is None or plan.rank is not None  # (no words: relevance means newest)
     if query.cursor and query.cursor.get("s") != (
-        query.sort if query.sort != "relevance" or plan.rank is not None else "newest"
+        query.sort if query.sort != "relevance" or relevance else "newest"
     ):
         raise _bad_cursor()
     total = -1
@@ -480,13 +473,13 @@ async def search(
     key = _facet_key(query) if facet_cache is not None and query.facets else None
     cached = facet_cache.get(key) if facet_cache is not None and key is not None else None
     groups = None
-    if cached is None and query.facets and plan.tsquery is not None and _words_only(query):
-        rows, nxt, groups = await _one_pass_page(session, plan, query)
+    if plan is None:
+        rows, nxt, groups = await _one_pass_page(session, query)
     else:
         rows, nxt = await _page(session, plan, query)
     if cached is not None:
         total, facets = cached  # type: ignore[misc]
-    elif groups is not None:
+    elif groups is not None and query.facets:
         total, facets = _fold(groups)
         if facet_cache is not None and key is not None:
             facet_cache.put(key, (total, facets))
@@ -496,7 +489,7 @@ async def search(
             counted = await _facets_from_counts(session, query)
         elif dialect == "postgresql" and _one_word_search(query):
             counted = await _facets_of_one_word(session, query)
-        total, facets = counted or await _facets(session, plan)
+        total, facets = counted or await _facets(session, plan or _Plan(dialect, principal, query))
         if facet_cache is not None and key is not None:
             facet_cache.put(key, (total, facets))
     return SearchResult([_hit(r) for r in rows], nxt, total, facets)

@@ -5,14 +5,13 @@
   DESC`` order, where the title index needs a heap visit per match (a common word is in ~1,000
   titles, each on its own page of 1.6 KB-wide ``products`` rows) and a sort.
 - :func:`one_pass`: a relevance page and its facets in one statement, from one pass over the
-  matches. A word search whose facets must be counted (several words, or words with filters,
-  and no cached counts) reads every match for the counts anyway. Done apart, the page then
-  reads the same matches again for each tier's window (the newest ``RANK_WINDOW`` by
-  ``listed_at``: a heap visit per match), in 2-3 more round trips. Here the matches' narrow
-  columns are read once into a CTE; the facet groups and the page (both tiers, their windows
-  by rank, then the rest newest first: the very order of ``search._relevance_page``) are
-  computed from it, and only the page rows and the window rows the page reaches are read from
-  ``products`` again.
+  matches, for a listed search with several words and nothing else (the shape the maintained
+  counts cannot answer). Its facets read every match anyway; done apart, the page then read the
+  same matches again for each tier's window (the newest ``RANK_WINDOW`` by ``listed_at``: a
+  heap visit per match), in 2-3 more round trips. Here the matches' narrow columns are read
+  once into a CTE; the facet groups and the page (both tiers, their windows by rank, then the
+  rest newest first: the very order of ``search._relevance_page``) are computed from it, and
+  only the page rows and the window rows the page reaches are read from ``products`` again.
 """
 
 from __future__ import annotations
