@@ -25,7 +25,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import MetaData, bindparam, insert, select, update
+from sqlalchemy import BigInteger, ColumnElement, MetaData, any_, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal
@@ -287,6 +288,15 @@ def _stopped_at(exc: Exception) -> tuple[OutboxMessage | None, Exception]:
     return None, exc
 
 
+def _ids_in(session: AsyncSession, ids: list[int]) -> ColumnElement[bool]:
+    """``outbox.id IN ids``: on PostgreSQL one array parameter (``= ANY($1)``), so a batch of
+    hundreds is one bound value, not hundreds rendered into the statement on every run (and a
+    new prepared statement for every batch length); on SQLite the plain ``IN``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return outbox.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+    return outbox.c.id.in_(ids)
+
+
 class OutboxRelay:
     """Delivers one destination's pending messages in batches, in id order."""
 
@@ -351,7 +361,7 @@ class OutboxRelay:
                     return await self._retry(session, messages, cause)
                 done = ids.index(at.id)  # those before it were delivered
                 if done:
-                    await session.execute(update(outbox).where(outbox.c.id.in_(ids[:done]))
+                    await session.execute(update(outbox).where(_ids_in(session, ids[:done]))
                                           .values(delivered_at=utcnow()))
                 if isinstance(cause, DeliveryRefused) and cause.permanent \
                         and cause.message is not None and cause.message.id == at.id:
@@ -360,7 +370,7 @@ class OutboxRelay:
                     await self._retry(session, messages[done:], cause)
                 return done
             await session.execute(
-                update(outbox).where(outbox.c.id.in_(ids)).values(delivered_at=utcnow())
+                update(outbox).where(_ids_in(session, ids)).values(delivered_at=utcnow())
             )
             return len(messages)
 
@@ -383,7 +393,7 @@ class OutboxRelay:
         )
         await session.execute(
             update(outbox)
-            .where(outbox.c.id.in_(ids))
+            .where(_ids_in(session, ids))
             .values(
                 attempts=outbox.c.attempts + 1,
                 last_error=str(exc)[:2000],
