@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import (
     Boolean,
     ColumnElement,
@@ -294,7 +295,7 @@ async def _one_pass_page(
     params = {"words": " ".join(query_words(query.q or "")), "window": RANK_WINDOW, "offset": offset,
               "want": query.limit + 1}
     rows = list((await session.execute(search_pg.one_pass(), params)).all())
-    groups = list(rows[0].facet_groups) if rows else None
+    groups = orjson.loads(rows[0].facet_groups) if rows and rows[0].facet_groups else None
     more = len(rows) > query.limit
     nxt = encode_cursor({"s": "relevance", "o": offset + query.limit}) if more else None
     return rows[: query.limit], nxt, groups

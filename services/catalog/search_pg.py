@@ -28,13 +28,14 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     func,
     literal_column,
     not_,
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSON
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from services.catalog.models import ListedTitleWord, Product
 
@@ -79,7 +80,7 @@ def title_word_page() -> Select[Any]:
 def one_pass() -> Select[Any]:
     """Rows ``:offset .. :offset + :want`` of the relevance order of the listed products
     matching ``:words`` (``:window``: the ranking window), each with ``facet_groups``: the
-    (category, grade, count, count per plan kind...) groups of every match as JSON.
+    (category, grade, count, count per plan kind...) groups of every match, as JSON text.
 
     Built once with bound parameters (building it per search cost ~2 ms of the event loop's
     CPU); for searches with words and no filter, the shape the maintained counts cannot answer."""
@@ -108,7 +109,8 @@ def one_pass() -> Select[Any]:
     groups = select(m.c.category, m.c.grade, func.count().label("n"), *(
         func.count(one).filter(m.c[f"has_{kind}"].is_(True)).label(kind) for kind in KINDS
     )).group_by(m.c.category, m.c.grade).subquery("g")
-    facet_groups = select(func.json_agg(func.json_build_array(*groups.c), type_=JSON)).scalar_subquery()
+    # As text: the driver would decode the JSON again on every row of the page (~0.4 ms a search).
+    facet_groups = select(cast(func.json_agg(func.json_build_array(*groups.c)), Text)).scalar_subquery()
     return (select(*HIT_COLUMNS, facet_groups.label("facet_groups"))
             .select_from(k.join(_products, _products.c.pk == k.c.pk))
             .order_by(*_order(k.c.t1, k.c.n, k.c.r, k.c.pk, window)))
