@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.orders.fulfilment import FULFILMENT_RELAY, STRIPE_REFUND_RELAY, outbound
+from services.orders.order_lane import OrderLane
 from services.orders.reconciler import reconciler
 from services.orders.routers import (
     invoices,
@@ -52,6 +53,8 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
                  webhooks.router, ledger.router, statements.router],
         lifespan_steps=[orders_state, reconciler],
         relays=[audit_relay(client=outbound), FULFILMENT_RELAY, STRIPE_REFUND_RELAY],
+        # POST /v1/orders, before FastAPI's routing and dependency solving (order_lane.py).
+        inner_middleware=[OrderLane],
         openapi_tags=[
             {"name": "quotes", "description": "Priced offers pinned to a catalog version"},
             {"name": "orders", "description": "Orders, payment, cancellation and refunds"},

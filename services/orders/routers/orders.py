@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 from sqlalchemy import select
 
 from services.orders import checkout
+from services.orders.context import OrdersContext
 from services.orders.listing import newest_first, next_page
 from services.orders.models import Order as OrderRow
 from services.orders.orders import get_visible, visibility_filter
@@ -57,6 +58,13 @@ async def place_order(body: OrderCreate, ctx: Ctx, buyer: Buyer, key: Idempotenc
     if not key or not key.strip():
         raise BadRequest("The Idempotency-Key header is required: send a unique value (e.g. a UUID) per "
                          "order, and the same value when you retry.", problem="idempotency-key-missing")
+    return await place_order_response(ctx, buyer, key, body)
+
+
+async def place_order_response(ctx: OrdersContext, buyer: Principal, key: str, body: OrderCreate) -> Response:
+    """The order (or the one ``key`` already made) and the response for it; shared with the
+    order lane (services/orders/order_lane.py), which answers the plainest requests before
+    FastAPI's routing."""
     order, created = await checkout.place_order(ctx, buyer, key=key.strip(),
                                                 quote_id=body.quote_id, purpose=body.purpose)
     # Dumped here, not returned for FastAPI to validate against Order again and re-encode: the
