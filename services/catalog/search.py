@@ -284,17 +284,17 @@ async def _tier_rows(session: AsyncSession, plan: _Plan, tier: int, offset: int,
 
 
 async def _one_pass_page(
-    session: AsyncSession, query: SearchQuery
+    session: AsyncSession, query: SearchQuery, filters: tuple[str, ...]
 ) -> tuple[list[Any], str | None, list[Any] | None]:
-    """A listed search for several words and nothing else, on PostgreSQL: its relevance page and
-    its facet groups (None when the page is empty) from one statement (search_pg.one_pass)."""
+    """A listed search of the shape :func:`_one_pass_filters` accepts, on PostgreSQL: its relevance
+    page and facet groups (None when the page is empty) from one statement (search_pg.one_pass)."""
     try:
         offset = max(0, int((query.cursor or {}).get("o", 0)))
     except (TypeError, ValueError) as exc:
         raise _bad_cursor() from exc
     params = {"words": " ".join(query_words(query.q or "")), "window": RANK_WINDOW, "offset": offset,
-              "want": query.limit + 1}
-    rows = list((await session.execute(search_pg.one_pass(), params)).all())
+              "want": query.limit + 1, "category": query.category, "grade": query.grade}
+    rows = list((await session.execute(search_pg.one_pass(filters), params)).all())
     groups = orjson.loads(rows[0].facet_groups) if rows and rows[0].facet_groups else None
     more = len(rows) > query.limit
     nxt = encode_cursor({"s": "relevance", "o": offset + query.limit}) if more else None
@@ -381,20 +381,25 @@ async def _facets_from_counts(
     return _fold((await session.execute(stmt)).all())
 
 
-def _words_only(query: SearchQuery) -> bool:
-    """A listed-product search by relevance for several words and nothing else: its page and
-    facets come from one statement on PostgreSQL (search_pg.one_pass)."""
-    return query.sort == "relevance" and len(query_words(query.q or "")) > 1 and _unfiltered(query)
+def _one_pass_filters(query: SearchQuery) -> tuple[str, ...] | None:
+    """The filters of a listed relevance search that search_pg.one_pass answers in one
+    statement: several words, or words with category, grade or plan kind filters, and no other
+    filter (None otherwise; a bare word goes to listed_title_words and word_facet_counts)."""
+    filters = tuple(name for name, value in (("category", query.category), ("grade", query.grade),
+                                             (f"has_{query.plan_kind}", query.plan_kind)) if value)
+    words = len(query_words(query.q or ""))
+    if (query.sort != "relevance" or words == 0 or (words == 1 and not filters)
+            or query.status != ProductStatus.LISTED or query.tag or query.provider
+            or query.max_price is not None or query.currency):
+        return None
+    return filters
 
 
 def _one_word_search(query: SearchQuery) -> bool:
     """A listed-product search for one word and nothing else: ``word_facet_counts`` may know it."""
-    return len(query_words(query.q or "")) == 1 and _unfiltered(query)
-
-
-def _unfiltered(query: SearchQuery) -> bool:
-    return (query.status == ProductStatus.LISTED and not query.category and not query.tag and not query.grade
-            and not query.provider and not query.plan_kind and query.max_price is None and not query.currency)
+    return (query.status == ProductStatus.LISTED and len(query_words(query.q or "")) == 1
+            and not query.category and not query.tag and not query.grade and not query.provider
+            and not query.plan_kind and query.max_price is None and not query.currency)
 
 
 async def _facets_of_one_word(
@@ -460,10 +465,10 @@ async def search(
     """One page of hits, plus total and facets (from ``facet_cache`` when it has them:
     counts may lag by its TTL, pages never do)."""
     dialect = session.get_bind().dialect.name
-    # A listed search for several words and nothing else, on PostgreSQL: one statement has its
-    # page and facet groups (search_pg.one_pass), and nothing in it needs the plan's checks.
-    one_pass = dialect == "postgresql" and _words_only(query)
-    plan = None if one_pass else _Plan(dialect, principal, query)
+    # A listed search with several words, or words and facet-column filters, on PostgreSQL: one
+    # statement has its page and facet groups (search_pg.one_pass); nothing in it needs the plan's checks.
+    one_pass = _one_pass_filters(query) if dialect == "postgresql" else None
+    plan = None if one_pass is not None else _Plan(dialect, principal, query)
     relevance = plan is None or plan.rank is not None  # (no words: relevance means newest)
     if query.cursor and query.cursor.get("s") != (
         query.sort if query.sort != "relevance" or relevance else "newest"
@@ -475,7 +480,7 @@ async def search(
     cached = facet_cache.get(key) if facet_cache is not None and key is not None else None
     groups = None
     if plan is None:
-        rows, nxt, groups = await _one_pass_page(session, query)
+        rows, nxt, groups = await _one_pass_page(session, query, one_pass or ())
     else:
         rows, nxt = await _page(session, plan, query)
     if cached is not None:

@@ -5,13 +5,14 @@
   DESC`` order, where the title index needs a heap visit per match (a common word is in ~1,000
   titles, each on its own page of 1.6 KB-wide ``products`` rows) and a sort.
 - :func:`one_pass`: a relevance page and its facets in one statement, from one pass over the
-  matches, for a listed search with several words and nothing else (the shape the maintained
-  counts cannot answer). Its facets read every match anyway; done apart, the page then read the
-  same matches again for each tier's window (the newest ``RANK_WINDOW`` by ``listed_at``: a
-  heap visit per match), in 2-3 more round trips. Here the matches' narrow columns are read
-  once into a CTE; the facet groups and the page (both tiers, their windows by rank, then the
-  rest newest first: the very order of ``search._relevance_page``) are computed from it, and
-  only the page rows and the window rows the page reaches are read from ``products`` again.
+  matches, for a listed search with several words, or with words and category, grade or plan
+  kind filters (shapes the maintained counts cannot answer). Its facets read every match
+  anyway; done apart, the page then read the same matches again for each tier's window (the
+  newest ``RANK_WINDOW`` by ``listed_at``: a heap visit per match), in 2-3 more round trips.
+  Here the matches' narrow columns are read once into a CTE; the facet groups and the page
+  (both tiers, their windows by rank, then the rest newest first: the very order of
+  ``search._relevance_page``) are computed from it, and only the page rows and the window rows
+  the page reaches are read from ``products`` again.
 """
 
 from __future__ import annotations
@@ -77,21 +78,26 @@ def title_word_page() -> Select[Any]:
 
 
 @functools.cache
-def one_pass() -> Select[Any]:
+def one_pass(filters: tuple[str, ...] = ()) -> Select[Any]:
     """Rows ``:offset .. :offset + :want`` of the relevance order of the listed products
-    matching ``:words`` (``:window``: the ranking window), each with ``facet_groups``: the
-    (category, grade, count, count per plan kind...) groups of every match, as JSON text.
+    matching ``:words`` (``:window``: the ranking window) and ``filters`` (``category``:
+    ``:category``, ``grade``: ``:grade``, ``has_<plan kind>``: offers that kind), each with
+    ``facet_groups``: the (category, grade, count, count per plan kind...) groups of every
+    match, as JSON text.
 
-    Built once with bound parameters (building it per search cost ~2 ms of the event loop's
-    CPU); for searches with words and no filter, the shape the maintained counts cannot answer."""
+    Built once per filter set with bound parameters (building it per search cost ~2 ms of the
+    event loop's CPU)."""
     c = _products.c
+    where = [c.status == literal_column("'listed'")]
+    for name in filters:
+        where.append(c[name].is_(True) if name.startswith("has_") else c[name] == bindparam(name, type_=Text))
     tsquery = func.websearch_to_tsquery(literal_column("'english'"), bindparam("words", type_=Text))
     matches = literal_column("products.search_vector").op("@@", return_type=Boolean)(tsquery)
     in_title = literal_column("products.title_vector").op("@@", return_type=Boolean)(tsquery)
     window, offset, want = (bindparam(name, type_=Integer) for name in ("window", "offset", "want"))
     m = select(
         c.pk, c.listed_at, c.category, c.grade, *(c[f"has_{k}"] for k in KINDS), in_title.label("t1"),
-    ).where(c.status == literal_column("'listed'"), matches).cte("m")
+    ).where(*where, matches).cte("m")
     n = func.row_number().over(partition_by=m.c.t1, order_by=(m.c.listed_at.desc(), m.c.pk.desc()))
     o = select(m.c.pk, m.c.t1, n.label("n")).subquery("o")
     first_tier = select(func.count()).select_from(m).where(m.c.t1).scalar_subquery()

@@ -1,5 +1,5 @@
-"""A several-word search whose facets are counted takes its page and facets from one statement
-on PostgreSQL (services/catalog/search_pg.one_pass): at every offset it must give the page of the
+"""A search with several words, or words and facet-column filters, takes its page and facets from
+one statement on PostgreSQL (services/catalog/search_pg.one_pass): at every offset it must give the page of the
 general path (tier windows by rank, then the rest newest first) and the directly counted facets."""
 
 from __future__ import annotations
@@ -34,8 +34,12 @@ async def ozone(catalog: RunningApp, tokens: Tokens) -> None:
             plans=[FREE] if n % 2 else [sub(100 * (n + 1))]))
 
 
-@pytest.mark.parametrize("params", [{"q": "ozone readings"}, {"q": "readings of the ozone"}, {"q": "air ozone"},
-                                    {"q": "tables ozone"}, {"q": "ozone", "category": "energy"}])
+@pytest.mark.parametrize("params", [
+    {"q": "ozone readings"}, {"q": "readings of the ozone"}, {"q": "air ozone"}, {"q": "tables ozone"},
+    {"q": "ozone", "category": "energy"}, {"q": "readings ozone", "grade": "L1_public"},
+    {"q": "ozone readings", "category": "energy", "grade": "L2_internal", "plan_kind": "free"},
+    {"q": "ozone", "plan_kind": "subscription"}, {"q": "ozone", "category": "energy", "tag": "air"},
+])
 @pytest.mark.usefixtures("ozone")
 async def test_the_one_statement_page_and_facets_are_the_general_ones(
     catalog: RunningApp, monkeypatch: pytest.MonkeyPatch, params: dict[str, str]
@@ -48,7 +52,7 @@ async def test_the_one_statement_page_and_facets_are_the_general_ones(
             query = search.SearchQuery(**params, limit=2, cursor={"s": "relevance", "o": offset})
             one = await search.search(session, BUYER, query)
             with monkeypatch.context() as patch:
-                patch.setattr(search, "_words_only", lambda query: False)
+                patch.setattr(search, "_one_pass_filters", lambda query: None)
                 general = await search.search(session, BUYER, query)
             assert [h["slug"] for h in one.items] == [h["slug"] for h in general.items], offset
             assert one.next_cursor == general.next_cursor
