@@ -53,7 +53,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
                  webhooks.router, ledger.router, statements.router],
         lifespan_steps=[orders_state, reconciler],
         relays=[audit_relay(client=outbound), FULFILMENT_RELAY, STRIPE_REFUND_RELAY],
-        # POST /v1/orders, before FastAPI's routing and dependency solving (order_lane.py).
+        # POST /v1/orders and /v1/quotes, before FastAPI's routing and dependency solving (order_lane.py).
         inner_middleware=[OrderLane],
         openapi_tags=[
             {"name": "quotes", "description": "Priced offers pinned to a catalog version"},

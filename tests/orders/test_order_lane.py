@@ -1,6 +1,7 @@
-"""The order lane (services/orders/order_lane.py) answers ``POST /v1/orders`` before FastAPI's
-routing, for the plainest requests only, with the route's own answers: the same statuses,
-headers and bodies (problems included); anything else reaches the route as it arrived."""
+"""The lane (services/orders/order_lane.py) answers ``POST /v1/orders`` and ``POST /v1/quotes``
+before FastAPI's routing, for the plainest requests only, with the routes' own answers: the same
+statuses, headers and bodies (problems included); anything else reaches the route as it
+arrived."""
 
 from __future__ import annotations
 
@@ -30,13 +31,17 @@ class _Taken:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        real = order_lane.place_order_response
+        real = order_lane.OrderLane._answer
 
         async def counted(*args: Any) -> Any:
             self.count += 1
             return await real(*args)
 
-        monkeypatch.setattr(order_lane, "place_order_response", counted)
+        monkeypatch.setattr(order_lane.OrderLane, "_answer", counted)
+
+
+def _route_only(m: pytest.MonkeyPatch) -> None:
+    m.setattr(order_lane, "_parse", lambda _model, _body: None)  # every request goes to the route
 
 
 async def _post(orders: Harness, *, body: Any = None, content: bytes | None = None,
@@ -54,14 +59,14 @@ async def _post(orders: Harness, *, body: Any = None, content: bytes | None = No
 async def test_the_lane_answers_a_plain_order_and_its_replay_as_the_route_does(
     orders: Harness, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    taken = _Taken(monkeypatch)
     lane_quote, route_quote = await orders.quote("plan_free"), await orders.quote("plan_free")
+    taken = _Taken(monkeypatch)
     lane = await _post(orders, body={"quote_id": lane_quote["id"], "purpose": "research"}, key="lane-key")
     lane_again = await _post(orders, body={"quote_id": lane_quote["id"], "purpose": "research"},
                              key="lane-key")
     assert taken.count == 2
     with monkeypatch.context() as m:
-        m.setattr(order_lane, "_order_body", lambda _body: None)  # every request goes to the route
+        _route_only(m)
         route = await _post(orders, body={"quote_id": route_quote["id"], "purpose": "research"},
                             key="route-key")
         route_again = await _post(orders, body={"quote_id": route_quote["id"], "purpose": "research"},
@@ -76,18 +81,19 @@ async def test_the_lane_answers_a_plain_order_and_its_replay_as_the_route_does(
 
 async def test_the_lanes_refusals_are_the_routes(orders: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     used = await orders.placed("plan_free")
-    taken = _Taken(monkeypatch)
     other_org = await orders.quote("plan_free", buyer=orders.buyer("org_buyer_b"))
+    fresh = await orders.quote("plan_free")
+    taken = _Taken(monkeypatch)
     cases = [
         {"quote_id": "quo_000000000000000000000000", "purpose": "research"},  # no such quote: 404
         {"quote_id": other_org["id"], "purpose": "research"},  # another organisation's: 404
         {"quote_id": used["quote_id"], "purpose": "research"},  # used: 409
-        {"quote_id": (await orders.quote("plan_free"))["id"], "purpose": "gambling"},  # purpose: 422
+        {"quote_id": fresh["id"], "purpose": "gambling"},  # purpose: 422
     ]
     lane = [await _post(orders, body=body) for body in cases]
     assert taken.count == len(cases)
     with monkeypatch.context() as m:
-        m.setattr(order_lane, "_order_body", lambda _body: None)
+        _route_only(m)
         route = [await _post(orders, body=body) for body in cases]
     assert [r.status_code for r in lane] == [404, 404, 409, 422]
     assert [_comparable(r) for r in lane] == [_comparable(r) for r in route]
@@ -97,8 +103,8 @@ async def test_the_lanes_refusals_are_the_routes(orders: Harness, monkeypatch: p
 async def test_requests_the_lane_does_not_take_reach_the_route_as_sent(
     orders: Harness, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    taken = _Taken(monkeypatch)
     quote = await orders.quote("plan_free")
+    taken = _Taken(monkeypatch)
     body = {"quote_id": quote["id"], "purpose": "research"}
     answers = [
         (await _post(orders, body=body, key=None)).status_code,  # no Idempotency-Key: 400
@@ -118,3 +124,37 @@ async def test_requests_the_lane_does_not_take_reach_the_route_as_sent(
     placed = await _post(orders, content=f'{{"quote_id": "{quote["id"]}", "purpose": "research"}}'.encode())
     assert placed.status_code == 201, placed.text
     assert taken.count == 1
+
+
+async def test_the_lane_answers_quotes_and_their_refusals_as_the_route_does(
+    orders: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken = _Taken(monkeypatch)
+    product = {"product_id": orders.product["product_id"], "version": orders.product["version"]}
+    cases = [
+        {**product, "plan_id": "plan_free"},  # 201
+        {**product, "plan_id": "plan_monthly", "periods": 2},  # 201
+        {**product, "plan_id": "plan_nope"},  # no such plan: 422
+        {**product, "plan_id": "plan_free", "offer_id": "off_000000000000000000000000"},  # 404
+    ]
+
+    async def ask(body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+        return await orders.client.post("/v1/quotes", json=body, headers=headers or orders.buyer())
+
+    lane = [await ask(body) for body in cases]
+    assert taken.count == len(cases)
+    with monkeypatch.context() as m:
+        _route_only(m)
+        route = [await ask(body) for body in cases]
+    assert taken.count == len(cases)
+    varying = _VARYING | {"expires_at"}
+    assert [r.status_code for r in lane] == [201, 201, 422, 404], [r.text for r in lane]
+    assert [{k: v for k, v in _comparable(r).items() if k != "body"} for r in lane] == \
+        [{k: v for k, v in _comparable(r).items() if k != "body"} for r in route]
+    assert [{k: v for k, v in r.json().items() if k not in varying} for r in lane] == \
+        [{k: v for k, v in r.json().items() if k not in varying} for r in route]
+    # Not taken: another role, a query parameter, a body that is not the model.
+    assert (await ask(cases[0], orders.provider())).status_code == 403
+    assert (await orders.client.post("/v1/quotes?x=1", json=cases[0], headers=orders.buyer())).status_code == 422
+    assert (await ask({**cases[0], "periods": 0})).status_code == 422
+    assert taken.count == len(cases)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from services.orders import free_checkout, quotes
+from services.orders.context import OrdersContext
 from services.orders.runtime import Ctx
 from services.orders.schemas import Quote, QuoteCreate, quote_out
-from shared.auth import Buyer
+from shared.auth import Buyer, Principal
 from shared.db import DbSession
 from shared.problems import problem_docs
 
@@ -27,6 +28,12 @@ router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
     responses=problem_docs(401, 403, 404, 422, 503),
 )
 async def create_quote(body: QuoteCreate, ctx: Ctx, buyer: Buyer) -> Response:
+    return await quote_response(ctx, buyer, body)
+
+
+async def quote_response(ctx: OrdersContext, buyer: Principal, body: QuoteCreate) -> Response:
+    """The new quote and the response for it; shared with the lane (services/orders/order_lane.py),
+    which answers the plainest requests before FastAPI's routing."""
     ask = quotes.QuoteAsk(product_id=body.product_id, version=body.version, plan_id=body.plan_id,
                           periods=body.periods, quantity=body.quantity, mode=body.mode,
                           offer_id=body.offer_id)
