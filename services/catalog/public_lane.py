@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.catalog import published
 from services.catalog.lifecycle import is_regulator
 from services.catalog.runtime import CatalogState
+from shared.route_lane import LaneRoute, bearer_token
 from shared.runtime import runtime_of
 
 logger = logging.getLogger("sluice.catalog")
@@ -36,13 +37,7 @@ PREFIX = "/v1/products/"
 _JSON_LD = b"application/ld+json"
 
 
-class _RouteTemplate:
-    """What the metrics middleware reads from ``scope["route"]``: the route's template."""
-
-    path = "/v1/products/{product_id}"
-
-
-_ROUTE = _RouteTemplate()
+_ROUTE = LaneRoute("/v1/products/{product_id}")
 
 
 class PublicProductLane:
@@ -75,11 +70,8 @@ class PublicProductLane:
                 authorization = value
             elif name == b"accept" and accept is None:
                 accept = value
-        if authorization is None or (accept is not None and _JSON_LD in accept):
-            return None
-        scheme, _, token = authorization.decode("latin-1").partition(" ")
-        token = token.strip()  # as fastapi.security.HTTPBearer reads it
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(authorization)
+        if token is None or (accept is not None and _JSON_LD in accept):
             return None
         app = scope["app"]
         runtime = runtime_of(app)

@@ -31,13 +31,13 @@ class _Taken:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        real = order_lane.OrderLane._answer
+        real = order_lane.OrderLane.respond
 
         async def counted(*args: Any) -> Any:
             self.count += 1
             return await real(*args)
 
-        monkeypatch.setattr(order_lane.OrderLane, "_answer", counted)
+        monkeypatch.setattr(order_lane.OrderLane, "respond", counted)
 
 
 def _route_only(m: pytest.MonkeyPatch) -> None:
