@@ -8,6 +8,7 @@ validation errors, unknown routes and unexpected exceptions into
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -59,8 +60,14 @@ _HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return field_errors(exc.errors())
+
+
+def field_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's errors (``loc`` starting with where: ``body``, ``query``…) as the
+    ``errors`` member of a validation problem."""
     errors = []
-    for err in exc.errors():
+    for err in raw:
         loc = [str(p) for p in err.get("loc", ())]
         errors.append(
             {
@@ -71,6 +78,24 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
             }
         )
     return errors
+
+
+def validation_problem(errors: list[dict[str, Any]], instance: str | None = None) -> dict[str, Any]:
+    """The body of the 422 ``validation-error`` problem for ``errors`` (:func:`field_errors`):
+    what the handler below answers, and what a batch endpoint answers for one invalid item."""
+    where = ", ".join(
+        f"{e['location']}.{e['field']}" if e["field"] else e["location"] for e in errors[:5]
+    )
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + "validation-error",
+        "title": "The request is not valid",
+        "status": 422,
+        "detail": f"{len(errors)} field(s) failed validation: {where}. See `errors` for each one.",
+    }
+    if instance:
+        body["instance"] = instance
+    body["errors"] = errors
+    return body
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -87,18 +112,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _field_errors(exc)
-        where = ", ".join(
-            f"{e['location']}.{e['field']}" if e["field"] else e["location"] for e in errors[:5]
-        )
-        return problem_response(
-            422,
-            "validation-error",
-            "The request is not valid",
-            f"{len(errors)} field(s) failed validation: {where}. See `errors` for each one.",
-            instance=request.url.path,
-            errors=errors,
-        )
+        return JSONResponse(validation_problem(_field_errors(exc), request.url.path),
+                            status_code=422, media_type=PROBLEM_JSON)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -8,8 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
 from shared.db import Database
-from shared.events import Actor, AuditEvent, Outcome
-from shared.outbox import record_event
+from shared.events import Actor, AuditEvent, Outcome, new_event
+from shared.logging import request_id_var
+from shared.outbox import actor_of, enqueue_events, record_event
 
 
 async def audit(
@@ -31,3 +32,17 @@ async def audit(
         subject_id=subject_id, actor=actor, outcome=outcome,
         details={k: v for k, v in details.items() if v is not None},
     )
+
+
+async def audit_many(session: AsyncSession, action: str, *, subject_type: str,
+                     actor: Principal | Actor | None,
+                     subjects: list[tuple[str, dict[str, Any]]]) -> None:
+    """Record ``access.<action>`` once per (subject id, details), as :func:`audit` writes each
+    one, in one multi-row ``INSERT`` in the session's transaction (a batch of grants)."""
+    who = actor if isinstance(actor, Actor) else actor_of(actor)
+    request_id = request_id_var.get()
+    await enqueue_events(session, [
+        new_event(service="access", action=f"access.{action}", subject_type=subject_type,
+                  subject_id=subject_id, actor=who, outcome="success", request_id=request_id,
+                  details={k: v for k, v in details.items() if v is not None})
+        for subject_id, details in subjects])

@@ -4,7 +4,7 @@ revocation and usage."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -49,6 +49,43 @@ class EntitlementCreate(BaseModel):
         if self.valid_until <= self.valid_from:
             raise ValueError("valid_until must be after valid_from")
         return self
+
+
+_BATCH_EXAMPLE = {
+    "idempotency_key": "grant:ord_7f3a9c",
+    "body": EntitlementCreate.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
+}
+
+
+class GrantBatchItem(BaseModel):
+    """One grant of a batch: the body ``POST /v1/entitlements`` takes, and the caller's key
+    for it (the orders relay sends its outbox message id), echoed in the result. Access
+    deduplicates on the body's ``order_id``, as the single grant does."""
+
+    model_config = ConfigDict(extra="forbid")
+    idempotency_key: str = Field(min_length=1, max_length=200, examples=["grant:ord_7f3a9c"])
+    body: dict[str, Any] = Field(
+        description="An `EntitlementCreate` (the body of `POST /v1/entitlements`). Validated per "
+        "item: an invalid one is answered with its own 422 problem, the others are granted.")
+
+
+class GrantBatch(BaseModel):
+    """Up to 100 grants in one request (docs/contracts.md)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"items": [_BATCH_EXAMPLE]}]})
+    items: list[GrantBatchItem] = Field(min_length=1, max_length=100)
+
+
+class GrantBatchResult(BaseModel):
+    idempotency_key: str
+    status: int = Field(description="What `POST /v1/entitlements` would have answered: 201 "
+                        "granted, 200 already granted, 409/422/503 a problem.", examples=[201])
+    body: dict[str, Any] = Field(description="The entitlement (2xx) or the RFC 9457 problem.")
+
+
+class GrantBatchResults(BaseModel):
+    results: list[GrantBatchResult] = Field(description="One per item, in the items' order.")
 
 
 class Limits(BaseModel):

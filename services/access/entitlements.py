@@ -160,9 +160,10 @@ def _same_terms(ent: Entitlement, req: GrantRequest) -> bool:
     )
 
 
-async def _existing_for_order(session: AsyncSession, req: GrantRequest) -> Entitlement | None:
-    ent = await session.scalar(select(Entitlement).where(Entitlement.order_id == req.order_id))
-    if ent is not None and not _same_terms(ent, req):
+def check_same_terms(ent: Entitlement, req: GrantRequest) -> None:
+    """A repeat of an order's grant must name the same terms: another entitlement for the
+    order is a ``Conflict`` (an order grants one entitlement)."""
+    if not _same_terms(ent, req):
         raise Conflict(
             f"Order {req.order_id} already has entitlement {ent.id} with different terms "
             f"(product {ent.product_id} v{ent.version}, plan {ent.plan_id}, purpose {ent.purpose}); "
@@ -170,22 +171,23 @@ async def _existing_for_order(session: AsyncSession, req: GrantRequest) -> Entit
             problem="order-already-granted",
             entitlement_id=ent.id,
         )
+
+
+async def _existing_for_order(session: AsyncSession, req: GrantRequest) -> Entitlement | None:
+    ent = await session.scalar(select(Entitlement).where(Entitlement.order_id == req.order_id))
+    if ent is not None:
+        check_same_terms(ent, req)
     return ent
 
 
-async def grant(
-    session: AsyncSession, catalog: CatalogClient, req: GrantRequest, actor: Principal
-) -> tuple[Entitlement, bool]:
-    """Create the entitlement for a paid order; (entitlement, created)."""
-    existing = await _existing_for_order(session, req)
-    if existing is not None:
-        return existing, False
+def check_grantee(req: GrantRequest, buyer: Organisation | None) -> None:
+    """The checks of a new grant before the catalog is asked: a non-empty window, a known
+    buyer organisation."""
     if req.valid_until <= req.valid_from:
         raise RuleViolation(
             "valid_until must be after valid_from.", problem="invalid-validity",
             rule="validity-window-not-empty",
         )
-    buyer = await session.get(Organisation, req.buyer_org)
     if buyer is None or "buyer" not in buyer.roles:
         raise RuleViolation(
             f"Organisation {req.buyer_org!r} is not a buyer organisation known to access; "
@@ -193,7 +195,11 @@ async def grant(
             problem="unknown-buyer-organisation",
             rule="entitlement-for-buyer-organisation",
         )
-    version = await catalog.product_version(req.product_id, req.version)
+
+
+def new_entitlement(req: GrantRequest, version: dict[str, Any]) -> Entitlement:
+    """The entitlement a checked grant creates from the pinned catalog version (not yet
+    added to a session); raises the grant's refusals (grade, data service, plan, policy)."""
     grade = str(version.get("grade", ""))
     if grade not in GRADES_WITH_DELIVERY:
         raise RuleViolation(
@@ -217,7 +223,7 @@ async def grant(
         plan, req.valid_from, req.valid_until)
     eps = req.epsilon_budget if req.epsilon_budget is not None else (
         plan.get("epsilon") if plan.get("epsilon") is not None else guard.get("epsilon_budget"))
-    ent = Entitlement(
+    return Entitlement(
         id=new_entitlement_id(), order_id=req.order_id, buyer_org=req.buyer_org,
         provider_org=str(version.get("provider_org", "")), product_id=req.product_id,
         version=req.version, plan_id=req.plan_id, plan_kind=str(plan.get("kind", "")),
@@ -231,6 +237,25 @@ async def grant(
         max_rows=guard.get("max_rows"), min_group_size=guard.get("min_group_size"),
         usage_policy=policy, plan=plan,
     )
+
+
+def granted_details(ent: Entitlement) -> dict[str, Any]:
+    """The details of an ``entitlement.granted`` audit event."""
+    return {"order_id": ent.order_id, "buyer_org": ent.buyer_org, "provider_org": ent.provider_org,
+            "product_id": ent.product_id, "version": ent.version, "plan_id": ent.plan_id,
+            "purpose": ent.purpose, "audience": ent.audience,
+            "valid_until": ent.valid_until.isoformat()}
+
+
+async def grant(
+    session: AsyncSession, catalog: CatalogClient, req: GrantRequest, actor: Principal
+) -> tuple[Entitlement, bool]:
+    """Create the entitlement for a paid order; (entitlement, created)."""
+    existing = await _existing_for_order(session, req)
+    if existing is not None:
+        return existing, False
+    check_grantee(req, await session.get(Organisation, req.buyer_org))
+    ent = new_entitlement(req, await catalog.product_version(req.product_id, req.version))
     session.add(ent)
     try:
         async with session.begin_nested():
@@ -244,10 +269,7 @@ async def grant(
             raise
         return again, False
     await audit(session, "entitlement.granted", subject_type="entitlement", subject_id=ent.id,
-                actor=actor, order_id=ent.order_id, buyer_org=ent.buyer_org,
-                provider_org=ent.provider_org, product_id=ent.product_id, version=ent.version,
-                plan_id=ent.plan_id, purpose=ent.purpose, audience=ent.audience,
-                valid_until=ent.valid_until.isoformat())
+                actor=actor, **granted_details(ent))
     return ent, True
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from services.access import data_tokens, entitlements
+from services.access import data_tokens, entitlements, grant_batch
 from services.access.audit_events import audit
 from services.access.catalog_client import CatalogClient
 from services.access.entitlement_schemas import (
@@ -14,6 +16,8 @@ from services.access.entitlement_schemas import (
     DataTokenResponse,
     Entitlement,
     EntitlementCreate,
+    GrantBatch,
+    GrantBatchResults,
     ProductSuspensionResult,
     Reason,
 )
@@ -23,7 +27,7 @@ from shared.auth import Buyer, Principal, Regulator, Service, require_roles
 from shared.db import DbSession
 from shared.errors import ProblemError
 from shared.pagination import CursorParam, LimitParam, Page
-from shared.problems import problem_docs
+from shared.problems import field_errors, problem_docs, validation_problem
 from shared.runtime import runtime_of
 
 router = APIRouter(prefix="/v1", tags=["entitlements"])
@@ -73,6 +77,67 @@ async def grant_entitlement(
     if not created:
         response.status_code = status.HTTP_200_OK
     return await present(session, row)
+
+
+@router.post(
+    "/entitlements/batch",
+    response_model=GrantBatchResults,
+    summary="Grant the entitlements of several paid orders in one request (service)",
+    description=(
+        "The orders relay's batch of `POST /v1/entitlements`: up to 100 items, each an "
+        "`idempotency_key` (echoed) and the single grant's body. Each item is answered exactly "
+        "as `POST /v1/entitlements` would answer it alone — 201 granted, 200 already granted "
+        "for that `order_id`, 409 another entitlement on other terms, 422 a validation or rule "
+        "problem, 503 the catalog unavailable — in `results`, in the items' order. A refused "
+        "item writes nothing; the others are granted (one transaction). The request itself is "
+        "answered 200 whatever its items' answers; more than 100 items is a 422 problem."
+        "\n\nRole: `service`."
+    ),
+    responses=problem_docs(401, 403, 422),
+)
+async def grant_entitlements(
+    batch: GrantBatch, session: DbSession, caller: Service, catalog: Catalog,
+) -> Response:
+    requests: list[entitlements.GrantRequest | ProblemError] = []
+    for item in batch.items:
+        try:
+            body = EntitlementCreate.model_validate(item.body)
+        except ValidationError as exc:
+            requests.append(_InvalidItem(validation_problem(
+                field_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]),
+                _GRANT_PATH)))
+            continue
+        requests.append(entitlements.GrantRequest(**body.model_dump()))
+    outcomes = await grant_batch.grant_many(session, catalog, requests, caller)
+    rows = [o[0] for o in outcomes if not isinstance(o, ProblemError)]
+    orgs = await entitlements.org_statuses(session, {o for r in rows for o in (r.buyer_org, r.provider_org)})
+    results = []
+    for item, outcome in zip(batch.items, outcomes, strict=True):
+        if isinstance(outcome, _InvalidItem):
+            status_code, answer = 422, outcome.body
+        elif isinstance(outcome, ProblemError):
+            status_code, answer = outcome.status, outcome.to_body(instance=_GRANT_PATH)
+        else:
+            row, created = outcome
+            status_code = 201 if created else 200
+            answer = Entitlement.of(row, entitlements.effective_status(row, orgs),
+                                    entitlements.suspended_by(row, orgs)).model_dump(mode="json")
+        results.append({"idempotency_key": item.idempotency_key, "status": status_code, "body": answer})
+    return JSONResponse({"results": results})
+
+
+_GRANT_PATH = "/v1/entitlements"
+
+
+class _InvalidItem(ProblemError):
+    """A batch item whose body did not validate: answered with the validation problem the
+    single grant's request handler would give."""
+
+    status = 422
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(str(body["detail"]), problem="validation-error")
+        self.body = body
 
 
 @router.get(
