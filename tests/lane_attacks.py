@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from shared.auth import TokenVerifier
 from shared.outbox import AUDIT_EVENT, outbox
-from tests.test_token_attacks import ATTACKS, Signer, b64
+from tests.test_token_attacks import ATTACKS, DATA_TOKEN_AS_PLATFORM_TOKEN, Signer, b64
 
 Headers = list[tuple[str, str]]
 
@@ -66,6 +66,7 @@ def malformed_authorizations(good: str, forged: str) -> dict[str, tuple[Headers,
         "two_tokens_in_one_header": ([(auth, f"Bearer {forged}, Bearer {good}")], False),
         "two_headers_forged_first": ([(auth, f"Bearer {forged}"), (auth, f"Bearer {good}")], False),
         "two_headers_good_first": ([(auth, f"Bearer {good}"), (auth, f"Bearer {forged}")], True),
+        "two_headers_empty_first": ([(auth, ""), (auth, f"Bearer {good}")], False),
         "lowercase_scheme": ([(auth, f"bearer {good}")], True),
         "token_padded_with_spaces": ([(auth, f"Bearer   {good}  ")], True),
     }
@@ -171,10 +172,14 @@ def bearer(token: str) -> Headers:
 
 
 async def assert_every_attack_refused_alike(target: LaneTarget, signer: LaneSigner) -> None:
-    """Each ATTACKS token, through the lane and through the route: the lane verified it, declined
-    it, and the route refused it as it refuses it without the lane."""
-    for name in sorted(ATTACKS):
-        lane, route = await target.lane_and_route(bearer(ATTACKS[name](signer)))
+    """Each ATTACKS token, and each platform token with one data-access token's property,
+    through the lane and through the route: the lane verified it, declined it, and the route
+    refused it as it refuses it without the lane."""
+    tokens = {name: make(signer) for name, make in ATTACKS.items()}
+    tokens |= {f"data_token_{name}": make(signer)
+               for name, (make, _) in DATA_TOKEN_AS_PLATFORM_TOKEN.items()}
+    for name, token in sorted(tokens.items()):
+        lane, route = await target.lane_and_route(bearer(token))
         assert (lane.verified, route.verified) == (2, 1), name  # the lane asked, then the route
         assert_refused_alike(lane, route, name)
 
