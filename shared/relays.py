@@ -80,12 +80,18 @@ class Relay:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """The request that delivers a run of messages (``path`` is below the receiver's base URL)."""
+    """The request that delivers a run of messages (``path`` is below the receiver's base URL).
+
+    ``split``: the request is a batch endpoint that answers each message on its own; it turns
+    the request's 2xx answer into one answer per message of the run, in order (raising if the
+    answer is not one). Each answer then follows ``check_delivered`` as if the message had been
+    sent alone (see :class:`HttpDelivery`)."""
 
     method: str
     path: str
     json: Any
     headers: Mapping[str, str] = field(default_factory=dict)
+    split: Callable[[httpx.Response], Sequence[httpx.Response]] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,12 @@ class HttpDelivery:
 
     A failure stops the batch at the run that failed (``DeliveryStopped``): the messages before
     it are marked delivered and not sent again; that run and the rest are retried.
+
+    A run sent to a batch endpoint (``Outgoing.split``) is answered per message: the messages
+    up to the first one not taken are delivered; a permanent refusal of that one dead-letters
+    it alone, anything else retries from it (``DeliveryStopped`` at it). The messages after it
+    were answered too but count as not delivered: they are sent again (the receiver answers a
+    repeat), so one stop point is all the relay needs to know.
 
     ``on_delivered(ctx)`` builds the service's follow-up: it is awaited once per claimed batch
     with every message the receiver took (also when a later run failed), and never with a
@@ -170,6 +182,7 @@ class _HttpDeliverer:
         if outgoing is None:
             return
         what = f"{self.spec.receiver} ({outgoing.method} {outgoing.path})"
+        answers: Sequence[httpx.Response] | None = None
         try:
             with delivery(run, self.spec.receiver) as trace_headers:
                 resp = await self.http.request(outgoing.method, self.base + outgoing.path,
@@ -177,6 +190,8 @@ class _HttpDeliverer:
                                                headers={**outgoing.headers, **trace_headers})
                 if resp.status_code not in self.spec.dropped:
                     check_delivered(resp, what, run[0] if len(run) == 1 else None)
+                    if outgoing.split is not None:
+                        answers = _split(outgoing.split, resp, len(run))
         except DeliveryRefused as exc:
             if not exc.permanent or len(run) == 1:
                 raise DeliveryStopped(run[0]) from exc
@@ -188,11 +203,36 @@ class _HttpDeliverer:
             if resp.status_code in self.spec.dropped:
                 logger.warning("%s refused %d message(s) (%d), dropped (a newer one follows): %s",
                                what, len(run), resp.status_code, resp.text[:300])
+            elif answers is not None:
+                self._take_each(run, answers, what, delivered)
             else:
                 delivered.extend(Delivered(m, resp) for m in run)
             return
         for message in run:
             await self._send([message], delivered)
+
+    def _take_each(self, run: Sequence[OutboxMessage], answers: Sequence[httpx.Response], what: str,
+                   delivered: list[Delivered]) -> None:
+        """A batch endpoint's answers, one per message: delivered up to the first one not taken,
+        which stops the batch there (see :class:`HttpDelivery`)."""
+        for message, answer in zip(run, answers, strict=True):
+            if answer.status_code in self.spec.dropped:
+                logger.warning("%s refused %s (%d), dropped (a newer one follows): %s", what,
+                               message.message_id, answer.status_code, answer.text[:300])
+                continue
+            try:
+                check_delivered(answer, what, message)
+            except DeliveryRefused as exc:
+                raise DeliveryStopped(message) from exc
+            delivered.append(Delivered(message, answer))
+
+
+def _split(split: Callable[[httpx.Response], Sequence[httpx.Response]], resp: httpx.Response,
+           expected: int) -> Sequence[httpx.Response]:
+    answers = split(resp)
+    if len(answers) != expected:
+        raise ValueError(f"a batch of {expected} messages was answered with {len(answers)} results")
+    return answers
 
 
 # --- the registry -------------------------------------------------------------------------

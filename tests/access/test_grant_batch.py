@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from services.orders.fulfilment import FULFILMENT_RELAY, granted_orders
+from services.orders.orders import GRANT
+from shared.outbox import OutboxMessage
+from shared.relays import Delivered, HttpDelivery
 from tests.access.entitlement_support import Deal, Market, deal_fixture, market_fixture, problem_type  # noqa: F401
 
 URL = "/v1/entitlements/batch"
@@ -139,3 +144,28 @@ async def test_more_than_a_hundred_items_is_a_422_problem_naming_the_limit(deal:
     assert empty.status_code == 422
     listed = (await m.client.get("/v1/entitlements", headers=m.service)).json()["items"]
     assert [e["id"] for e in listed] == [deal.ent["id"]]
+
+
+async def test_the_orders_relay_splits_the_real_answer_per_grant(deal: Deal) -> None:
+    """The orders fulfilment relay's deliverer against this access (in process): the batch
+    answer, split per message, gives each order its own entitlement; a 409 fulfils none."""
+    m = deal.market
+    bodies = [grant_body(deal), grant_body(deal, order_id=deal.ent["order_id"], purpose="marketing"),
+              grant_body(deal)]
+    messages = [OutboxMessage(n, GRANT, f"grant:{b['order_id']}", b, 0) for n, b in enumerate(bodies)]
+    seen: list[Delivered] = []
+
+    async def hook(delivered: Sequence[Delivered]) -> None:
+        seen.extend(delivered)
+
+    async def token() -> str:
+        return m.service_token
+
+    assert isinstance(FULFILMENT_RELAY.deliverer, HttpDelivery)
+    deliver = FULFILMENT_RELAY.deliverer.deliverer(m.client, str(m.client.base_url), token, hook)
+    await deliver(messages)
+    assert [d.response.status_code for d in seen] == [201, 409, 201]
+    listed = (await m.client.get("/v1/entitlements", headers=m.service)).json()["items"]
+    ids = {e["order_id"]: e["id"] for e in listed}
+    assert granted_orders(seen) == [(bodies[0]["order_id"], ids[bodies[0]["order_id"]]),
+                                    (bodies[2]["order_id"], ids[bodies[2]["order_id"]])]

@@ -111,6 +111,9 @@ class FakeAccess:
         self.entitlements: dict[str, dict[str, Any]] = {}
         self.grant_attempts: list[str] = []  # order id of every grant request, refused or not
         self.grant_requests: list[dict[str, Any]] = []  # the grant requests it answered 200/201
+        self.grant_batches: list[list[str]] = []  # the order ids of each batch request
+        #: order id -> the status its grant is refused with (a problem), alone or in a batch
+        self.refuse: dict[str, int] = {}
         self.revocations: list[str] = []
         self.fail_with: int | None = None
         #: While set and not yet released, grants wait for it (a grant "in flight").
@@ -132,15 +135,35 @@ class FakeAccess:
             self.grant_attempts.append(str(body["order_id"]))
             if self.fail_with:
                 return JSONResponse({"detail": "down"}, status_code=self.fail_with)
+            if (refused := self._refused(body)) is not None:
+                return JSONResponse(refused[1], status_code=refused[0])
             self.grant_requests.append(body)
             if self.hold_grants is not None:
                 await self.hold_grants.wait()
-            existing = self.entitlements.get(body["order_id"])
-            if existing is not None:
-                return JSONResponse(existing, status_code=200)
-            ent = {"id": "ent_" + secrets.token_hex(6), "status": "active", **body}
-            self.entitlements[body["order_id"]] = ent
-            return JSONResponse(ent, status_code=201)
+            status, answer = self._grant(body)
+            return JSONResponse(answer, status_code=status)
+
+        @self.app.post("/v1/entitlements/batch")
+        async def grant_batch(request: Request, authorization: str | None = Header(default=None)) -> JSONResponse:
+            """Access's batch: each item answered as the single grant would answer it."""
+            _check_service(authorization)
+            items = (await request.json())["items"]
+            if len(items) > 100:
+                return JSONResponse({"detail": "at most 100 items"}, status_code=422)
+            self.grant_batches.append([str(i["body"]["order_id"]) for i in items])
+            self.grant_attempts.extend(str(i["body"]["order_id"]) for i in items)
+            if self.fail_with:
+                return JSONResponse({"detail": "down"}, status_code=self.fail_with)
+            refused = [self._refused(i["body"]) for i in items]
+            self.grant_requests.extend(i["body"] for i, r in zip(items, refused, strict=True) if r is None)
+            if self.hold_grants is not None:
+                await self.hold_grants.wait()
+            results = []
+            for item, refusal in zip(items, refused, strict=True):
+                status, answer = refusal or self._grant(item["body"])
+                results.append({"idempotency_key": item["idempotency_key"], "status": status,
+                                "body": answer})
+            return JSONResponse({"results": results})
 
         @self.app.post("/v1/entitlements/by-order/{order_id}/changes")
         async def change(order_id: str, request: Request,
@@ -199,6 +222,19 @@ class FakeAccess:
             ent["status"] = "revoked"
             ent["revoked_reason"] = (await request.json()).get("reason")
             return JSONResponse(ent, status_code=200)
+
+    def _refused(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        status = self.refuse.get(str(body["order_id"]))
+        return None if status is None else (status, {"type": "https://sluice.dev/problems/refused",
+                                                     "status": status})
+
+    def _grant(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        existing = self.entitlements.get(body["order_id"])
+        if existing is not None:
+            return 200, existing
+        ent = {"id": "ent_" + secrets.token_hex(6), "status": "active", **body}
+        self.entitlements[body["order_id"]] = ent
+        return 201, ent
 
     def used(self, entitlement_id: str) -> int:
         return len(self.usage.get(entitlement_id, []))
