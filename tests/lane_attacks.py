@@ -18,11 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import FromClause, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Receive, Scope, Send
 
-from shared.auth import TokenVerifier
+from shared.auth import Principal, TokenVerifier, _platform_principal
+from shared.errors import Unauthorized
 from shared.outbox import AUDIT_EVENT, outbox
 from tests.test_token_attacks import ATTACKS, DATA_TOKEN_AS_PLATFORM_TOKEN, Signer, b64
 
@@ -197,3 +199,25 @@ async def assert_malformed_headers_answered_alike(target: LaneTarget, signer: La
             assert (lane.verified, route.verified) == (1, 1), name  # answered by the lane
         else:
             assert_refused_alike(lane, route, name)
+
+
+async def assert_replaced_authentication_obeyed(target: LaneTarget, app: FastAPI,
+                                                signer: LaneSigner) -> None:
+    """An operator (or a test) that replaces how the routes authenticate (here: every token is
+    refused) replaces it for the lane too (LaneRoute.overridden): the lane, which verifies by
+    itself, must leave the request to the route, which refuses the control token."""
+
+    async def nobody() -> Principal:
+        raise Unauthorized("Authentication is switched off.",
+                           headers={"WWW-Authenticate": 'Bearer realm="sluice"'})
+
+    if target.prepare is not None:  # before the replacement, which would refuse it too
+        await target.prepare()
+        target.prepare = None
+    app.dependency_overrides[_platform_principal] = nobody
+    try:
+        lane, route = await target.lane_and_route(bearer(signer.sign(signer.claims())))
+    finally:
+        del app.dependency_overrides[_platform_principal]
+    assert lane.verified == 0  # nobody verified the token: the replacement answered
+    assert_refused_alike(lane, route, "authentication replaced")

@@ -11,8 +11,10 @@ This ASGI middleware sits inside the request-id, metrics and control-character m
 (so the answer carries an ``X-Request-ID``, is counted under the route's template, and a
 control character is still a 422) and answers only the plainest case: ``GET``, no query
 string, a bearer token that verifies (the same ``TokenVerifier``, cache and checks as every
-route), a caller who is not a regulator and does not own the product, no JSON-LD wanted, and
-a published product. Everything else — no or bad token, owners, regulators, drafts, unknown
+route), a caller who is not a regulator and does not own the product, no JSON-LD wanted, no
+``app.dependency_overrides`` entry for anything the route depends on (``LaneRoute.overridden``,
+as in the other lanes: a replaced principal would otherwise be skipped), and a published
+product. Everything else — no or bad token, owners, regulators, drafts, unknown
 products, JSON-LD, any query parameter, a database error — goes on to the route, which
 answers exactly as before (its problems, its 422 for unknown parameters); so does a read
 that fails here. The bytes are the route's bytes: the same cache, filled under the same
@@ -27,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.catalog import published
 from services.catalog.lifecycle import is_regulator
+from services.catalog.routers.products import get_product
 from services.catalog.runtime import CatalogState
 from shared.route_lane import LaneRoute, bearer_token
 from shared.runtime import runtime_of
@@ -37,7 +40,7 @@ PREFIX = "/v1/products/"
 _JSON_LD = b"application/ld+json"
 
 
-_ROUTE = LaneRoute("/v1/products/{product_id}")
+_ROUTE = LaneRoute("/v1/products/{product_id}", get_product)
 
 
 class PublicProductLane:
@@ -74,6 +77,8 @@ class PublicProductLane:
         if token is None or (accept is not None and _JSON_LD in accept):
             return None
         app = scope["app"]
+        if _ROUTE.overridden(app):  # a replaced dependency (the principal's too) is the route's
+            return None
         runtime = runtime_of(app)
         try:
             principal = await runtime.verifier.verify(token)

@@ -16,6 +16,7 @@ from tests.lane_attacks import (
     LaneTarget,
     assert_every_attack_refused_alike,
     assert_malformed_headers_answered_alike,
+    assert_replaced_authentication_obeyed,
     bearer,
 )
 
@@ -60,6 +61,11 @@ async def test_malformed_authorization_headers_are_answered_as_by_the_route(
         target: LaneTarget, signer: LaneSigner) -> None:
     await assert_malformed_headers_answered_alike(target, signer, accepted=201)
 
+
+
+async def test_a_replaced_authentication_is_obeyed_by_the_lane(
+        target: LaneTarget, deal: Deal, signer: LaneSigner) -> None:
+    await assert_replaced_authentication_obeyed(target, deal.market.svc.app, signer)
 
 @pytest.mark.parametrize(("identity", "status"), [
     ({"roles": ["provider"]}, 403),  # not a buyer: require_roles' 403

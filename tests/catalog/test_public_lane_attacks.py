@@ -15,6 +15,7 @@ from tests.lane_attacks import (
     LaneTarget,
     assert_every_attack_refused_alike,
     assert_malformed_headers_answered_alike,
+    assert_replaced_authentication_obeyed,
     bearer,
 )
 from tests.support import RunningApp, TestKeys
@@ -80,3 +81,11 @@ async def test_a_draft_is_refused_to_others_as_by_the_route(
     assert (lane.verified, route.verified) == (2, 1)  # the lane declined: the route answered
     assert lane.comparable() == route.comparable()
     assert lane.resp.content == route.resp.content or status == 404  # a 404 names its request
+
+
+
+async def test_a_replaced_authentication_is_obeyed_by_the_lane(
+        target: LaneTarget, catalog: RunningApp, signer: LaneSigner) -> None:
+    # The lane did not check app.dependency_overrides (the other lanes do): it served the
+    # product to a token the replaced authentication refused.
+    await assert_replaced_authentication_obeyed(target, catalog.app, signer)

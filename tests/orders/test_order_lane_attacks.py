@@ -20,6 +20,7 @@ from tests.lane_attacks import (
     LaneTarget,
     assert_every_attack_refused_alike,
     assert_malformed_headers_answered_alike,
+    assert_replaced_authentication_obeyed,
     bearer,
 )
 from tests.orders.conftest import Harness
@@ -83,6 +84,11 @@ async def test_malformed_authorization_headers_are_answered_as_by_the_route(
         target: LaneTarget, signer: LaneSigner) -> None:
     await assert_malformed_headers_answered_alike(target, signer, accepted=201)
 
+
+
+async def test_a_replaced_authentication_is_obeyed_by_the_lane(
+        target: LaneTarget, orders: Harness, signer: LaneSigner) -> None:
+    await assert_replaced_authentication_obeyed(target, orders.app, signer)
 
 @pytest.mark.parametrize("roles", [["provider"], [], ["operator"], ["regulator"]])
 async def test_a_token_without_the_buyer_role_is_refused_as_by_the_route(
