@@ -32,10 +32,12 @@ AUDIT_DELIVERY = HttpDelivery("audit", "audit_url", _append, runs=runs_by_trace)
 AUDIT_BATCH_SIZE = 500
 
 
-def audit_relay(client: Callable[[FastAPI], httpx.AsyncClient] | None = None) -> Relay:
-    """The audit relay; ``client``: see ``HttpDelivery.client``."""
+def audit_relay(client: Callable[[FastAPI], httpx.AsyncClient] | None = None, *,
+                wake_delay: float = 0.0) -> Relay:
+    """The audit relay; ``client``: see ``HttpDelivery.client``; ``wake_delay``: see
+    ``Relay.wake_delay`` (orders: events of every order's commit)."""
     return Relay("audit", replace(AUDIT_DELIVERY, client=client), what="audit events",
-                 batch_size=AUDIT_BATCH_SIZE)
+                 batch_size=AUDIT_BATCH_SIZE, wake_delay=wake_delay)
 
 
 AUDIT_RELAY = audit_relay()

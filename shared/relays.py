@@ -73,6 +73,10 @@ class Relay:
     batch_size: int | None = None
     max_backoff: float | None = None
     poll: Callable[[Any], float] | None = None
+    #: Seconds a commit's wake-up may wait, once for all the commits meanwhile (0: at once): a
+    #: relay woken by every order's commit keeps up in batches of a few messages, each paying
+    #: its claim, mark and follow-up statements; waiting a little makes the batches larger.
+    wake_delay: float = 0.0
 
 
 # --- the one HTTP deliverer ---------------------------------------------------------------
@@ -238,6 +242,25 @@ def _split(split: Callable[[httpx.Response], Sequence[httpx.Response]], resp: ht
 # --- the registry -------------------------------------------------------------------------
 
 
+def coalesced(wake: Callable[[], None], delay: float) -> Callable[[], None]:
+    """``wake`` called ``delay`` seconds after the first call, once for all the calls meanwhile."""
+    pending = False
+
+    def fire() -> None:
+        nonlocal pending
+        pending = False
+        wake()
+
+    def soon() -> None:
+        nonlocal pending
+        if not pending:
+            pending = True
+            asyncio.get_running_loop().call_later(delay, fire)
+
+    return soon
+
+
+
 class RelayRegistry:
     """The relays of one running app (``shared.runtime.Runtime.relays``, for requests
     ``RelaysDep``; see the module docstring)."""
@@ -293,7 +316,8 @@ class RelayRegistry:
                 if relay in waiting:
                     continue
                 running = self._running[relay.destination] = self._build(relay, ctx)
-                unregister.append(self.db.relay_wakers.register(relay.destination, running.wake))
+                wake = coalesced(running.wake, relay.wake_delay) if relay.wake_delay else running.wake
+                unregister.append(self.db.relay_wakers.register(relay.destination, wake))
                 running.start()
             yield self
         finally:

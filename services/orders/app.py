@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.orders.fulfilment import FULFILMENT_RELAY, STRIPE_REFUND_RELAY, outbound
+from services.orders.fulfilment import AUDIT_WAKE_DELAY, FULFILMENT_RELAY, STRIPE_REFUND_RELAY, outbound
 from services.orders.order_lane import OrderLane
 from services.orders.reconciler import reconciler
 from services.orders.routers import (
@@ -52,7 +52,8 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         routers=[quotes.router, orders.router, subscriptions.router, offers.router, invoices.router,
                  webhooks.router, ledger.router, statements.router],
         lifespan_steps=[orders_state, reconciler],
-        relays=[audit_relay(client=outbound), FULFILMENT_RELAY, STRIPE_REFUND_RELAY],
+        relays=[audit_relay(client=outbound, wake_delay=AUDIT_WAKE_DELAY), FULFILMENT_RELAY,
+                STRIPE_REFUND_RELAY],
         # POST /v1/orders and /v1/quotes, before FastAPI's routing and dependency solving (order_lane.py).
         inner_middleware=[OrderLane],
         openapi_tags=[

@@ -3,6 +3,7 @@ the app starts (one warning without a client secret)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import httpx
 
 from shared.db import Database
 from shared.outbox import OutboxMessage, OutboxRelay, enqueue, outbox
-from shared.relays import Delivered, HttpDelivery, Outgoing
+from shared.relays import Delivered, HttpDelivery, Outgoing, coalesced
 from shared.runtime import runtime_of
 from tests.conftest import AppFactory, DatabaseFactory
 
@@ -130,3 +131,19 @@ async def test_with_a_token_the_registry_runs_each_declared_relay_and_stops_them
         running = [registry.get("audit"), registry.get("access")]
         assert all(r is not None for r in running)
     assert registry.get("audit") is None  # stopped and forgotten with the app
+
+
+async def test_a_coalesced_wake_fires_once_after_the_delay_for_all_the_calls_meanwhile() -> None:
+    woken: list[float] = []
+    loop = asyncio.get_running_loop()
+    wake = coalesced(lambda: woken.append(loop.time()), 0.05)
+    start = loop.time()
+    for _ in range(10):
+        wake()
+    await asyncio.sleep(0.02)
+    assert woken == []
+    await asyncio.sleep(0.08)
+    assert len(woken) == 1 and woken[0] - start >= 0.045
+    wake()  # after it fired, the next call schedules again
+    await asyncio.sleep(0.1)
+    assert len(woken) == 2
