@@ -170,4 +170,24 @@ class ListedTitleWord(Base):
     pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
+class ListedProductTag(Base):
+    """Per tag, the listed products with it and the columns a tag search filters, sorts and
+    counts by, kept exact by triggers on ``products`` and ``product_tags`` (migration 0011;
+    empty on SQLite): a tag search's price page and facets come from one narrow index range
+    instead of a 1.6 KB ``products`` row per tagged product."""
+
+    __tablename__ = "listed_product_tags"
+
+    pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tag: Mapped[str] = mapped_column(String(40), primary_key=True)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    min_price: Mapped[int | None] = mapped_column(BigInteger)
+    category: Mapped[str] = mapped_column(String(64))
+    grade: Mapped[str] = mapped_column(String(16))
+    has_free: Mapped[bool] = mapped_column(Boolean)
+    has_one_time: Mapped[bool] = mapped_column(Boolean)
+    has_subscription: Mapped[bool] = mapped_column(Boolean)
+    has_metered: Mapped[bool] = mapped_column(Boolean)
+
+
 outbox = outbox_table(Base.metadata)

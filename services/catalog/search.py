@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
-from services.catalog import search_pg
+from services.catalog import search_pg, search_tags
 from services.catalog.cache import TtlCache
 from services.catalog.lifecycle import is_regulator
 from services.catalog.models import ListedFacetCount, Product, ProductTag, WordFacetCount
@@ -121,6 +121,9 @@ class _Plan:
         # PostgreSQL, a listed-product search for one word and nothing else: its tier-1 window
         # can come from listed_title_words.
         self.title_word: str | None = None
+        # PostgreSQL, a listed search by tag without words: listed_product_tags has its matches
+        # (search_tags); the names of its other filters.
+        self.tags = search_tags.filters(query) if dialect == "postgresql" else None
         self._tiers: dict[int, list[ColumnElement[bool] | TextClause]] = {}
         self._nothing = False
         self._visibility(principal, query)
@@ -310,10 +313,17 @@ async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple
     if cur and cur.get("s") != sort:
         raise _bad_cursor()
     stmt = plan.select(*_HIT_COLUMNS)
+    params: dict[str, Any] = {}
     try:
         if sort == "relevance":
             return await _relevance_page(session, plan, query, max(0, int(cur.get("o", 0))))
-        if sort == "price":
+        if sort == "price" and plan.tags is not None and query.max_price is not None:
+            # (a price cap needs a currency: the tag's index range is in price order)
+            params = {**search_tags.params(query), "want": query.limit + 1}
+            if cur:
+                params.update(p=int(cur["p"]), k=int(cur["k"]))
+            stmt = search_tags.price_page(plan.tags, bool(cur))
+        elif sort == "price":
             price = c.min_price if query.status == ProductStatus.LISTED else func.coalesce(c.min_price, 0)
             if cur:
                 p, pk = int(cur["p"]), int(cur["k"])
@@ -330,7 +340,7 @@ async def _page(session: AsyncSession, plan: _Plan, query: SearchQuery) -> tuple
             stmt = stmt.order_by(c.pk.desc())
     except (KeyError, TypeError, ValueError) as exc:
         raise _bad_cursor() from exc
-    rows = list((await session.execute(stmt.limit(query.limit + 1))).all())
+    rows = list((await session.execute(stmt.limit(query.limit + 1), params)).all())
     if len(rows) <= query.limit:
         return rows, None
     rows = rows[: query.limit]
@@ -495,6 +505,9 @@ async def search(
             counted = await _facets_from_counts(session, query)
         elif dialect == "postgresql" and _one_word_search(query):
             counted = await _facets_of_one_word(session, query)
+        elif plan is not None and plan.tags is not None:
+            groups_stmt = search_tags.facet_groups(plan.tags)
+            counted = _fold((await session.execute(groups_stmt, search_tags.params(query))).all())
         total, facets = counted or await _facets(session, plan or _Plan(dialect, principal, query))
         if facet_cache is not None and key is not None:
             facet_cache.put(key, (total, facets))
