@@ -256,9 +256,11 @@ async def grant(
         return existing, False
     check_grantee(req, await session.get(Organisation, req.buyer_org))
     ent = new_entitlement(req, await catalog.product_version(req.product_id, req.version))
-    session.add(ent)
     try:
+        # The add inside the savepoint: added before it, a refused flush ends the whole
+        # transaction (SQLAlchemy 2.1), not just the savepoint (test_grant_batch's race).
         async with session.begin_nested():
+            session.add(ent)
             await session.flush()
     except IntegrityError:
         # The same order granted concurrently: the first one stands.

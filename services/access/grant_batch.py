@@ -72,9 +72,9 @@ async def grant_many(session: AsyncSession, catalog: CatalogClient,
         out.append((ent, True))
     if not created:
         return out
-    session.add_all(created)
     try:
-        async with session.begin_nested():
+        async with session.begin_nested():  # the add inside: see entitlements.grant
+            session.add_all(created)
             await session.flush()
     except IntegrityError:
         for ent in created:

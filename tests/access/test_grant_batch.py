@@ -8,9 +8,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import insert
 
+from services.access.entitlement_schemas import EntitlementCreate
+from services.access.entitlements import GrantRequest, grant, new_entitlement
+from services.access.grant_batch import grant_many
+from services.access.models import Entitlement as EntitlementRow
+from services.access.runtime import AccessState
 from services.orders.fulfilment import FULFILMENT_RELAY, granted_orders
 from services.orders.orders import GRANT
+from shared.auth import Principal
 from shared.outbox import OutboxMessage
 from shared.relays import Delivered, HttpDelivery
 from tests.access.entitlement_support import Deal, Market, deal_fixture, market_fixture, problem_type  # noqa: F401
@@ -169,3 +177,49 @@ async def test_the_orders_relay_splits_the_real_answer_per_grant(deal: Deal) -> 
     ids = {e["order_id"]: e["id"] for e in listed}
     assert granted_orders(seen) == [(bodies[0]["order_id"], ids[bodies[0]["order_id"]]),
                                     (bodies[2]["order_id"], ids[bodies[2]["order_id"]])]
+
+
+@pytest.mark.parametrize("path", ["batch", "single"])
+async def test_an_order_granted_by_another_request_meanwhile_is_answered_as_a_repeat(
+        deal: Deal, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """The race a grant's flush cannot win: another request grants the order after this one
+    read the existing entitlements (simulated by inserting that order's row in this grant's own
+    transaction from inside the catalog call). The unique order_id refuses the flush; the
+    savepoint, and only it, is rolled back, and the order is answered as a repeat of the
+    entitlement that won (batch: every item takes the single path then). Before the fix the
+    whole transaction was gone (the rows were added outside the savepoint)."""
+    m = deal.market
+    raced, other = grant_body(deal), grant_body(deal)
+    catalog = m.svc.state(AccessState).catalog
+    real = catalog.product_version
+    won: dict[str, str] = {}
+
+    async with m.svc.db.sessionmaker() as session, session.begin():
+        async def racing_version(product_id: str, version: int) -> dict[str, Any]:
+            body = await real(product_id, version)
+            if not won:
+                req = GrantRequest(**EntitlementCreate.model_validate(raced).model_dump())
+                row = new_entitlement(req, body)
+                values = {c.key: getattr(row, c.key) for c in EntitlementRow.__table__.columns
+                          if getattr(row, c.key) is not None}
+                await session.execute(insert(EntitlementRow).values(values))
+                won["id"] = row.id
+            return body
+
+        monkeypatch.setattr(catalog, "product_version", racing_version)
+        requests = [GrantRequest(**EntitlementCreate.model_validate(b).model_dump()) for b in (raced, other)]
+        service = Principal("svc-orders", "svc-orders", None, frozenset({"service"}), None, {})
+        if path == "batch":
+            outcomes = await grant_many(session, catalog, requests, service)
+        else:
+            outcomes = [await grant(session, catalog, r, service) for r in requests]
+    assert not isinstance(outcomes[0], Exception) and not isinstance(outcomes[1], Exception)
+    (first, first_created), (second, second_created) = outcomes
+    assert (first.id, first_created) == (won["id"], False)
+    assert second_created and second.order_id == other["order_id"]
+    for body, ent_id in ((raced, won["id"]), (other, second.id)):
+        listed = (await m.client.get("/v1/entitlements", params={"order_id": body["order_id"]},
+                                     headers=m.service)).json()["items"]
+        assert [e["id"] for e in listed] == [ent_id]
+    granted = [e.subject.id for e in await m.events("access.entitlement.granted")]
+    assert granted.count(second.id) == 1 and won["id"] not in granted  # the winner audited its own
