@@ -130,12 +130,14 @@ async def decide_payout(session: AsyncSession, operator: Principal, provider_org
     payout = Payout(id="po_" + secrets.token_hex(12), provider_org=provider_org, currency=currency,
                     period=period, amount=amount, status="pending", created_by=actor.model_dump(),
                     created_at=utcnow())
-    session.add(payout)
     try:
+        # Added inside the savepoint: added before it, a refused flush ends the whole
+        # transaction, not just the savepoint, and the read below fails (a 500).
         async with session.begin_nested():
+            session.add(payout)
             await session.flush()
-    except IntegrityError:  # decided concurrently: the first one stands
-        session.expunge(payout)
+    except IntegrityError:  # decided concurrently: the first one stands (the savepoint's
+        # rollback has already expunged ours)
         return (await session.execute(_payout_of(provider_org, currency, period))).scalar_one()
     return payout
 

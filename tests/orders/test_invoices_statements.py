@@ -6,11 +6,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
-from services.orders.models import LedgerEntry
+from services.orders import statements
+from services.orders.models import LedgerEntry, Payout
+from shared.auth import Principal
 from tests.conftest import DatabaseFactory
 from tests.orders.conftest import Harness, start_orders
 from tests.orders.test_refunds_ledger import paid_order
@@ -131,3 +134,30 @@ async def test_a_payout_pays_a_closed_months_balance_once_with_a_stripe_payout(o
     assert (await orders.client.post("/v1/payouts", json=body, headers=orders.provider())).status_code == 403
     mine = await orders.client.get("/v1/payouts", headers=orders.provider())
     assert {p["currency"] for p in mine.json()} == {"EUR", "JPY"}
+
+
+async def test_a_payout_decided_by_another_request_meanwhile_is_the_one_returned(
+        orders: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race a payout's insert cannot win: another operator request decides the same
+    provider, currency and month after this one looked for it (simulated by inserting that
+    payout in this request's own transaction while the balance is summed). The unique
+    (provider, currency, period) refuses the insert; only its savepoint is rolled back, and the
+    payout that won is returned in a transaction that still works. Before the fix the row was
+    added outside the savepoint, so the refused flush ended the whole transaction and the
+    fallback's read failed (a 500 for the second operator)."""
+    period = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    won = Payout(id="po_won", provider_org="org_provider", currency="EUR", period=period, amount=9000,
+                 status="pending", created_by={"sub": "other-operator"}, created_at=datetime.now(UTC))
+
+    async def balance_while_another_decides(session: Any, provider_org: str, currency: str, end: Any) -> int:
+        values = {c.key: getattr(won, c.key) for c in Payout.__table__.columns}
+        await session.execute(insert(Payout).values(values))
+        return 9000
+
+    monkeypatch.setattr(statements, "_balance_owed", balance_while_another_decides)
+    operator = Principal("op", "op", None, frozenset({"operator"}), None, {})
+    async with orders.ctx.sessionmaker() as s, s.begin():
+        payout = await statements.decide_payout(s, operator, "org_provider", "EUR", period)
+        assert payout.id == "po_won"
+        still = (await s.execute(select(Payout.id).where(Payout.period == period))).scalars().all()
+    assert still == ["po_won"]
