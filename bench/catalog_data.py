@@ -150,6 +150,19 @@ _FILLED = (("word_facet_counts", "0006_word_facet_counts"), ("listed_title_words
            ("listed_product_tags", "0011_listed_product_tags"))
 
 
+async def settle(engine: Any) -> None:
+    """PostgreSQL, after a bulk load or a migration of a kept database: VACUUM sets the
+    visibility map (index-only scans), as autovacuum would in production; CHECKPOINT writes the
+    dirty buffers out now, not during the first measured search class (as bench_audit.py does
+    after its bulk load)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        raw = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await raw.execute(text("VACUUM ANALYZE"))
+        await raw.execute(text("CHECKPOINT"))
+
+
 async def load(url: str, count: int, batch: int = 2000) -> float:
     from sqlalchemy import insert, select, text
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -194,13 +207,7 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
                     await conn.execute(text(migration_fill(migration)))  # the migration's own fill
                 for table, trigger in _BULK_TRIGGERS:
                     await conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}"))
-            # VACUUM sets the visibility map (index-only scans), as autovacuum would in production;
-            # CHECKPOINT writes the load's dirty buffers out now, not during the first measured
-            # search class (as bench_audit.py does after its bulk load).
-            async with engine.connect() as conn:
-                raw = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await raw.execute(text("VACUUM ANALYZE"))
-                await raw.execute(text("CHECKPOINT"))
+            await settle(engine)
         else:
             async with engine.begin() as conn:
                 await conn.execute(text("INSERT INTO products_fts(products_fts) VALUES ('optimize')"))
