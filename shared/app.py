@@ -177,6 +177,7 @@ def create_service_app(
             echo=settings.db_echo,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            work_mem=settings.db_work_mem,
         )
         http = create_http_client()
         instrument_client(app, http)

@@ -185,15 +185,21 @@ class Database:
     """One engine and session factory per app, built in the app factory."""
 
     def __init__(
-        self, url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20
+        self, url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20,
+        work_mem: str = "",
     ) -> None:
         self.url = url
-        pool = {} if is_sqlite(url) else {"pool_size": pool_size, "max_overflow": max_overflow}
+        pool: dict[str, Any] = (
+            {} if is_sqlite(url) else {"pool_size": pool_size, "max_overflow": max_overflow})
+        #: Session settings of every PostgreSQL connection (the SQLAlchemy pool's and the hot pool's).
+        server_settings = {"work_mem": work_mem} if work_mem and not is_sqlite(url) else {}
+        if server_settings:
+            pool["connect_args"] = {"server_settings": server_settings}
         self.engine = create_engine(url, echo=echo, **pool)
         #: Outbox relays of this app, woken after commits that wrote to their destination.
         self.relay_wakers = RelayWakers()
         #: asyncpg straight for single-statement hot reads (shared/hot_reads.py).
-        self.hot = HotPool(url, max_size=max(2, pool_size))
+        self.hot = HotPool(url, max_size=max(2, pool_size), server_settings=server_settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
                                                info={RELAY_WAKERS: self.relay_wakers,
                                                      HOT_POOL: self.hot})

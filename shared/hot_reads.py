@@ -45,11 +45,12 @@ _DEAD_CONNECTION = (
 class HotPool:
     """A lazily created asyncpg pool beside an app's SQLAlchemy engine (PostgreSQL only)."""
 
-    def __init__(self, url: str, max_size: int = 8) -> None:
+    def __init__(self, url: str, max_size: int = 8, server_settings: Mapping[str, str] | None = None) -> None:
         u = make_url(url)
         self.postgres = u.get_backend_name() == "postgresql"
         self._dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
         self.max_size = max_size
+        self.server_settings = dict(server_settings or {})
         self._pool: asyncpg.Pool | None = None
         self._creating = asyncio.Lock()
 
@@ -59,7 +60,8 @@ class HotPool:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
                         self._dsn, min_size=1, max_size=self.max_size, reset=_no_reset,
-                        max_inactive_connection_lifetime=60.0)
+                        max_inactive_connection_lifetime=60.0,
+                        server_settings=self.server_settings or None)
         return self._pool
 
     async def close(self) -> None:

@@ -113,6 +113,11 @@ class ServiceSettings(BaseSettings):
     db_max_overflow: int = Field(
         default=20, ge=0, description="Extra PostgreSQL connections a process may open under load."
     )
+    db_work_mem: str = Field(
+        default="", pattern=r"^(|[1-9][0-9]*(kB|MB|GB))$", examples=["16MB"],
+        description="PostgreSQL `work_mem` for this service's connections (each sort or hash of a "
+        "statement may use up to that much); empty: the server's setting. SQLite ignores it.",
+    )
 
     def model_post_init(self, __context: object) -> None:
         name = self.service_name

@@ -46,7 +46,7 @@ Generated from the Settings classes (`shared/settings.py` `ServiceSettings` and 
 `services/<name>/settings.py`) by `python deploy/local/config_reference.py > docs/configuration.md`.
 
 Every setting is an environment variable `SLUICE_<SERVICE>_<SETTING>` (names are
-case-insensitive). The settings every service shares (`DATABASE_URL` … `DB_MAX_OVERFLOW`) appear
+case-insensitive). The settings every service shares (`DATABASE_URL` … `DB_WORK_MEM`) appear
 in each service's table under that service's prefix, because each service reads its own.
 Defaults are those of a process with no `SLUICE_*` variable set (`make run` sets a few more in
 `var/dev.env`: the operator and service client secrets, the webhook secret and the dataservice's

@@ -25,6 +25,14 @@ class CatalogSettings(ServiceSettings):
         description="Requests a minute one client address may make to the public, unauthenticated "
         "DCAT-AP catalogue (`GET /v1/catalog.jsonld`), per process; 0 disables the limit.",
     )
+    db_work_mem: str = Field(
+        default="16MB", pattern=r"^(|[1-9][0-9]*(kB|MB|GB))$", examples=["16MB"],
+        description="PostgreSQL `work_mem` for the catalog's connections (empty: the server's, "
+        "4MB by default). A word search with category and grade filters intersects a common "
+        "word's posting list with the filters' index; at 1M products that bitmap needs ~16MB to "
+        "stay exact (at 4MB it degrades to whole pages and re-matches every row on them: "
+        "docs/performance.md, catalog search, fourth pass).",
+    )
     search_facet_cache_seconds: float = Field(
         default=5.0,
         ge=0,
