@@ -131,6 +131,11 @@ def make_product(i: int, rng: random.Random, now: datetime) -> Generated:
 
 def migration_fill(name: str) -> str:
     """The INSERT ... SELECT that fills a maintained table, from its migration (``name``)."""
+    return str(migration_attr(name, "FILL"))
+
+
+def migration_attr(name: str, attr: str) -> Any:
+    """A module-level constant of a catalog migration (``name``), e.g. its ``FILL``."""
     import importlib.util
     from pathlib import Path
 
@@ -140,14 +145,21 @@ def migration_fill(name: str) -> str:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return str(module.FILL)
+    return getattr(module, attr, None)
 
 
 # Row triggers of maintained tables, off during the bulk load (each table is filled once after it).
 _BULK_TRIGGERS = (("products", "word_facet_counts_ins_del"), ("products", "listed_title_words_ins_del"),
-                  ("products", "listed_product_tags_ins_del"), ("product_tags", "listed_product_tags_tags"))
+                  ("products", "listed_product_tags_ins_del"), ("product_tags", "listed_product_tags_tags"),
+                  ("products", "listed_search_ins_del"))
 _FILLED = (("word_facet_counts", "0006_word_facet_counts"), ("listed_title_words", "0010_listed_title_words"),
-           ("listed_product_tags", "0011_listed_product_tags"))
+           ("listed_product_tags", "0011_listed_product_tags"),
+           ("listed_search", "0012_listed_search"))
+#: GIN indexes of filled tables, built after the fill as the migration does: (table, migration, names).
+_BUILT_AFTER = (
+    ("listed_search", "0012_listed_search", ("ix_listed_search_search", "ix_listed_search_title",
+                                             "ix_listed_search_facets", "ix_listed_search_grade")),
+)
 
 
 async def settle(engine: Any) -> None:
@@ -202,9 +214,15 @@ async def load(url: str, count: int, batch: int = 2000) -> float:
                     text("CREATE INDEX ix_products_search ON products USING GIN (search_vector)"))
                 await conn.execute(
                     text("CREATE INDEX ix_products_title_search ON products USING GIN (title_vector)"))
+                for _, _, names in _BUILT_AFTER:
+                    for index in names:
+                        await conn.execute(text(f"DROP INDEX {index}"))
                 for table, migration in _FILLED:
                     await conn.execute(text(f"TRUNCATE {table}"))
                     await conn.execute(text(migration_fill(migration)))  # the migration's own fill
+                for _, migration, _ in _BUILT_AFTER:
+                    for stmt in migration_attr(migration, "PG_INDEXES"):
+                        await conn.execute(text(stmt))
                 for table, trigger in _BULK_TRIGGERS:
                     await conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}"))
             await settle(engine)
