@@ -52,6 +52,10 @@ async def test_listed_search_follows_the_listed_products(catalog: RunningApp, to
                                    "has_metered = true, listed_at = listed_at - interval '1 day', "
                                    "title = 'Renamed ozone series' WHERE id = :id"), {"id": b})
     await assert_table_matches_products(catalog, rows=1)
+    for change in ("description = 'Hourly nitrogen dioxide'", "tags_text = 'air pollen'"):  # one vector only
+        async with catalog.db.sessionmaker() as session, session.begin():
+            await session.execute(text(f"UPDATE products SET {change} WHERE id = :id"), {"id": b})
+        await assert_table_matches_products(catalog, rows=1)
     async with catalog.db.sessionmaker() as session:
         assert "ozon" in (await session.execute(text("SELECT title_vector::text FROM listed_search"))).scalar_one()
     async with catalog.db.sessionmaker() as session, session.begin():
