@@ -21,6 +21,7 @@ NOT_FOR_PEOPLE = {
     ("catalog", "GET", "/internal/v1/products/{product_id}/versions/{version}"): "internal: orders",
     ("orders", "POST", "/v1/webhooks/stripe"): "Stripe calls it, signed",
     ("access", "POST", "/v1/entitlements"): "orders' fulfilment relay",
+    ("access", "POST", "/v1/entitlements/batch"): "orders' fulfilment relay (a batch of grants)",
     ("access", "POST", "/v1/usage"): "data services report answered queries",
     ("access", "POST", "/v1/entitlements/by-order/{order_id}/changes"): "orders' billing changes (outbox)",
     ("access", "GET", "/v1/usage/summary"): "orders bills metered periods from it; people read usage",
