@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import yaml
 
 from services.audit import verify
 from shared.outbox import AUDIT_EVENT
@@ -49,6 +50,17 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float = 30.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(interval)
+
+
+def wait_for_bindings(cluster: Cluster) -> None:
+    """The data service re-reads its aliases file every 2 s: wait until it has loaded the file
+    as it is now, so a buyer whose order is fulfilled within that time does not query a product
+    it does not serve yet (a 403 "wrong-product" seen in CI once fulfilment got faster)."""
+    count = len((yaml.safe_load(cluster.aliases_file.read_text()) or {}).get("aliases") or {})
+    loaded = f"product aliases loaded from {cluster.aliases_file}: {count}"
+    proc = cluster.procs["dataservice"]
+    wait_until(lambda: loaded in proc.log.read_text(errors="replace"),
+               f"the data service to load {count} product binding(s)", timeout=15)
 
 
 @dataclass
@@ -214,5 +226,6 @@ def open_market(cluster: Cluster) -> Market:
     health = regulator.approve_product(health["id"], "Attestation checked: k=10, aggregates only.")
     assert health["status"] == "listed", health
     bind_products(cluster.aliases_file, transit["id"], health["id"])
+    wait_for_bindings(cluster)
     return Market(cluster, endpoints, operator, provider, provider_org, buyer, buyer_org, regulator,
                   transit, health)
