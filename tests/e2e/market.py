@@ -19,7 +19,7 @@ from services.audit import verify
 from shared.outbox import AUDIT_EVENT
 from sluice.client import Endpoints, SluiceClient
 from sluice.demo import bind_products, product_specs
-from tests.e2e.cluster import OPERATOR_ID, OPERATOR_SECRET, Cluster
+from tests.e2e.cluster import OPERATOR_ID, OPERATOR_SECRET, Cluster, ReplicatedCluster
 from tests.e2e.databases import outboxes
 
 JSON = dict[str, Any]
@@ -58,9 +58,10 @@ def wait_for_bindings(cluster: Cluster) -> None:
     it does not serve yet (a 403 "wrong-product" seen in CI once fulfilment got faster)."""
     count = len((yaml.safe_load(cluster.aliases_file.read_text()) or {}).get("aliases") or {})
     loaded = f"product aliases loaded from {cluster.aliases_file}: {count}"
-    proc = cluster.procs["dataservice"]
-    wait_until(lambda: loaded in proc.log.read_text(errors="replace"),
-               f"the data service to load {count} product binding(s)", timeout=15)
+    logs = ([r.log for r in cluster.replicas["dataservice"]] if isinstance(cluster, ReplicatedCluster)
+            else [cluster.procs["dataservice"].log])
+    wait_until(lambda: all(loaded in log.read_text(errors="replace") for log in logs),
+               f"every data service process to load {count} product binding(s)", timeout=15)
 
 
 @dataclass
